@@ -1,0 +1,47 @@
+public import HiredisNIO
+public import Logging
+
+/// `PARLEY_LOG_LEVEL`: trace, debug, info (default), notice, warning, error, critical.
+public enum LogSettings {
+    public static let variable = "PARLEY_LOG_LEVEL"
+
+    public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> Logger.Level {
+        guard let raw = reader.optional(Self.variable) else { return .info }
+        guard let level = Logger.Level(rawValue: raw.lowercased()) else {
+            let names = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ConfigurationError(Self.variable, "must be one of \(names) (got \"\(raw)\")")
+        }
+        return level
+    }
+}
+
+/// `PARLEY_REDIS_URL`: `redis://[user:password@]host:port/db`.
+public enum RedisSettings {
+    public static let variable = "PARLEY_REDIS_URL"
+
+    public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> RedisConfiguration {
+        let url = try reader.required(Self.variable, hint: "set it or pass --redis-url, e.g. redis://127.0.0.1:6379/0")
+        do {
+            return try RedisConfiguration(url: url)
+        } catch {
+            throw ConfigurationError(Self.variable, error.message)
+        }
+    }
+}
+
+/// `PARLEY_ENV`: `production` (default) or `development`. Development mode
+/// generates a JWT secret when none is set and may log one-time codes.
+public enum DeploymentEnvironment: String, Sendable, CaseIterable {
+    case production
+    case development
+
+    public static let variable = "PARLEY_ENV"
+
+    public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> DeploymentEnvironment {
+        guard let raw = reader.optional(Self.variable) else { return .production }
+        guard let value = DeploymentEnvironment(rawValue: raw.lowercased()) else {
+            throw ConfigurationError(Self.variable, "must be production or development (got \"\(raw)\")")
+        }
+        return value
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+public import HTTPTypes
+public import Hummingbird
+
+/// An error the client is told about, rendered as `application/problem+json`
+/// (RFC 9457) with a stable machine `code` (PROTOCOL.md).
+public struct APIError: Error, Sendable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var detail: String
+    /// Seconds, for 429 and 503.
+    public var retryAfter: Int?
+    /// Extension members added to the problem object.
+    public var extra: [String: String]
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ detail: String, retryAfter: Int? = nil, extra: [String: String] = [:]) {
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.retryAfter = retryAfter
+        self.extra = extra
+    }
+
+    public static func badRequest(_ code: String, _ detail: String) -> APIError { APIError(.badRequest, code, detail) }
+    public static func notFound(_ code: String, _ detail: String) -> APIError { APIError(.notFound, code, detail) }
+    public static func unavailable(_ detail: String, retryAfter: Int = 5, extra: [String: String] = [:]) -> APIError {
+        APIError(.serviceUnavailable, "unavailable", detail, retryAfter: retryAfter, extra: extra)
+    }
+
+    public func response() -> Response {
+        var object: [String: Any] = [
+            "type": "about:blank",
+            "title": self.status.reasonPhrase.isEmpty ? "Error" : self.status.reasonPhrase,
+            "status": self.status.code,
+            "code": self.code,
+            "detail": self.detail,
+        ]
+        for (key, value) in self.extra where object[key] == nil { object[key] = value }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/problem+json"
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        return Response(status: self.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension APIError {
+    /// Maps any error to what the client sees. Unknown errors become a 500
+    /// without details (they are logged by the caller).
+    static func from(_ error: any Error) -> APIError? {
+        switch error {
+        case let error as APIError:
+            return error
+        case let error as HTTPError:
+            return APIError(error.status, Self.code(for: error.status), error.body ?? error.status.reasonPhrase, extra: [:])
+        case let error as any HTTPResponseError:
+            return APIError(error.status, Self.code(for: error.status), error.status.reasonPhrase)
+        default:
+            return nil
+        }
+    }
+
+    static func code(for status: HTTPResponse.Status) -> String {
+        switch status {
+        case .badRequest: return "invalid_request"
+        case .unauthorized: return "unauthorized"
+        case .forbidden: return "forbidden"
+        case .notFound: return "not_found"
+        case .methodNotAllowed: return "method_not_allowed"
+        case .conflict: return "conflict"
+        case .contentTooLarge: return "too_large"
+        case .unsupportedMediaType: return "unsupported_media_type"
+        case .tooManyRequests: return "rate_limited"
+        case .serviceUnavailable: return "unavailable"
+        default: return status.code >= 500 ? "internal" : "invalid_request"
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+public import HiredisNIO
+public import Hummingbird
+public import Logging
+import ParleyCore
+public import PostgresNIO
+public import Prometheus
+
+/// The long-lived clients a gateway process shares across requests.
+public struct GatewayDependencies: Sendable {
+    public let configuration: GatewayConfiguration
+    public let postgres: PostgresClient
+    public let redis: RedisClient
+    public let metrics: PrometheusCollectorRegistry
+
+    public init(configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger) {
+        self.configuration = configuration
+        self.postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+        self.redis = RedisClient(configuration: configuration.redis, logger: logger)
+        self.metrics = metrics
+    }
+}
+
+/// Builds the router: operations endpoints, then every API controller.
+/// `configure` lets tests add routes that share the same middleware.
+public func buildRouter(
+    _ dependencies: GatewayDependencies,
+    configure: (Router<ParleyRequestContext>) -> Void = { _ in }
+) -> Router<ParleyRequestContext> {
+    let router = Router(context: ParleyRequestContext.self)
+    router.add(middleware: RequestIDMiddleware())
+    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: ProblemMiddleware())
+    OperationsController(postgres: dependencies.postgres, redis: dependencies.redis, registry: dependencies.metrics)
+        .addRoutes(to: router)
+    configure(router)
+    return router
+}
+
+/// The gateway application: HTTP server plus the services it depends on,
+/// all stopped together on SIGTERM/SIGINT.
+public func buildApplication(
+    _ dependencies: GatewayDependencies,
+    logger: Logger,
+    configure: (Router<ParleyRequestContext>) -> Void = { _ in }
+) -> some ApplicationProtocol {
+    let configuration = dependencies.configuration
+    for warning in configuration.startupWarnings { logger.warning("\(warning)") }
+    let router = buildRouter(dependencies, configure: configure)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
+        services: [dependencies.postgres, dependencies.redis],
+        onServerRunning: { channel in
+            logger.info(
+                "gateway listening",
+                metadata: ["http.address": "\(channel.localAddress?.description ?? "?")", "instance.id": "\(configuration.instanceID)"]
+            )
+        },
+        logger: logger
+    )
+}

@@ -1,0 +1,90 @@
+public import Foundation
+public import HiredisNIO
+public import Logging
+public import ParleyCore
+
+/// Everything `parley serve` needs, validated at start.
+public struct GatewayConfiguration: Sendable {
+    public var environment: DeploymentEnvironment
+    public var database: DatabaseSettings
+    public var redis: RedisConfiguration
+    public var host: String
+    public var port: Int
+    public var jwtSecret: [UInt8]
+    /// Browser origins allowed to open WebSockets (`scheme://host[:port]`).
+    public var allowedOrigins: [String]
+    public var logLevel: Logger.Level
+    /// Names this process in logs, metrics and presence.
+    public var instanceID: String
+    /// Warnings to log once a logger exists (e.g. a generated development secret).
+    public var startupWarnings: [String] = []
+
+    public static let minimumSecretBytes = 32
+
+    public init(
+        environment: DeploymentEnvironment = .production,
+        database: DatabaseSettings,
+        redis: RedisConfiguration,
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        jwtSecret: [UInt8],
+        allowedOrigins: [String] = [],
+        logLevel: Logger.Level = .info,
+        instanceID: String = UUID().uuidString.lowercased()
+    ) {
+        self.environment = environment
+        self.database = database
+        self.redis = redis
+        self.host = host
+        self.port = port
+        self.jwtSecret = jwtSecret
+        self.allowedOrigins = allowedOrigins
+        self.logLevel = logLevel
+        self.instanceID = instanceID
+    }
+
+    public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> GatewayConfiguration {
+        let environment = try DeploymentEnvironment.load(reader)
+        let database = try DatabaseSettings.load(reader)
+        let redis = try RedisSettings.load(reader)
+        let host = reader.optional("PARLEY_HTTP_HOST") ?? "127.0.0.1"
+        let port = try reader.integer("PARLEY_HTTP_PORT", default: 8080, range: 0...65535)
+        var warnings: [String] = []
+        let secret: [UInt8]
+        if let raw = reader.optional("PARLEY_JWT_SECRET") {
+            secret = Array(raw.utf8)
+            guard secret.count >= Self.minimumSecretBytes else {
+                throw ConfigurationError("PARLEY_JWT_SECRET", "must be at least \(Self.minimumSecretBytes) bytes (got \(secret.count))")
+            }
+        } else if environment == .development {
+            secret = (0..<48).map { _ in UInt8.random(in: .min ... .max) }
+            warnings.append("PARLEY_JWT_SECRET is not set: generated a random one for this process (development mode); tokens will not work on other instances")
+        } else {
+            throw ConfigurationError("PARLEY_JWT_SECRET", "missing (set it to a random string of at least \(Self.minimumSecretBytes) bytes, e.g. openssl rand -base64 48)")
+        }
+        let origins = try Self.parseOrigins(reader.optional("PARLEY_ALLOWED_ORIGINS"))
+        let logLevel = try LogSettings.load(reader)
+        var configuration = GatewayConfiguration(
+            environment: environment, database: database, redis: redis, host: host, port: port, jwtSecret: secret,
+            allowedOrigins: origins, logLevel: logLevel,
+            instanceID: reader.optional("PARLEY_INSTANCE_ID") ?? "\(ProcessInfo.processInfo.hostName):\(port):\(ProcessInfo.processInfo.processIdentifier)"
+        )
+        configuration.startupWarnings = warnings
+        return configuration
+    }
+
+    /// A comma-separated list of origins such as `https://chat.example.com,http://localhost:5173`.
+    static func parseOrigins(_ raw: String?) throws(ConfigurationError) -> [String] {
+        guard let raw else { return [] }
+        var origins: [String] = []
+        for item in raw.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            guard let url = URLComponents(string: item), let scheme = url.scheme, ["http", "https"].contains(scheme),
+                let host = url.host, !host.isEmpty, url.path.isEmpty || url.path == "/", url.query == nil
+            else {
+                throw ConfigurationError("PARLEY_ALLOWED_ORIGINS", "\"\(item)\" is not an origin (expected scheme://host[:port], comma-separated)")
+            }
+            origins.append("\(scheme)://\(host.lowercased())\(url.port.map { ":\($0)" } ?? "")")
+        }
+        return origins
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+public import Hummingbird
+public import HiredisNIO
+import Logging
+import ParleyCore
+public import PostgresNIO
+public import Prometheus
+
+/// `/healthz`, `/readyz`, `/metrics`.
+public struct OperationsController: Sendable {
+    let postgres: PostgresClient
+    let redis: RedisClient
+    let registry: PrometheusCollectorRegistry
+    let readinessTimeout: Duration
+
+    public init(postgres: PostgresClient, redis: RedisClient, registry: PrometheusCollectorRegistry, readinessTimeout: Duration = .seconds(1)) {
+        self.postgres = postgres
+        self.redis = redis
+        self.registry = registry
+        self.readinessTimeout = readinessTimeout
+    }
+
+    public func addRoutes(to router: Router<some RequestContext>) {
+        router.get("/healthz") { _, _ in
+            Self.json(["status": "ok"])
+        }
+        router.get("/readyz") { _, context in
+            try await self.readiness(logger: context.logger)
+        }
+        router.get("/metrics") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: self.registry.emitToBuffer())))
+        }
+    }
+
+    /// 200 when PostgreSQL and Redis both answer within the timeout, else 503 naming what is down.
+    func readiness(logger: Logger) async throws -> Response {
+        let postgres = self.postgres
+        let redis = self.redis
+        async let postgresProblem = Self.check(timeout: self.readinessTimeout) {
+            _ = try await postgres.query("SELECT 1", logger: logger).collect()
+        }
+        async let redisProblem = Self.check(timeout: self.readinessTimeout) {
+            try await redis.ping()
+        }
+        let problems = [("postgres", await postgresProblem), ("redis", await redisProblem)]
+        let down = problems.compactMap { name, problem in problem.map { (name, $0) } }
+        guard down.isEmpty else {
+            var extra: [String: String] = [:]
+            for (name, problem) in problems { extra[name] = problem ?? "ok" }
+            logger.warning("not ready", metadata: ["readiness.down": "\(down.map(\.0).joined(separator: ","))"])
+            throw APIError.unavailable(
+                down.map { "\($0.0) is down (\($0.1))" }.joined(separator: "; "),
+                extra: extra
+            )
+        }
+        return Self.json(["status": "ready", "postgres": "ok", "redis": "ok"])
+    }
+
+    /// nil when the check passed, else a short reason.
+    static func check(timeout: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> String? {
+        do {
+            try await withDeadline(timeout, body)
+            return nil
+        } catch is DeadlineExceeded {
+            return "no answer within \(timeout)"
+        } catch let error as RedisError {
+            return error.code.description
+        } catch {
+            return "\(type(of: error))"
+        }
+    }
+
+    static func json(_ object: [String: String]) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

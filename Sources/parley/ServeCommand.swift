@@ -1,0 +1,51 @@
+import ArgumentParser
+import Hummingbird
+import Logging
+import Metrics
+import ParleyCore
+import ParleyGateway
+import Prometheus
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run a gateway instance (REST + WebSocket). Stateless: run as many as you like."
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(name: .customLong("redis-url"), help: "Redis URL (env PARLEY_REDIS_URL).")
+    var redisURL: String?
+
+    @Option(name: .customLong("host"), help: "Address to listen on (env PARLEY_HTTP_HOST, default 127.0.0.1).")
+    var host: String?
+
+    @Option(name: .customLong("port"), help: "Port to listen on, 0 for any (env PARLEY_HTTP_PORT, default 8080).")
+    var port: String?
+
+    @Option(name: .customLong("allowed-origins"), help: "Comma-separated browser origins allowed to open WebSockets (env PARLEY_ALLOWED_ORIGINS).")
+    var allowedOrigins: String?
+
+    @Flag(name: .customLong("no-migrate"), help: "Do not apply pending migrations on start.")
+    var noMigrate = false
+
+    func run() async throws {
+        try await runCommand {
+            let reader = self.common.settings([
+                "PARLEY_REDIS_URL": self.redisURL, "PARLEY_HTTP_HOST": self.host, "PARLEY_HTTP_PORT": self.port,
+                "PARLEY_ALLOWED_ORIGINS": self.allowedOrigins,
+            ])
+            let configuration = try GatewayConfiguration.load(reader)
+            var logger = bootstrapLogging(level: configuration.logLevel, label: "parley.serve")
+            logger[metadataKey: "instance.id"] = "\(configuration.instanceID)"
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            if !self.noMigrate {
+                try await Migrator().run(database: configuration.database, logger: logger)
+            }
+            let dependencies = GatewayDependencies(configuration: configuration, metrics: registry, logger: logger)
+            let app = buildApplication(dependencies, logger: logger)
+            try await app.runService()
+        }
+    }
+}

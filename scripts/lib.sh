@@ -1,0 +1,130 @@
+# Shared by scripts/run, scripts/test and scripts/bench. Source it; do not run it.
+# Private PostgreSQL and Redis servers under .local/, on loopback only.
+
+set -euo pipefail
+
+PARLEY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PARLEY_PACKAGES=(libhiredis-dev libsodium-dev libcurl4-openssl-dev libssl-dev postgresql redis-server python3-aiosmtpd curl)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs the Debian packages that are missing (nothing if all are there).
+ensure_packages() {
+  local missing=()
+  for pkg in "${PARLEY_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v swift >/dev/null || die "swift is not on PATH (Swift 6.1 or newer is needed)"
+}
+
+pg_bindir() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
+  echo "$dir"
+}
+
+# A TCP port nobody listens on right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+random_secret() {
+  python3 -c 'import secrets; print(secrets.token_urlsafe(int(__import__("sys").argv[1])))' "${1:-32}"
+}
+
+# PostgreSQL refuses to run as root: when root, the cluster belongs to the
+# 'postgres' system user (created by the Debian package).
+pg_run() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_postgres DIR PORT [fast]: initialises DIR on first use, starts the
+# server on 127.0.0.1:PORT, creates database 'parley' (role 'parley', password
+# in DIR/password). "fast" trades durability for speed (tests only).
+start_postgres() {
+  local dir="$1" port="$2" mode="${3:-durable}" bin
+  bin=$(pg_bindir)
+  mkdir -p "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    rm -rf "$dir/data"
+    [ -f "$dir/password" ] || random_secret 24 > "$dir/password"
+    mkdir -p "$dir/data" "$dir/socket"
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$dir"; fi
+    chmod 700 "$dir/data"
+    pg_run "$bin/initdb" -D "$dir/data" -U parley --pwfile="$dir/password" \
+      --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  fi
+  stop_postgres "$dir" 2>/dev/null || true
+  local opts="-p $port -k $dir/socket -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=256MB"
+  if [ "$mode" = fast ]; then opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
+  pg_run "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "$opts" -w -t 60 start >/dev/null \
+    || { tail -n 20 "$dir/server.log" >&2; die "PostgreSQL did not start (log: $dir/server.log)"; }
+  pg_run "$bin/psql" -h "$dir/socket" -p "$port" -U parley -d postgres -Atqc \
+    "SELECT 1 FROM pg_database WHERE datname = 'parley'" | grep -q 1 \
+    || pg_run "$bin/createdb" -h "$dir/socket" -p "$port" -U parley parley
+}
+
+stop_postgres() {
+  local dir="$1"
+  [ -f "$dir/data/postmaster.pid" ] || return 0
+  pg_run "$(pg_bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+postgres_url() { # DIR PORT [DATABASE]
+  echo "postgres://parley:$(cat "$1/password")@127.0.0.1:$2/${3:-parley}"
+}
+
+# start_redis DIR PORT: a private redis-server with a password and an
+# append-only file, so that mail jobs survive a restart.
+start_redis() {
+  local dir="$1" port="$2"
+  mkdir -p "$dir"
+  [ -f "$dir/password" ] || random_secret 24 > "$dir/password"
+  stop_redis "$dir"
+  umask 077
+  cat > "$dir/redis.conf" <<CONF
+port $port
+bind 127.0.0.1
+dir $dir
+daemonize yes
+pidfile $dir/redis.pid
+logfile $dir/redis.log
+requirepass $(cat "$dir/password")
+appendonly yes
+appendfsync everysec
+save ""
+CONF
+  umask 022
+  redis-server "$dir/redis.conf" || die "redis-server did not start (log: $dir/redis.log)"
+  for _ in $(seq 1 100); do
+    REDISCLI_AUTH="$(cat "$dir/password")" redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.1
+  done
+  die "redis-server did not answer on port $port (log: $dir/redis.log)"
+}
+
+stop_redis() {
+  local dir="$1" pid
+  [ -f "$dir/redis.pid" ] || return 0
+  pid=$(cat "$dir/redis.pid")
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$dir/redis.pid"
+}
+
+redis_url() { # DIR PORT
+  echo "redis://:$(cat "$1/password")@127.0.0.1:$2/0"
+}

@@ -1,0 +1,17 @@
+// The schema migrations of this folder, embedded into the binary at build time
+// (SwiftPM `.embedInCode`, which names 001_init.sql `_01_init_sql`). Add a migration: write sql/NNN_name.sql, list it in
+// Package.swift (ParleySchema resources) and in `files` below; a unit test
+// checks that every .sql file here is listed.
+
+/// A numbered SQL migration.
+public struct SchemaMigration: Sendable, Hashable {
+    public let version: Int
+    public let name: String
+    public let sql: String
+}
+
+public enum Schema {
+    public static let migrations: [SchemaMigration] = [
+        SchemaMigration(version: 1, name: "001_init", sql: String(decoding: PackageResources._01_init_sql, as: UTF8.self))
+    ]
+}
