@@ -8,6 +8,12 @@ public struct SchemaMigration: Sendable, Hashable {
     public let version: Int
     public let name: String
     public let sql: String
+
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
 }
 
 public enum Schema {

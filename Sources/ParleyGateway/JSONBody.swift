@@ -18,16 +18,17 @@ extension Request {
             throw APIError(.contentTooLarge, "too_large", "request body exceeds \(limit) bytes")
         }
         guard buffer.readableBytes > 0 else { throw APIError.badRequest("invalid_json", "request body is empty; a JSON object is expected") }
+        let data = Data(buffer.readableBytesView)
         do {
-            return try JSONDecoder.parley.decode(T.self, from: Data(buffer.readableBytesView))
+            return try JSONDecoder.parley.decode(T.self, from: data)
         } catch let error as DecodingError {
-            throw APIError.badRequest(Self.code(for: error), Self.describe(error))
+            // Syntax errors and shape errors get different codes; only on this
+            // (failing) path is the body parsed a second time to tell them apart.
+            guard (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil else {
+                throw APIError.badRequest("invalid_json", "body is not valid JSON")
+            }
+            throw APIError.badRequest("invalid_request", Self.describe(error))
         }
-    }
-
-    static func code(for error: DecodingError) -> String {
-        if case .dataCorrupted(let context) = error, context.codingPath.isEmpty { return "invalid_json" }
-        return "invalid_request"
     }
 
     static func describe(_ error: DecodingError) -> String {
@@ -36,7 +37,7 @@ extension Request {
         }
         switch error {
         case .dataCorrupted(let context) where context.codingPath.isEmpty:
-            return "body is not valid JSON"
+            return context.debugDescription
         case .dataCorrupted(let context):
             return "\(path(context.codingPath)): \(context.debugDescription)"
         case .keyNotFound(let key, let context):

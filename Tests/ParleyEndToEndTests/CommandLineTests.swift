@@ -1,0 +1,100 @@
+import Foundation
+import ParleyCore
+import ParleyTestSupport
+import PostgresNIO
+import Testing
+
+/// The real `parley` binary: configuration errors, migrations from several
+/// processes, and a serving gateway that shuts down gracefully.
+@Suite struct CommandLineTests {
+    static let valid = [
+        "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+        "PARLEY_DATABASE_URL": "postgres://parley@127.0.0.1:1/parley",
+        "PARLEY_REDIS_URL": "redis://127.0.0.1:1/0",
+        "PARLEY_JWT_SECRET": String(repeating: "k", count: 40),
+    ]
+
+    @Test(arguments: [
+        ("PARLEY_DATABASE_URL", nil, "missing"),
+        ("PARLEY_DATABASE_URL", "mysql://x@h/db", "scheme must be postgres://"),
+        ("PARLEY_REDIS_URL", nil, "missing"),
+        ("PARLEY_REDIS_URL", "redis://h:port/0", "not a URL"),
+        ("PARLEY_JWT_SECRET", nil, "missing"),
+        ("PARLEY_JWT_SECRET", "short-secret", "at least 32 bytes (got 12)"),
+        ("PARLEY_HTTP_PORT", "eighty", "must be an integer"),
+        ("PARLEY_HTTP_PORT", "-1", "between 0 and 65535"),
+        ("PARLEY_LOG_LEVEL", "chatty", "must be one of"),
+        ("PARLEY_ALLOWED_ORIGINS", "localhost:3000", "not an origin"),
+        ("PARLEY_ENV", "staging", "production or development"),
+    ] as [(String, String?, String)])
+    func serveRefusesABadSettingWithOneLine(setting: String, value: String?, problem: String) async throws {
+        var environment = Self.valid
+        environment[setting] = value
+        let (status, output) = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["serve", "--no-migrate"], environment: environment, inheritEnvironment: false, timeout: .seconds(20))
+        #expect(status == 78)
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: true)
+        #expect(lines.count == 1, "expected one line, got:\n\(output)")
+        #expect(lines.first?.hasPrefix("parley: configuration error: \(setting): ") == true, "got: \(output)")
+        #expect(output.contains(problem), "got: \(output)")
+        if setting == "PARLEY_JWT_SECRET", let value { #expect(!output.contains(value), "a secret must never be echoed") }
+    }
+
+    @Test func flagsOverrideEnvironmentAndAreValidatedToo() async throws {
+        let (status, output) = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["serve", "--port", "99999"], environment: Self.valid, inheritEnvironment: false)
+        #expect(status == 78)
+        #expect(output.contains("PARLEY_HTTP_PORT: must be between 0 and 65535 (got 99999)"))
+    }
+
+    @Test func migrateNeedsOnlyTheDatabase() async throws {
+        let (status, output) = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["migrate"], environment: ["PATH": "/usr/bin:/bin"], inheritEnvironment: false)
+        #expect(status == 78)
+        #expect(output.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("parley: configuration error: PARLEY_DATABASE_URL: missing"))
+    }
+
+    @Test func twoMigrateProcessesStartedTogetherBothSucceed() async throws {
+        let database = try await TestDatabase.create()
+        defer { Task { await database.drop() } }
+        let children = (0..<2).map { _ in
+            ChildProcess(try! TestEnvironment.parleyBinary(), ["migrate"], environment: ["PARLEY_DATABASE_URL": database.url])
+        }
+        for child in children { try child.start() }
+        for child in children {
+            let status = await child.waitForExit(timeout: .seconds(60))
+            #expect(status == 0, "migrate failed:\n\(child.outputText)")
+        }
+        let applied = children.map { $0.outputText.components(separatedBy: "applied migration").count - 1 }
+        #expect(applied.reduce(0, +) == 1, "001_init must be applied by exactly one process")
+        let rows = try await database.withClient { client in
+            try await client.query("SELECT name FROM schema_migrations", logger: TestEnvironment.logger).collect().map { try $0.decode(String.self) }
+        }
+        #expect(rows == ["001_init"])
+    }
+
+    @Test func twoGatewaysStartTogetherServeAndStopGracefully() async throws {
+        let database = try await TestDatabase.create()
+        defer { Task { await database.drop() } }
+        // both migrate on start, at the same time, on an empty database
+        let gateways = try (0..<2).map { _ in try GatewayProcess(databaseURL: database.url) }
+        for gateway in gateways { try await gateway.waitUntilReady() }
+
+        for gateway in gateways {
+            let (status, body) = try await HTTP.get("\(gateway.baseURL)/readyz")
+            #expect(status == 200)
+            #expect(String(decoding: body, as: UTF8.self).contains("\"postgres\":\"ok\""))
+            let missing = try await HTTP.request("GET", "\(gateway.baseURL)/v1/missing")
+            #expect(missing.status == 404)
+            #expect(missing.headers["content-type"] == "application/problem+json")
+            #expect(missing.headers["x-request-id"] != nil)
+        }
+
+        // SIGTERM: the process finishes and exits 0
+        for gateway in gateways {
+            gateway.child.signal(SIGTERM)
+            let status = await gateway.child.waitForExit(timeout: .seconds(15))
+            #expect(status == 0, "gateway did not exit cleanly:\n\(gateway.child.outputText)")
+        }
+        let output = gateways.map(\.child.outputText).joined()
+        #expect(output.components(separatedBy: "applied migration").count - 1 == 1)
+        #expect(!output.contains("PARLEY_JWT_SECRET") && !output.contains("end-to-end-test-secret"))
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+import HiredisNIO
+import Logging
+import Metrics
+import NIOCore
+import ParleyCore
+import ParleyGateway
+import ParleyTestSupport
+import Prometheus
+
+enum GatewayTestSupport {
+    /// MetricsSystem can be bootstrapped once per process: every test shares this registry.
+    static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
+    }()
+
+    static func configuration(redis: RedisConfiguration? = nil) throws -> GatewayConfiguration {
+        var redisConfiguration = try redis ?? TestEnvironment.redisConfiguration()
+        redisConfiguration.connectTimeout = .milliseconds(500)
+        return GatewayConfiguration(
+            environment: .development,
+            database: try TestEnvironment.databaseSettings(),
+            redis: redisConfiguration,
+            host: "127.0.0.1",
+            port: 0,
+            jwtSecret: Array("test-secret-that-is-long-enough-to-use-1234".utf8),
+            logLevel: .warning
+        )
+    }
+
+    static func dependencies(redis: RedisConfiguration? = nil) throws -> GatewayDependencies {
+        GatewayDependencies(configuration: try self.configuration(redis: redis), metrics: self.registry, logger: TestEnvironment.logger)
+    }
+}

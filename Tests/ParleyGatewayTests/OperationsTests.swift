@@ -1,0 +1,81 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import HummingbirdTesting
+import ParleyCore
+import ParleyGateway
+import ParleyTestSupport
+import Testing
+
+@Suite struct OperationsTests {
+    @Test func healthzAnswers() async throws {
+        let app = buildApplication(try GatewayTestSupport.dependencies(), logger: TestEnvironment.logger)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "{\"status\":\"ok\"}")
+            }
+        }
+    }
+
+    @Test func readyzFollowsRedisDownAndBackUp() async throws {
+        let redis = try RedisServerProcess(password: "ready-secret")
+        try await redis.start()
+        let app = buildApplication(try GatewayTestSupport.dependencies(redis: redis.configuration), logger: TestEnvironment.logger)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+            await redis.kill()
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(response.headers[.contentType] == "application/problem+json")
+                #expect(response.headers[.retryAfter] != nil)
+                let problem = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+                #expect(problem?["code"] as? String == "unavailable")
+                #expect(problem?["redis"] as? String != "ok")
+                #expect(problem?["postgres"] as? String == "ok")
+                let detail = problem?["detail"] as? String ?? ""
+                #expect(detail.contains("redis is down"))
+            }
+            try await redis.start()
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+        }
+        await redis.stop()
+    }
+
+    @Test func readyzNamesPostgresWhenItIsUnreachable() async throws {
+        var configuration = try GatewayTestSupport.configuration()
+        configuration.database.port = try TestEnvironment.freePort()
+        let dependencies = GatewayDependencies(configuration: configuration, metrics: GatewayTestSupport.registry, logger: TestEnvironment.logger)
+        let app = buildApplication(dependencies, logger: TestEnvironment.logger)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let problem = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+                #expect(problem?["postgres"] as? String != "ok")
+                #expect(problem?["redis"] as? String == "ok")
+            }
+        }
+    }
+
+    @Test func metricsCountRequestsByRouteAndStatus() async throws {
+        let app = buildApplication(try GatewayTestSupport.dependencies(), logger: TestEnvironment.logger)
+        try await app.test(.router) { client in
+            for _ in 0..<3 {
+                try await client.execute(uri: "/healthz", method: .get) { _ in }
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)
+                let text = String(buffer: response.body)
+                let line = text.split(separator: "\n").first { $0.hasPrefix("hb_requests{") && $0.contains("http_route=\"/healthz\"") && $0.contains("http_response_status_code=\"200\"") }
+                #expect(line != nil, "no hb_requests line for /healthz in:\n\(text.prefix(2000))")
+                if let line, let count = Double(line.split(separator: " ").last ?? "") { #expect(count >= 3) }
+                #expect(text.contains("http_server_request_duration"))
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A real `parley serve` process on a free port.
+public final class GatewayProcess: @unchecked Sendable {
+    public let port: Int
+    public let child: ChildProcess
+    public var baseURL: String { "http://127.0.0.1:\(self.port)" }
+
+    /// Starts `parley serve` with the test servers' URLs (override any setting with `environment`).
+    public init(databaseURL: String, redisURL: String? = nil, environment: [String: String] = [:], arguments: [String] = []) throws {
+        self.port = try TestEnvironment.freePort()
+        var env: [String: String] = [
+            "PARLEY_DATABASE_URL": databaseURL,
+            "PARLEY_REDIS_URL": try redisURL ?? TestEnvironment.require("PARLEY_TEST_REDIS_URL"),
+            "PARLEY_HTTP_PORT": "\(self.port)",
+            "PARLEY_JWT_SECRET": "end-to-end-test-secret-0123456789abcdef",
+            "PARLEY_LOG_LEVEL": "info",
+            "PARLEY_INSTANCE_ID": "e2e-\(self.port)",
+        ]
+        env.merge(environment) { $1 }
+        self.child = ChildProcess(try TestEnvironment.parleyBinary(), ["serve"] + arguments, environment: env, name: "gateway:\(self.port)")
+        try self.child.start()
+    }
+
+    /// Waits until `/readyz` answers 200.
+    public func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if !self.child.isRunning { throw GatewayExited(output: self.child.outputText) }
+            if let (status, _) = try? await HTTP.get("\(self.baseURL)/readyz"), status == 200 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw GatewayExited(output: "not ready after \(timeout):\n" + self.child.outputText)
+    }
+
+    deinit {
+        self.child.signal(SIGKILL)
+    }
+}
+
+public struct GatewayExited: Error, CustomStringConvertible {
+    public let output: String
+    public var description: String { "gateway is not running:\n\(self.output)" }
+}
+
+/// A minimal HTTP client for end-to-end tests.
+public enum HTTP {
+    public static func request(_ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil) async throws -> (status: Int, body: Data, headers: [String: String]) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        request.httpBody = body
+        request.timeoutInterval = 10
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as! HTTPURLResponse
+        var fields: [String: String] = [:]
+        for (key, value) in http.allHeaderFields { fields["\(key)".lowercased()] = "\(value)" }
+        return (http.statusCode, data, fields)
+    }
+
+    public static func get(_ url: String) async throws -> (status: Int, body: Data) {
+        let response = try await self.request("GET", url)
+        return (response.status, response.body)
+    }
+}
