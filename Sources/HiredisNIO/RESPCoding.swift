@@ -2,29 +2,40 @@ import CHiredis
 public import NIOCore
 
 /// Encodes commands with hiredis' `redisFormatCommandArgv` (binary-safe RESP).
-public enum RESPEncoder {
-    public static func encode(_ command: RedisCommand, into buffer: inout ByteBuffer) {
+///
+/// Keeps its scratch buffers between calls: one encoder per connection
+/// (owned by its channel handler) allocates only when a command is larger
+/// than any before it.
+public struct RESPEncoder {
+    private var scratch: [UInt8] = []
+    private var lengths: [Int] = []
+    private var argv: [UnsafePointer<CChar>?] = []
+
+    public init() {}
+
+    public mutating func encode(_ command: RedisCommand, into buffer: inout ByteBuffer) {
         // All argument bytes are laid out in one scratch array so that argv can
         // point into it for the duration of the C call.
-        var scratch: [UInt8] = []
-        var lengths: [Int] = []
-        lengths.reserveCapacity(command.arguments.count)
+        self.scratch.removeAll(keepingCapacity: true)
+        self.lengths.removeAll(keepingCapacity: true)
         for argument in command.arguments {
             switch argument {
             case .string(let s):
-                let before = scratch.count
-                scratch.append(contentsOf: s.utf8)
-                lengths.append(scratch.count - before)
+                let before = self.scratch.count
+                self.scratch.append(contentsOf: s.utf8)
+                self.lengths.append(self.scratch.count - before)
             case .bytes(let b):
-                scratch.append(contentsOf: b.readableBytesView)
-                lengths.append(b.readableBytes)
+                self.scratch.append(contentsOf: b.readableBytesView)
+                self.lengths.append(b.readableBytes)
             }
         }
-        scratch.append(0)  // never an empty array: argv always has a valid base address
-        scratch.withUnsafeBufferPointer { bytes in
+        self.scratch.append(0)  // never empty: argv always has a valid base address
+        var argv: [UnsafePointer<CChar>?] = []
+        swap(&argv, &self.argv)
+        argv.removeAll(keepingCapacity: true)
+        let lengths = self.lengths
+        self.scratch.withUnsafeBufferPointer { bytes in
             let base = UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
-            var argv: [UnsafePointer<CChar>?] = []
-            argv.reserveCapacity(lengths.count)
             var offset = 0
             for length in lengths {
                 argv.append(base + offset)
@@ -43,6 +54,15 @@ public enum RESPEncoder {
             defer { redisFreeCommand(target) }
             buffer.writeBytes(UnsafeRawBufferPointer(start: target, count: Int(written)))
         }
+        swap(&argv, &self.argv)
+    }
+
+    /// Encodes one command into a new buffer.
+    public static func encode(_ command: RedisCommand) -> ByteBuffer {
+        var encoder = RESPEncoder()
+        var buffer = ByteBuffer()
+        encoder.encode(command, into: &buffer)
+        return buffer
     }
 }
 

@@ -1,11 +1,41 @@
 import Logging
 import NIOCore
 
-/// A batch of commands written together; a `nil` promise means the reply
-/// arrives as a push (SUBSCRIBE and friends) rather than in request order.
+/// Commands written together, and who waits for their replies.
 struct RedisOutboundBatch: Sendable {
-    var commands: [(command: RedisCommand, promise: EventLoopPromise<RedisValue>?)]
+    enum Commands: Sendable {
+        case one(RedisCommand)
+        case many([RedisCommand])
+    }
+
+    enum Target: Sendable {
+        /// One command, one reply.
+        case single(EventLoopPromise<RedisValue>)
+        /// All replies of the batch at once, in order: one completion (one
+        /// hop back to the waiting task) per batch, not per command.
+        case batch(EventLoopPromise<[RedisValue]>)
+        /// Replies arrive as pushes (SUBSCRIBE and friends), not in request order.
+        case none
+    }
+
+    var commands: Commands
+    var target: Target
     var deadline: NIODeadline
+
+    var count: Int {
+        switch self.commands {
+        case .one: return 1
+        case .many(let commands): return commands.count
+        }
+    }
+
+    func fail(_ error: any Error) {
+        switch self.target {
+        case .single(let promise): promise.fail(error)
+        case .batch(let promise): promise.fail(error)
+        case .none: break
+        }
+    }
 }
 
 /// Sent down the pipeline to fail everything pending and close.
@@ -21,11 +51,14 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        var promise: EventLoopPromise<RedisValue>
+        var target: RedisOutboundBatch.Target
+        var expected: Int
+        var replies: [RedisValue]
         var deadline: NIODeadline
     }
 
     private let decoder = RESPDecoder()
+    private var encoder = RESPEncoder()
     private var pending = CircularBuffer<Pending>(initialCapacity: 64)
     private var closedError: RedisError?
     private let onPush: (@Sendable (RedisValue) -> Void)?
@@ -61,14 +94,26 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let batch = self.unwrapOutboundIn(data)
         if let closedError = self.closedError {
-            for entry in batch.commands { entry.promise?.fail(closedError) }
+            batch.fail(closedError)
             promise?.fail(closedError)
             return
         }
-        var buffer = context.channel.allocator.buffer(capacity: 64 * batch.commands.count)
-        for entry in batch.commands {
-            RESPEncoder.encode(entry.command, into: &buffer)
-            if let p = entry.promise { self.pending.append(Pending(promise: p, deadline: batch.deadline)) }
+        var buffer = context.channel.allocator.buffer(capacity: 48 * batch.count)
+        switch batch.commands {
+        case .one(let command):
+            self.encoder.encode(command, into: &buffer)
+        case .many(let commands):
+            for command in commands { self.encoder.encode(command, into: &buffer) }
+        }
+        switch batch.target {
+        case .none:
+            break
+        case .single:
+            self.pending.append(Pending(target: batch.target, expected: 1, replies: [], deadline: batch.deadline))
+        case .batch:
+            var replies: [RedisValue] = []
+            replies.reserveCapacity(batch.count)
+            self.pending.append(Pending(target: batch.target, expected: batch.count, replies: replies, deadline: batch.deadline))
         }
         context.write(self.wrapOutboundOut(buffer), promise: promise)
     }
@@ -102,11 +147,25 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             onPush(value)
             return
         }
-        guard let entry = self.pending.popFirst() else {
+        guard let first = self.pending.first else {
             self.fail(context: context, RedisError(.protocolError, "reply without a pending request: \(value)"))
             return
         }
-        entry.promise.succeed(value)
+        switch first.target {
+        case .single(let promise):
+            self.pending.removeFirst()
+            promise.succeed(value)
+        case .batch(let promise):
+            let index = self.pending.startIndex
+            self.pending[index].replies.append(value)
+            if self.pending[index].replies.count == first.expected {
+                let replies = self.pending[index].replies
+                self.pending.removeFirst()
+                promise.succeed(replies)
+            }
+        case .none:
+            self.pending.removeFirst()
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -137,7 +196,11 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private func failAll(_ error: RedisError) {
         if self.closedError == nil { self.closedError = error }
         while let entry = self.pending.popFirst() {
-            entry.promise.fail(error)
+            switch entry.target {
+            case .single(let promise): promise.fail(error)
+            case .batch(let promise): promise.fail(error)
+            case .none: break
+            }
         }
     }
 

@@ -93,30 +93,20 @@ public final class RedisConnection: RedisCommandExecutor {
     /// `extraTimeout` extends the command timeout, for blocking commands (XREADGROUP BLOCK).
     public func send(_ command: RedisCommand, extraTimeout: TimeAmount) async throws -> RedisValue {
         let promise = self.channel.eventLoop.makePromise(of: RedisValue.self)
-        let batch = RedisOutboundBatch(
-            commands: [(command, promise)],
-            deadline: self.channel.eventLoop.now + self.commandTimeout + extraTimeout
-        )
-        self.write(batch)
+        self.write(RedisOutboundBatch(commands: .one(command), target: .single(promise), deadline: self.channel.eventLoop.now + self.commandTimeout + extraTimeout))
         return try await promise.futureResult.get()
     }
 
     public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
-        let loop = self.channel.eventLoop
-        let entries = commands.map { (command: $0, promise: Optional(loop.makePromise(of: RedisValue.self))) }
-        self.write(RedisOutboundBatch(commands: entries, deadline: self.channel.eventLoop.now + self.commandTimeout))
-        var results: [RedisValue] = []
-        results.reserveCapacity(entries.count)
-        for entry in entries {
-            results.append(try await entry.promise!.futureResult.get())
-        }
-        return results
+        let promise = self.channel.eventLoop.makePromise(of: [RedisValue].self)
+        self.write(RedisOutboundBatch(commands: .many(commands), target: .batch(promise), deadline: self.channel.eventLoop.now + self.commandTimeout))
+        return try await promise.futureResult.get()
     }
 
     /// Writes a command whose replies arrive as pushes (SUBSCRIBE, UNSUBSCRIBE, …).
     func sendWithoutReply(_ command: RedisCommand) {
-        self.write(RedisOutboundBatch(commands: [(command, nil)], deadline: self.channel.eventLoop.now))
+        self.write(RedisOutboundBatch(commands: .one(command), target: .none, deadline: self.channel.eventLoop.now))
     }
 
     /// Writes a batch; if the write itself fails (the channel closed before the
@@ -124,8 +114,7 @@ public final class RedisConnection: RedisCommandExecutor {
     private func write(_ batch: RedisOutboundBatch) {
         let writePromise = self.channel.eventLoop.makePromise(of: Void.self)
         writePromise.futureResult.whenFailure { error in
-            let redisError = (error as? RedisError) ?? RedisError(.connectionClosed, "connection to Redis closed")
-            for entry in batch.commands { entry.promise?.fail(redisError) }
+            batch.fail((error as? RedisError) ?? RedisError(.connectionClosed, "connection to Redis closed"))
         }
         self.channel.writeAndFlush(batch, promise: writePromise)
     }

@@ -23,7 +23,7 @@ struct RedisBenchCommand: AsyncParsableCommand {
     var pipeline = 16
 
     @Option(help: "Batches in flight at once on the connection.")
-    var depth = 8
+    var depth = 64
 
     @Option(help: "Payload size in bytes (as redis-benchmark -d).")
     var dataSize = 3

@@ -63,21 +63,27 @@ import Testing
 
 @Suite struct RESPEncoderTests {
     @Test func encodesCommandsAsRESPArraysOfBulkStrings() {
-        var buffer = ByteBuffer()
-        RESPEncoder.encode(RedisCommand("SET", ["key", "value", "EX", 10]), into: &buffer)
+        let buffer = RESPEncoder.encode(RedisCommand("SET", ["key", "value", "EX", 10]))
         #expect(String(buffer: buffer) == "*5\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n$2\r\nEX\r\n$2\r\n10\r\n")
     }
 
     @Test func binaryAndEmptyArgumentsAreLengthPrefixed() {
-        var buffer = ByteBuffer()
-        RESPEncoder.encode(RedisCommand("SET", ["k", .bytes(ByteBuffer(bytes: RESPDecoderTests.binary)), ""]), into: &buffer)
+        let buffer = RESPEncoder.encode(RedisCommand("SET", ["k", .bytes(ByteBuffer(bytes: RESPDecoderTests.binary)), ""]))
         let expected = Array("*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$9\r\n".utf8) + RESPDecoderTests.binary + Array("\r\n$0\r\n\r\n".utf8)
         #expect(Array(buffer.readableBytesView) == expected)
     }
 
-    @Test func unicodeArgumentsCountBytesNotCharacters() {
+    @Test func anEncoderReusedForSmallerCommandsLeavesNoResidue() {
+        var encoder = RESPEncoder()
         var buffer = ByteBuffer()
-        RESPEncoder.encode(RedisCommand("ECHO", ["héllo👋"]), into: &buffer)
+        encoder.encode(RedisCommand("SET", ["a-long-key-name", .bytes(ByteBuffer(repeating: 7, count: 300))]), into: &buffer)
+        buffer.clear()
+        encoder.encode(RedisCommand("GET", ["k"]), into: &buffer)
+        #expect(String(buffer: buffer) == "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+    }
+
+    @Test func unicodeArgumentsCountBytesNotCharacters() {
+        let buffer = RESPEncoder.encode(RedisCommand("ECHO", ["héllo👋"]))
         #expect(String(buffer: buffer) == "*2\r\n$4\r\nECHO\r\n$10\r\nhéllo👋\r\n")
     }
 }

@@ -23,17 +23,22 @@ import Testing
         return channel
     }
 
-    func batch(_ commands: [RedisCommand], on loop: any EventLoop, deadline: NIODeadline? = nil) -> (RedisOutboundBatch, [EventLoopFuture<RedisValue>]) {
-        let entries = commands.map { (command: $0, promise: Optional(loop.makePromise(of: RedisValue.self))) }
-        return (RedisOutboundBatch(commands: entries, deadline: deadline ?? loop.now + .seconds(5)), entries.map { $0.promise!.futureResult })
+    /// One single-reply request per command, as concurrent `send`s make them.
+    func singles(_ commands: [RedisCommand], on loop: any EventLoop, deadline: NIODeadline? = nil) -> ([RedisOutboundBatch], [EventLoopFuture<RedisValue>]) {
+        let promises = commands.map { _ in loop.makePromise(of: RedisValue.self) }
+        let batches = zip(commands, promises).map {
+            RedisOutboundBatch(commands: .one($0.0), target: .single($0.1), deadline: deadline ?? loop.now + .seconds(5))
+        }
+        return (batches, promises.map(\.futureResult))
     }
 
     @Test func pipelinedRepliesAreMatchedInOrder() throws {
         let channel = try self.makeChannel()
-        let (batch, futures) = self.batch([RedisCommand("GET", ["a"]), RedisCommand("GET", ["b"]), RedisCommand("INCR", ["c"])], on: channel.eventLoop)
-        try channel.writeOutbound(batch)
-        let written = try channel.readOutbound(as: ByteBuffer.self)
-        #expect(written.map { String(buffer: $0) } == "*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*2\r\n$4\r\nINCR\r\n$1\r\nc\r\n")
+        let (batches, futures) = self.singles([RedisCommand("GET", ["a"]), RedisCommand("GET", ["b"]), RedisCommand("INCR", ["c"])], on: channel.eventLoop)
+        for batch in batches { try channel.writeOutbound(batch) }
+        var written = ""
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { written += String(buffer: buffer) }
+        #expect(written == "*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*2\r\n$4\r\nINCR\r\n$1\r\nc\r\n")
         // Replies arrive in one odd split across reads.
         try channel.writeInbound(ByteBuffer(string: "$1\r\n1\r\n$-"))
         try channel.writeInbound(ByteBuffer(string: "1\r\n:7"))
@@ -47,8 +52,8 @@ import Testing
     @Test func repliesFedByteByByteAllArrive() throws {
         let channel = try self.makeChannel()
         let commands = RESPDecoderTests.cases.map { RedisCommand("ECHO", [.string($0.0)]) }
-        let (batch, futures) = self.batch(commands, on: channel.eventLoop)
-        try channel.writeOutbound(batch)
+        let (batches, futures) = self.singles(commands, on: channel.eventLoop)
+        for batch in batches { try channel.writeOutbound(batch) }
         for byte in RESPDecoderTests.cases.flatMap(\.1) {
             try channel.writeInbound(ByteBuffer(bytes: [byte]))
         }
@@ -59,17 +64,41 @@ import Testing
     @Test func manyRepliesInOneReadAllArrive() throws {
         let channel = try self.makeChannel()
         let commands = RESPDecoderTests.cases.map { RedisCommand("ECHO", [.string($0.0)]) }
-        let (batch, futures) = self.batch(commands, on: channel.eventLoop)
-        try channel.writeOutbound(batch)
+        let (batches, futures) = self.singles(commands, on: channel.eventLoop)
+        for batch in batches { try channel.writeOutbound(batch) }
         try channel.writeInbound(ByteBuffer(bytes: RESPDecoderTests.cases.flatMap(\.1)))
         #expect(try futures.map { try $0.wait() } == RESPDecoderTests.cases.map(\.2))
         _ = try channel.finish()
     }
 
+    @Test func aBatchCompletesOnceWithEveryReplyInOrder() throws {
+        let channel = try self.makeChannel()
+        let promise = channel.eventLoop.makePromise(of: [RedisValue].self)
+        let completions = Pushes()
+        promise.futureResult.whenSuccess { _ in completions.values.withLock { $0.append(.null) } }
+        let commands = (0..<4).map { RedisCommand("INCR", [RedisArgument($0)]) }
+        try channel.writeOutbound(RedisOutboundBatch(commands: .many(commands), target: .batch(promise), deadline: channel.eventLoop.now + .seconds(5)))
+        try channel.writeInbound(ByteBuffer(string: ":1\r\n:2\r\n-ERR no\r\n"))
+        #expect(completions.values.withLock { $0.isEmpty }, "a batch completes only when every reply is in")
+        try channel.writeInbound(ByteBuffer(string: ":4\r\n"))
+        #expect(try promise.futureResult.wait() == [.integer(1), .integer(2), .error("ERR no"), .integer(4)])
+        _ = try channel.finish()
+    }
+
+    @Test func aHalfAnsweredBatchFailsWhenTheConnectionCloses() throws {
+        let channel = try self.makeChannel()
+        let promise = channel.eventLoop.makePromise(of: [RedisValue].self)
+        try channel.writeOutbound(RedisOutboundBatch(commands: .many([RedisCommand("PING"), RedisCommand("PING")]), target: .batch(promise), deadline: channel.eventLoop.now + .seconds(5)))
+        try channel.writeInbound(ByteBuffer(string: "+PONG\r\n"))
+        channel.pipeline.fireChannelInactive()
+        #expect(throws: RedisError.self) { try promise.futureResult.wait() }
+        _ = try? channel.finish()
+    }
+
     @Test func everyPendingRequestFailsWhenTheConnectionCloses() throws {
         let channel = try self.makeChannel()
-        let (batch, futures) = self.batch((0..<5).map { RedisCommand("GET", [RedisArgument($0)]) }, on: channel.eventLoop)
-        try channel.writeOutbound(batch)
+        let (batches, futures) = self.singles((0..<5).map { RedisCommand("GET", [RedisArgument($0)]) }, on: channel.eventLoop)
+        for batch in batches { try channel.writeOutbound(batch) }
         try channel.writeInbound(ByteBuffer(string: ":1\r\n"))  // only the first is answered
         channel.pipeline.fireChannelInactive()
         #expect(try futures[0].wait() == .integer(1))
@@ -78,16 +107,16 @@ import Testing
             #expect((try? future.wait()) == nil)
         }
         // A write after the close fails at once instead of hanging.
-        let (late, lateFutures) = self.batch([RedisCommand("PING")], on: channel.eventLoop)
-        _ = try? channel.writeOutbound(late)
+        let (late, lateFutures) = self.singles([RedisCommand("PING")], on: channel.eventLoop)
+        for batch in late { _ = try? channel.writeOutbound(batch) }
         #expect(throws: RedisError.self) { try lateFutures[0].wait() }
         _ = try? channel.finish()
     }
 
     @Test func anErrorFailsEverythingPendingAndCloses() throws {
         let channel = try self.makeChannel()
-        let (batch, futures) = self.batch([RedisCommand("GET", ["a"]), RedisCommand("GET", ["b"])], on: channel.eventLoop)
-        try channel.writeOutbound(batch)
+        let (batches, futures) = self.singles([RedisCommand("GET", ["a"]), RedisCommand("GET", ["b"])], on: channel.eventLoop)
+        for batch in batches { try channel.writeOutbound(batch) }
         try channel.writeInbound(ByteBuffer(string: "!garbage\r\n"))
         for future in futures {
             #expect {
@@ -108,8 +137,8 @@ import Testing
     @Test func pushesGoToTheSubscriberAndRepliesToTheQueue() throws {
         let pushes = Pushes()
         let channel = try self.makeChannel(pushes: pushes)
-        let (batch, futures) = self.batch([RedisCommand("PING")], on: channel.eventLoop)
-        try channel.writeOutbound(batch)
+        let (batches, futures) = self.singles([RedisCommand("PING")], on: channel.eventLoop)
+        for batch in batches { try channel.writeOutbound(batch) }
         try channel.writeInbound(ByteBuffer(string: "*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$2\r\nhi\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n"))
         #expect(try futures[0].wait() == .array([.bulkString(ByteBuffer(string: "pong")), .bulkString(ByteBuffer())]))
         let received = pushes.values.withLock { $0 }
@@ -120,8 +149,8 @@ import Testing
 
     @Test func aCommandWithoutReplyInTimeFailsAndClosesTheConnection() throws {
         let channel = try self.makeChannel()
-        let (batch, futures) = self.batch([RedisCommand("BLPOP", ["q", 0])], on: channel.eventLoop, deadline: channel.eventLoop.now + .milliseconds(20))
-        try channel.writeOutbound(batch)
+        let (batches, futures) = self.singles([RedisCommand("BLPOP", ["q", 0])], on: channel.eventLoop, deadline: channel.eventLoop.now + .milliseconds(20))
+        for batch in batches { try channel.writeOutbound(batch) }
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(50))
         #expect {
             try futures[0].wait()
