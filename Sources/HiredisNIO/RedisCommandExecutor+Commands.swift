@@ -215,6 +215,13 @@ extension RedisCommandExecutor {
         try await self.integer(RedisCommand("XACK", [.string(stream), .string(group)] + ids.map { .string($0) }))
     }
 
+    /// XRANGE (oldest first) or, with `reverse`, XREVRANGE (newest first).
+    public func xrange(_ stream: String, start: String = "-", end: String = "+", count: Int? = nil, reverse: Bool = false) async throws -> [RedisStreamEntry] {
+        var args: [RedisArgument] = reverse ? [.string(stream), .string(end), .string(start)] : [.string(stream), .string(start), .string(end)]
+        if let count { args += ["COUNT", RedisArgument(count)] }
+        return try RedisStreamEntry.parseList(try await self.send(RedisCommand(reverse ? "XREVRANGE" : "XRANGE", args)))
+    }
+
     public func xlen(_ stream: String) async throws -> Int64 {
         try await self.integer(RedisCommand("XLEN", [.string(stream)]))
     }

@@ -2,7 +2,7 @@ import Foundation
 public import HiredisNIO
 public import Hummingbird
 public import Logging
-import ParleyCore
+public import ParleyCore
 public import PostgresNIO
 public import Prometheus
 
@@ -12,12 +12,27 @@ public struct GatewayDependencies: Sendable {
     public let postgres: PostgresClient
     public let redis: RedisClient
     public let metrics: PrometheusCollectorRegistry
+    public let accounts: AccountServices
 
-    public init(configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger) {
+    public init(
+        configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
+        limits: AccountLimits = AccountLimits(), passwordCost: PasswordHasher.Cost = .owaspMinimum
+    ) async {
         self.configuration = configuration
         self.postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
         self.redis = RedisClient(configuration: configuration.redis, logger: logger)
         self.metrics = metrics
+        let store = AccountStore(client: self.postgres, logger: logger)
+        self.accounts = AccountServices(
+            environment: configuration.environment,
+            accounts: store,
+            hasher: PasswordHasher(cost: passwordCost),
+            tokens: await AccessTokens(secret: configuration.jwtSecret),
+            codes: OneTimeCodes(redis: self.redis, secret: configuration.jwtSecret),
+            limiter: RateLimiter(redis: self.redis),
+            revocations: SessionRevocations(redis: self.redis, accounts: store),
+            limits: limits
+        )
     }
 }
 
@@ -29,10 +44,17 @@ public func buildRouter(
 ) -> Router<ParleyRequestContext> {
     let router = Router(context: ParleyRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
+    router.add(middleware: ClientAddressMiddleware(trustedProxies: dependencies.configuration.trustedProxies))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware())
-    OperationsController(postgres: dependencies.postgres, redis: dependencies.redis, registry: dependencies.metrics)
+    OperationsController(
+        postgres: dependencies.postgres, redis: dependencies.redis, registry: dependencies.metrics,
+        readinessTimeout: dependencies.configuration.readinessTimeout
+    )
         .addRoutes(to: router)
+    AuthController(services: dependencies.accounts).addRoutes(to: router.group("v1/auth"))
+    let authenticated = router.group("v1").add(middleware: AuthMiddleware(tokens: dependencies.accounts.tokens, revocations: dependencies.accounts.revocations))
+    UsersController(services: dependencies.accounts).addRoutes(to: authenticated)
     configure(router)
     return router
 }

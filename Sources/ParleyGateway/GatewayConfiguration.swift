@@ -13,6 +13,10 @@ public struct GatewayConfiguration: Sendable {
     public var jwtSecret: [UInt8]
     /// Browser origins allowed to open WebSockets (`scheme://host[:port]`).
     public var allowedOrigins: [String]
+    /// How long `/readyz` waits for each dependency.
+    public var readinessTimeout: Duration = .seconds(1)
+    /// Load balancers whose X-Forwarded-For is believed (IP addresses).
+    public var trustedProxies: [String] = []
     public var logLevel: Logger.Level
     /// Names this process in logs, metrics and presence.
     public var instanceID: String
@@ -69,8 +73,24 @@ public struct GatewayConfiguration: Sendable {
             allowedOrigins: origins, logLevel: logLevel,
             instanceID: reader.optional("PARLEY_INSTANCE_ID") ?? "\(ProcessInfo.processInfo.hostName):\(port):\(ProcessInfo.processInfo.processIdentifier)"
         )
+        configuration.trustedProxies = try Self.parseAddresses(reader.optional("PARLEY_TRUSTED_PROXIES"))
         configuration.startupWarnings = warnings
         return configuration
+    }
+
+    /// A comma-separated list of IPv4/IPv6 addresses.
+    static func parseAddresses(_ raw: String?) throws(ConfigurationError) -> [String] {
+        guard let raw else { return [] }
+        var addresses: [String] = []
+        for item in raw.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            var v4 = in_addr()
+            var v6 = in6_addr()
+            guard inet_pton(AF_INET, item, &v4) == 1 || inet_pton(AF_INET6, item, &v6) == 1 else {
+                throw ConfigurationError("PARLEY_TRUSTED_PROXIES", "\"\(item)\" is not an IP address")
+            }
+            addresses.append(item)
+        }
+        return addresses
     }
 
     /// A comma-separated list of origins such as `https://chat.example.com,http://localhost:5173`.

@@ -43,7 +43,7 @@ struct ServeCommand: AsyncParsableCommand {
             if !self.noMigrate {
                 try await Migrator().run(database: configuration.database, logger: logger)
             }
-            let dependencies = GatewayDependencies(configuration: configuration, metrics: registry, logger: logger)
+            let dependencies = await GatewayDependencies(configuration: configuration, metrics: registry, logger: logger)
             let app = buildApplication(dependencies, logger: logger)
             try await app.runService()
         }

@@ -19,7 +19,7 @@ enum GatewayTestSupport {
     static func configuration(redis: RedisConfiguration? = nil) throws -> GatewayConfiguration {
         var redisConfiguration = try redis ?? TestEnvironment.redisConfiguration()
         redisConfiguration.connectTimeout = .milliseconds(500)
-        return GatewayConfiguration(
+        var configuration = GatewayConfiguration(
             environment: .development,
             database: try TestEnvironment.databaseSettings(),
             redis: redisConfiguration,
@@ -28,9 +28,12 @@ enum GatewayTestSupport {
             jwtSecret: Array("test-secret-that-is-long-enough-to-use-1234".utf8),
             logLevel: .warning
         )
+        // the whole suite runs in parallel on 2 cores: leave room for a busy machine
+        configuration.readinessTimeout = .seconds(3)
+        return configuration
     }
 
-    static func dependencies(redis: RedisConfiguration? = nil) throws -> GatewayDependencies {
-        GatewayDependencies(configuration: try self.configuration(redis: redis), metrics: self.registry, logger: TestEnvironment.logger)
+    static func dependencies(redis: RedisConfiguration? = nil) async throws -> GatewayDependencies {
+        await GatewayDependencies(configuration: try self.configuration(redis: redis), metrics: self.registry, logger: TestEnvironment.logger)
     }
 }

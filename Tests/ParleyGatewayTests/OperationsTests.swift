@@ -9,7 +9,7 @@ import Testing
 
 @Suite struct OperationsTests {
     @Test func healthzAnswers() async throws {
-        let app = buildApplication(try GatewayTestSupport.dependencies(), logger: TestEnvironment.logger)
+        let app = buildApplication(try await GatewayTestSupport.dependencies(), logger: TestEnvironment.logger)
         try await app.test(.router) { client in
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .ok)
@@ -21,7 +21,7 @@ import Testing
     @Test func readyzFollowsRedisDownAndBackUp() async throws {
         let redis = try RedisServerProcess(password: "ready-secret")
         try await redis.start()
-        let app = buildApplication(try GatewayTestSupport.dependencies(redis: redis.configuration), logger: TestEnvironment.logger)
+        let app = buildApplication(try await GatewayTestSupport.dependencies(redis: redis.configuration), logger: TestEnvironment.logger)
         try await app.test(.router) { client in
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .ok)
@@ -49,7 +49,7 @@ import Testing
     @Test func readyzNamesPostgresWhenItIsUnreachable() async throws {
         var configuration = try GatewayTestSupport.configuration()
         configuration.database.port = try TestEnvironment.freePort()
-        let dependencies = GatewayDependencies(configuration: configuration, metrics: GatewayTestSupport.registry, logger: TestEnvironment.logger)
+        let dependencies = await GatewayDependencies(configuration: configuration, metrics: GatewayTestSupport.registry, logger: TestEnvironment.logger)
         let app = buildApplication(dependencies, logger: TestEnvironment.logger)
         try await app.test(.router) { client in
             try await client.execute(uri: "/readyz", method: .get) { response in
@@ -62,7 +62,7 @@ import Testing
     }
 
     @Test func metricsCountRequestsByRouteAndStatus() async throws {
-        let app = buildApplication(try GatewayTestSupport.dependencies(), logger: TestEnvironment.logger)
+        let app = buildApplication(try await GatewayTestSupport.dependencies(), logger: TestEnvironment.logger)
         try await app.test(.router) { client in
             for _ in 0..<3 {
                 try await client.execute(uri: "/healthz", method: .get) { _ in }

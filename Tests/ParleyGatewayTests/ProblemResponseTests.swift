@@ -15,8 +15,8 @@ import Testing
         let tags: [String]?
     }
 
-    func app() throws -> some ApplicationProtocol {
-        buildApplication(try GatewayTestSupport.dependencies(), logger: TestEnvironment.logger) { router in
+    func app() async throws -> some ApplicationProtocol {
+        buildApplication(try await GatewayTestSupport.dependencies(), logger: TestEnvironment.logger) { router in
             // A JSON route using the shared decoding every real route uses.
             router.post("/test/echo") { request, context -> String in
                 let probe = try await request.decodeJSON(Probe.self, context: context)

@@ -19,6 +19,8 @@ public final class GatewayProcess: @unchecked Sendable {
             "PARLEY_JWT_SECRET": "end-to-end-test-secret-0123456789abcdef",
             "PARLEY_LOG_LEVEL": "info",
             "PARLEY_INSTANCE_ID": "e2e-\(self.port)",
+            // tests give each client an address of its own through X-Forwarded-For
+            "PARLEY_TRUSTED_PROXIES": "127.0.0.1,::1",
         ]
         env.merge(environment) { $1 }
         self.child = ChildProcess(try TestEnvironment.parleyBinary(), ["serve"] + arguments, environment: env, name: "gateway:\(self.port)")
@@ -59,6 +61,15 @@ public enum HTTP {
         var fields: [String: String] = [:]
         for (key, value) in http.allHeaderFields { fields["\(key)".lowercased()] = "\(value)" }
         return (http.statusCode, data, fields)
+    }
+
+    /// A JSON call; returns the status and the decoded object (empty when the body is not an object).
+    public static func json(_ method: String, _ url: String, _ body: [String: Any]? = nil, token: String? = nil, clientAddress: String? = nil) async throws -> (status: Int, json: [String: Any]) {
+        var headers = ["Content-Type": "application/json"]
+        if let token { headers["Authorization"] = "Bearer \(token)" }
+        if let clientAddress { headers["X-Forwarded-For"] = clientAddress }
+        let response = try await self.request(method, url, headers: headers, body: try body.map { try JSONSerialization.data(withJSONObject: $0) })
+        return (response.status, (try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]) ?? [:])
     }
 
     public static func get(_ url: String) async throws -> (status: Int, body: Data) {

@@ -1,0 +1,91 @@
+import CSodium
+import Synchronization
+public import NIOPosix
+
+/// Argon2id password hashes (libsodium `crypto_pwhash_str`, PHC string format),
+/// computed on a thread pool, never on an event loop.
+///
+/// The cost is at least OWASP's minimum for Argon2id: 19 MiB, t=2, p=1
+/// (libsodium always uses one lane). At most `threads` hashes run at once,
+/// which bounds the memory they take.
+public struct PasswordHasher: Sendable {
+    public struct Cost: Sendable, Hashable {
+        public var iterations: Int
+        public var memoryBytes: Int
+        public static let owaspMinimum = Cost(iterations: 2, memoryBytes: 19 * 1024 * 1024)
+    }
+
+    /// Password length in characters (grapheme clusters), never truncated.
+    public static let lengthRange = 8...256
+
+    private static let initialized: Bool = sodium_init() >= 0
+
+    public let cost: Cost
+    private let pool: NIOThreadPool
+    /// A hash of a random password: verified against when the account does not
+    /// exist, so that an unknown email costs the same time as a wrong password.
+    private let dummyHash: String
+    private let counter = VerificationCounter()
+
+    /// Argon2id verifications run so far (dummy ones included).
+    public var verifications: Int { self.counter.value.load(ordering: .relaxed) }
+
+    public init(cost: Cost = .owaspMinimum, pool: NIOThreadPool = .singleton) {
+        precondition(Self.initialized, "libsodium failed to initialise")
+        self.cost = cost
+        self.pool = pool
+        let random = (0..<32).map { _ in Character(UnicodeScalar(UInt8.random(in: 97...122))) }
+        self.dummyHash = Self.hashNow(String(random), cost: cost) ?? ""
+    }
+
+    public func hash(_ password: String) async throws -> String {
+        let cost = self.cost
+        guard let hash = try await self.pool.runIfActive({ Self.hashNow(password, cost: cost) }) else {
+            throw PasswordHashingFailed()
+        }
+        return hash
+    }
+
+    /// Verifies `password` against `hash`; with a nil hash (no such account, or
+    /// an account without a password) it runs a dummy verification and returns false.
+    public func verify(_ password: String, against hash: String?) async -> Bool {
+        let stored = hash ?? self.dummyHash
+        self.counter.value.add(1, ordering: .relaxed)
+        let matches = (try? await self.pool.runIfActive { Self.verifyNow(password, hash: stored) }) ?? false
+        return matches && hash != nil
+    }
+
+    static func hashNow(_ password: String, cost: Cost) -> String? {
+        var output = [CChar](repeating: 0, count: Int(crypto_pwhash_STRBYTES))
+        // A trailing NUL keeps the buffer non-empty; the length excludes it, so
+        // passwords may contain any byte (NUL included) and are never truncated.
+        let bytes = Array(password.utf8) + [0]
+        let rc = bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { chars in
+                crypto_pwhash_str_alg(
+                    &output, chars.baseAddress!, UInt64(chars.count - 1), UInt64(cost.iterations), cost.memoryBytes,
+                    crypto_pwhash_ALG_ARGON2ID13
+                )
+            }
+        }
+        guard rc == 0 else { return nil }
+        return String(decoding: output.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func verifyNow(_ password: String, hash: String) -> Bool {
+        let bytes = Array(password.utf8) + [0]
+        return hash.withCString { hashPointer in
+            bytes.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { chars in
+                    crypto_pwhash_str_verify(hashPointer, chars.baseAddress!, UInt64(chars.count - 1)) == 0
+                }
+            }
+        }
+    }
+}
+
+public struct PasswordHashingFailed: Error {}
+
+private final class VerificationCounter: Sendable {
+    let value = Atomic<Int>(0)
+}

@@ -1,0 +1,113 @@
+import Foundation
+import ParleyCore
+
+/// A user as anyone may see them: never the email address.
+struct PublicUser: Encodable {
+    let id: String
+    let displayName: String
+    let createdAt: String
+
+    init(_ user: UserRecord) {
+        self.id = user.id.lowercased
+        self.displayName = user.displayName
+        self.createdAt = Timestamp.format(user.createdAt)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case displayName = "display_name"
+        case createdAt = "created_at"
+    }
+}
+
+/// The caller's own user (`/v1/me`, tokens).
+struct OwnUser: Encodable {
+    let id: String
+    let displayName: String
+    let createdAt: String
+    let email: String
+    let emailVerified: Bool
+    let emailNotifications: Bool
+
+    init(_ user: UserRecord) {
+        self.id = user.id.lowercased
+        self.displayName = user.displayName
+        self.createdAt = Timestamp.format(user.createdAt)
+        self.email = user.email
+        self.emailVerified = user.emailVerified
+        self.emailNotifications = user.emailNotifications
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, email
+        case displayName = "display_name"
+        case createdAt = "created_at"
+        case emailVerified = "email_verified"
+        case emailNotifications = "email_notifications"
+    }
+}
+
+struct TokensBody: Encodable {
+    let accessToken: String
+    let tokenType = "Bearer"
+    let expiresIn = Int(AccessTokens.lifetime)
+    let refreshToken: String
+    let user: OwnUser
+
+    enum CodingKeys: String, CodingKey {
+        case user
+        case accessToken = "access_token"
+        case tokenType = "token_type"
+        case expiresIn = "expires_in"
+        case refreshToken = "refresh_token"
+    }
+}
+
+struct RegisterRequest: Decodable {
+    let email: String
+    let password: String
+    let displayName: String
+
+    enum CodingKeys: String, CodingKey {
+        case email, password
+        case displayName = "display_name"
+    }
+}
+
+struct LoginRequest: Decodable {
+    let email: String
+    let password: String
+}
+
+struct CodeRequest: Decodable {
+    let email: String
+}
+
+struct CodeVerifyRequest: Decodable {
+    let email: String
+    let code: String
+}
+
+struct RefreshTokenRequest: Decodable {
+    let refreshToken: String
+
+    enum CodingKeys: String, CodingKey {
+        case refreshToken = "refresh_token"
+    }
+}
+
+struct UpdateMeRequest: Decodable {
+    let displayName: String?
+    let emailNotifications: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case displayName = "display_name"
+        case emailNotifications = "email_notifications"
+    }
+}
+
+struct UserList: Encodable {
+    let users: [PublicUser]
+}
+
+struct EmptyObject: Encodable {}

@@ -1,0 +1,122 @@
+import Foundation
+import HiredisNIO
+public import Hummingbird
+import Logging
+import ParleyCore
+
+/// `/v1/auth/*`: register, login, email codes, refresh, logout.
+public struct AuthController: Sendable {
+    let services: AccountServices
+
+    public init(services: AccountServices) {
+        self.services = services
+    }
+
+    public func addRoutes(to group: RouterGroup<ParleyRequestContext>) {
+        group.post("register") { request, context in try await self.register(request, context) }
+        group.post("login") { request, context in try await self.login(request, context) }
+        group.post("otp/request") { request, context in try await self.requestCode(request, context) }
+        group.post("otp/verify") { request, context in try await self.verifyCode(request, context) }
+        group.post("refresh") { request, context in try await self.refresh(request, context) }
+        group.post("logout") { request, context in try await self.logout(request, context) }
+    }
+
+    func register(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(RegisterRequest.self, context: context)
+        guard let email = AccountValidation.normalizeEmail(body.email) else {
+            throw APIError.badRequest("invalid_email", "email is not a valid address")
+        }
+        guard AccountValidation.isAcceptablePassword(body.password) else {
+            throw APIError.badRequest("invalid_password", "password must be 8 to 256 characters")
+        }
+        guard let displayName = AccountValidation.displayName(body.displayName) else {
+            throw APIError.badRequest("invalid_display_name", "display_name must be 1 to 64 characters without control characters")
+        }
+        let hash = try await self.services.hasher.hash(body.password)
+        guard let user = try await self.services.accounts.createUser(email: email, displayName: displayName, passwordHash: hash) else {
+            throw APIError(.conflict, "email_taken", "an account with this email exists")
+        }
+        context.logger.info("account registered", metadata: ["user.id": "\(user.id.lowercased)"])
+        return try await self.startSession(for: user, request: request, status: .created)
+    }
+
+    func login(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(LoginRequest.self, context: context)
+        let email = AccountValidation.normalizeEmail(body.email) ?? body.email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let limitKey = "login:\(email)|\(context.clientAddress)"
+        if case .limited(let retryAfter) = try await self.services.limiter.peek(limitKey, self.services.limits.loginFailures) {
+            throw APIError(.tooManyRequests, "rate_limited", "too many failed logins; try again later", retryAfter: retryAfter)
+        }
+        // Unknown email or no password: a dummy verification, so status, body and time match a wrong password.
+        let user = AccountValidation.normalizeEmail(body.email) == nil ? nil : try await self.services.accounts.user(email: email)
+        guard await self.services.hasher.verify(body.password, against: user?.passwordHash), let user else {
+            try await self.services.limiter.record(limitKey, self.services.limits.loginFailures)
+            throw APIError(.unauthorized, "invalid_credentials", "email or password is wrong")
+        }
+        return try await self.startSession(for: user, request: request, status: .ok)
+    }
+
+    func requestCode(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(CodeRequest.self, context: context)
+        guard let email = AccountValidation.normalizeEmail(body.email) else {
+            throw APIError.badRequest("invalid_email", "email is not a valid address")
+        }
+        for (key, rules) in [("otp:ip:\(context.clientAddress)", self.services.limits.codesPerIP), ("otp:email:\(email)", self.services.limits.codesPerEmail)] {
+            if case .limited(let retryAfter) = try await self.services.limiter.hit(key, rules) {
+                throw APIError(.tooManyRequests, "rate_limited", "too many code requests; try again later", retryAfter: retryAfter)
+            }
+        }
+        let code = try await self.services.codes.issue(email: email, logger: context.logger)
+        if self.services.environment == .development {
+            context.logger.notice("DEVELOPMENT MODE ONLY: one-time code for \(email) is \(code)")
+        }
+        return try Response.json(EmptyObject(), status: .accepted)
+    }
+
+    func verifyCode(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(CodeVerifyRequest.self, context: context)
+        guard let email = AccountValidation.normalizeEmail(body.email) else {
+            throw APIError.badRequest("invalid_email", "email is not a valid address")
+        }
+        guard try await self.services.codes.verify(email: email, code: body.code.trimmingCharacters(in: .whitespaces)) == .valid else {
+            throw APIError(.unauthorized, "invalid_code", "the code is wrong, expired or used up")
+        }
+        let user = try await self.services.accounts.upsertVerifiedUser(email: email, displayName: AccountValidation.defaultDisplayName(email: email))
+        return try await self.startSession(for: user, request: request, status: .ok)
+    }
+
+    func refresh(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(RefreshTokenRequest.self, context: context)
+        let next = Secrets.randomToken()
+        switch try await self.services.accounts.refresh(presentedHash: Secrets.sha256(body.refreshToken), newHash: Secrets.sha256(next)) {
+        case .rotated(let sessionID, let user):
+            let access = try await self.services.tokens.issue(userID: user.id, sessionID: sessionID)
+            return try Response.json(TokensBody(accessToken: access, refreshToken: next, user: OwnUser(user)))
+        case .reused(let sessionID):
+            await self.services.revocations.revoke(sessionID, logger: context.logger)
+            context.logger.warning("refresh token reused: session revoked", metadata: ["session.id": "\(sessionID.lowercased)"])
+            throw APIError(.unauthorized, "token_reused", "this refresh token was already used; the session has been revoked")
+        case .invalid:
+            throw APIError(.unauthorized, "invalid_token", "the refresh token is invalid or its session has ended")
+        }
+    }
+
+    func logout(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(RefreshTokenRequest.self, context: context)
+        guard let sessionID = try await self.services.accounts.revokeSession(refreshHash: Secrets.sha256(body.refreshToken), reason: "logout") else {
+            throw APIError(.unauthorized, "invalid_token", "the refresh token is invalid")
+        }
+        await self.services.revocations.revoke(sessionID, logger: context.logger)
+        return Response.noContent()
+    }
+
+    private func startSession(for user: UserRecord, request: Request, status: HTTPResponse.Status) async throws -> Response {
+        let refresh = Secrets.randomToken()
+        let sessionID = try await self.services.accounts.createSession(
+            userID: user.id, refreshHash: Secrets.sha256(refresh), lifetime: self.services.limits.sessionLifetime,
+            userAgent: request.headers[.userAgent]
+        )
+        let access = try await self.services.tokens.issue(userID: user.id, sessionID: sessionID)
+        return try Response.json(TokensBody(accessToken: access, refreshToken: refresh, user: OwnUser(user)), status: status)
+    }
+}
