@@ -1,41 +1,33 @@
 import Foundation
 import ParleyCore
 
-/// A user as anyone may see them: never the email address.
-struct PublicUser: Encodable {
+/// A user on the wire. Others see `id`, `display_name` and `created_at`
+/// only; the caller's own user (`/v1/me`, tokens) adds the private fields.
+struct UserBody: Encodable {
     let id: String
     let displayName: String
     let createdAt: String
+    let email: String?
+    let emailVerified: Bool?
+    let emailNotifications: Bool?
 
-    init(_ user: UserRecord) {
+    /// As anyone may see it: never the email address.
+    static func visible(_ user: UserRecord) -> UserBody {
+        UserBody(user, includePrivate: false)
+    }
+
+    /// The caller's own.
+    static func own(_ user: UserRecord) -> UserBody {
+        UserBody(user, includePrivate: true)
+    }
+
+    private init(_ user: UserRecord, includePrivate: Bool) {
         self.id = user.id.lowercased
         self.displayName = user.displayName
         self.createdAt = Timestamp.format(user.createdAt)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id
-        case displayName = "display_name"
-        case createdAt = "created_at"
-    }
-}
-
-/// The caller's own user (`/v1/me`, tokens).
-struct OwnUser: Encodable {
-    let id: String
-    let displayName: String
-    let createdAt: String
-    let email: String
-    let emailVerified: Bool
-    let emailNotifications: Bool
-
-    init(_ user: UserRecord) {
-        self.id = user.id.lowercased
-        self.displayName = user.displayName
-        self.createdAt = Timestamp.format(user.createdAt)
-        self.email = user.email
-        self.emailVerified = user.emailVerified
-        self.emailNotifications = user.emailNotifications
+        self.email = includePrivate ? user.email : nil
+        self.emailVerified = includePrivate ? user.emailVerified : nil
+        self.emailNotifications = includePrivate ? user.emailNotifications : nil
     }
 
     enum CodingKeys: String, CodingKey {
@@ -52,7 +44,7 @@ struct TokensBody: Encodable {
     let tokenType = "Bearer"
     let expiresIn = Int(AccessTokens.lifetime)
     let refreshToken: String
-    let user: OwnUser
+    let user: UserBody
 
     enum CodingKeys: String, CodingKey {
         case user
@@ -107,7 +99,7 @@ struct UpdateMeRequest: Decodable {
 }
 
 struct UserList: Encodable {
-    let users: [PublicUser]
+    let users: [UserBody]
 }
 
 struct EmptyObject: Encodable {}

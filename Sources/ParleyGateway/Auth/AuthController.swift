@@ -91,7 +91,7 @@ public struct AuthController: Sendable {
         switch try await self.services.accounts.refresh(presentedHash: Secrets.sha256(body.refreshToken), newHash: Secrets.sha256(next)) {
         case .rotated(let sessionID, let user):
             let access = try await self.services.tokens.issue(userID: user.id, sessionID: sessionID)
-            return try Response.json(TokensBody(accessToken: access, refreshToken: next, user: OwnUser(user)))
+            return try Response.json(TokensBody(accessToken: access, refreshToken: next, user: UserBody.own(user)))
         case .reused(let sessionID):
             await self.services.revocations.revoke(sessionID, logger: context.logger)
             context.logger.warning("refresh token reused: session revoked", metadata: ["session.id": "\(sessionID.lowercased)"])
@@ -117,6 +117,6 @@ public struct AuthController: Sendable {
             userAgent: request.headers[.userAgent]
         )
         let access = try await self.services.tokens.issue(userID: user.id, sessionID: sessionID)
-        return try Response.json(TokensBody(accessToken: access, refreshToken: refresh, user: OwnUser(user)), status: status)
+        return try Response.json(TokensBody(accessToken: access, refreshToken: refresh, user: UserBody.own(user)), status: status)
     }
 }

@@ -12,7 +12,7 @@ public struct UsersController: Sendable {
 
     public func addRoutes(to group: RouterGroup<ParleyRequestContext>) {
         group.get("me") { _, context in
-            try Response.json(OwnUser(try await self.currentUser(context)))
+            try Response.json(UserBody.own(try await self.currentUser(context)))
         }
         group.patch("me") { request, context in
             let body = try await request.decodeJSON(UpdateMeRequest.self, context: context)
@@ -27,13 +27,13 @@ public struct UsersController: Sendable {
             guard let user = try await self.services.accounts.updateUser(id: identity.userID, displayName: displayName, emailNotifications: body.emailNotifications) else {
                 throw APIError(.unauthorized, "invalid_token", "the account no longer exists")
             }
-            return try Response.json(OwnUser(user))
+            return try Response.json(UserBody.own(user))
         }
         group.get("users/:id") { _, context in
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)), let user = try await self.services.accounts.user(id: id) else {
                 throw APIError.notFound("user_not_found", "no such user")
             }
-            return try Response.json(PublicUser(user))
+            return try Response.json(UserBody.visible(user))
         }
         group.get("users") { request, context in
             let query = request.uri.queryParameters.get("query")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
@@ -52,7 +52,7 @@ public struct UsersController: Sendable {
             } else {
                 users = try await self.services.accounts.searchUsers(displayNamePrefix: query, limit: limit)
             }
-            return try Response.json(UserList(users: users.map(PublicUser.init)))
+            return try Response.json(UserList(users: users.map(UserBody.visible)))
         }
     }
 
