@@ -13,6 +13,7 @@ public struct GatewayDependencies: Sendable {
     public let redis: RedisClient
     public let metrics: PrometheusCollectorRegistry
     public let accounts: AccountServices
+    public let chats: ChatService
 
     public init(
         configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
@@ -32,6 +33,11 @@ public struct GatewayDependencies: Sendable {
             limiter: RateLimiter(redis: self.redis),
             revocations: SessionRevocations(redis: self.redis, accounts: store),
             limits: limits
+        )
+        self.chats = ChatService(
+            store: ChatStore(client: self.postgres, logger: logger),
+            publisher: ChatEventPublisher(redis: self.redis),
+            limiter: RateLimiter(redis: self.redis)
         )
     }
 }
@@ -55,6 +61,7 @@ public func buildRouter(
     AuthController(services: dependencies.accounts).addRoutes(to: router.group("v1/auth"))
     let authenticated = router.group("v1").add(middleware: AuthMiddleware(tokens: dependencies.accounts.tokens, revocations: dependencies.accounts.revocations))
     UsersController(services: dependencies.accounts).addRoutes(to: authenticated)
+    ChatsController(service: dependencies.chats).addRoutes(to: authenticated)
     configure(router)
     return router
 }

@@ -150,7 +150,7 @@ public struct AccountStore: Sendable {
     /// transaction. A spent token revokes its session (reuse detection). Two
     /// parallel refreshes with the same token: one rotates, the other is a reuse.
     public func refresh(presentedHash: [UInt8], newHash: [UInt8]) async throws -> RefreshOutcome {
-        try await self.client.withTransaction(logger: self.logger) { connection in
+        try await self.client.transaction(logger: self.logger) { connection in
             var spentSession: UUID?
             for try await id in try await connection.query(
                 "UPDATE refresh_tokens SET spent_at = now() WHERE token_hash = \(ByteBuffer(bytes: presentedHash)) AND spent_at IS NULL RETURNING session_id",

@@ -1,0 +1,94 @@
+public import Foundation
+
+public enum ChatKind: String, Sendable, Hashable {
+    case direct, group
+}
+
+public enum MemberRole: String, Sendable, Hashable, Comparable {
+    case owner, admin, member
+
+    var rank: Int {
+        switch self {
+        case .owner: return 2
+        case .admin: return 1
+        case .member: return 0
+        }
+    }
+
+    public static func < (a: MemberRole, b: MemberRole) -> Bool { a.rank < b.rank }
+
+    /// Owners and admins manage members and the chat.
+    public var canManage: Bool { self != .member }
+}
+
+public struct AttachmentRef: Sendable, Hashable {
+    public var id: UUID
+    public var contentType: String
+    public var size: Int
+}
+
+public struct MessageRecord: Sendable, Hashable {
+    public var id: UUID
+    public var chatID: UUID
+    public var seq: Int64
+    public var senderID: UUID
+    public var clientID: UUID
+    public var body: String?
+    public var attachments: [AttachmentRef]
+    public var replyToSeq: Int64?
+    public var createdAt: Date
+    public var editedAt: Date?
+    public var deletedAt: Date?
+
+    public var isDeleted: Bool { self.deletedAt != nil }
+}
+
+/// A chat as one member sees it.
+public struct ChatRecord: Sendable, Hashable {
+    public var id: UUID
+    public var kind: ChatKind
+    public var title: String?
+    public var isPublic: Bool
+    public var createdAt: Date
+    public var activityAt: Date
+    public var lastSeq: Int64
+    public var membersCount: Int
+    /// The viewer's read position (0 when the viewer is not a member).
+    public var lastReadSeq: Int64
+    public var lastMessage: MessageRecord?
+    /// The other member of a direct chat.
+    public var peer: UserRecord?
+
+    public var unreadCount: Int64 { max(0, self.lastSeq - self.lastReadSeq) }
+}
+
+public struct MemberRecord: Sendable, Hashable {
+    public var user: UserRecord
+    public var role: MemberRole
+    public var joinedAt: Date
+    public var lastReadSeq: Int64
+}
+
+public struct AttachmentRecord: Sendable, Hashable {
+    public var id: UUID
+    public var ownerID: UUID
+    public var contentType: String
+    public var size: Int
+    public var sha256: [UInt8]
+    public var createdAt: Date
+}
+
+/// Why a chat operation was refused; the HTTP edge maps each to a status and code.
+public enum ChatError: Error, Sendable, Hashable {
+    case chatNotFound
+    case userNotFound
+    case messageNotFound
+    case attachmentNotFound
+    case notAllowed(String)
+    case notAGroup
+    case groupFull
+    case invalidReply
+    case invalidAttachments
+    case messageDeleted
+    case selfChat
+}

@@ -1,0 +1,215 @@
+import Foundation
+import ParleyCore
+
+struct AttachmentRefBody: Encodable {
+    let id: String
+    let contentType: String
+    let size: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, size
+        case contentType = "content_type"
+    }
+}
+
+/// A message on the wire. A deleted message keeps its seq, with a null body and no attachments.
+struct MessageBody: Encodable {
+    let id: String
+    let chatID: String
+    let seq: Int64
+    let senderID: String
+    let clientID: String
+    let body: String?
+    let attachments: [AttachmentRefBody]
+    let replyToSeq: Int64?
+    let createdAt: String
+    let editedAt: String?
+    let deleted: Bool
+
+    init(_ message: MessageRecord) {
+        self.id = message.id.lowercased
+        self.chatID = message.chatID.lowercased
+        self.seq = message.seq
+        self.senderID = message.senderID.lowercased
+        self.clientID = message.clientID.lowercased
+        self.body = message.isDeleted ? nil : message.body
+        self.attachments = message.isDeleted ? [] : message.attachments.map { AttachmentRefBody(id: $0.id.lowercased, contentType: $0.contentType, size: $0.size) }
+        self.replyToSeq = message.replyToSeq
+        self.createdAt = Timestamp.format(message.createdAt)
+        self.editedAt = message.editedAt.map(Timestamp.format)
+        self.deleted = message.isDeleted
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, seq, body, attachments, deleted
+        case chatID = "chat_id"
+        case senderID = "sender_id"
+        case clientID = "client_id"
+        case replyToSeq = "reply_to_seq"
+        case createdAt = "created_at"
+        case editedAt = "edited_at"
+    }
+
+    // nulls are written out: clients see every field of PROTOCOL.md
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(self.id, forKey: .id)
+        try c.encode(self.chatID, forKey: .chatID)
+        try c.encode(self.seq, forKey: .seq)
+        try c.encode(self.senderID, forKey: .senderID)
+        try c.encode(self.clientID, forKey: .clientID)
+        try c.encode(self.body, forKey: .body)
+        try c.encode(self.attachments, forKey: .attachments)
+        try c.encode(self.replyToSeq, forKey: .replyToSeq)
+        try c.encode(self.createdAt, forKey: .createdAt)
+        try c.encode(self.editedAt, forKey: .editedAt)
+        try c.encode(self.deleted, forKey: .deleted)
+    }
+}
+
+struct MemberBody: Encodable {
+    let user: UserBody
+    let role: String
+    let joinedAt: String
+    let lastReadSeq: Int64
+
+    init(_ member: MemberRecord) {
+        self.user = .visible(member.user)
+        self.role = member.role.rawValue
+        self.joinedAt = Timestamp.format(member.joinedAt)
+        self.lastReadSeq = member.lastReadSeq
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case user, role
+        case joinedAt = "joined_at"
+        case lastReadSeq = "last_read_seq"
+    }
+}
+
+/// A chat as the caller sees it (`members` only on GET /v1/chats/{id}).
+struct ChatBody: Encodable {
+    let chat: ChatRecord
+    let members: [MemberRecord]?
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, title, `public`, members, peer
+        case createdAt = "created_at"
+        case lastSeq = "last_seq"
+        case lastMessage = "last_message"
+        case lastReadSeq = "last_read_seq"
+        case unreadCount = "unread_count"
+        case membersCount = "members_count"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(self.chat.id.lowercased, forKey: .id)
+        try c.encode(self.chat.kind.rawValue, forKey: .kind)
+        try c.encode(self.chat.title, forKey: .title)
+        try c.encode(self.chat.isPublic, forKey: .public)
+        try c.encode(Timestamp.format(self.chat.createdAt), forKey: .createdAt)
+        try c.encode(self.chat.lastSeq, forKey: .lastSeq)
+        try c.encode(self.chat.lastMessage.map(MessageBody.init), forKey: .lastMessage)
+        try c.encode(self.chat.lastReadSeq, forKey: .lastReadSeq)
+        try c.encode(self.chat.unreadCount, forKey: .unreadCount)
+        try c.encode(self.chat.membersCount, forKey: .membersCount)
+        try c.encode(self.chat.peer.map(UserBody.visible), forKey: .peer)
+        if let members { try c.encode(members.map(MemberBody.init), forKey: .members) }
+    }
+}
+
+struct ChatListBody: Encodable {
+    let chats: [ChatBody]
+    let nextCursor: String?
+
+    enum CodingKeys: String, CodingKey {
+        case chats
+        case nextCursor = "next_cursor"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(self.chats, forKey: .chats)
+        try c.encode(self.nextCursor, forKey: .nextCursor)
+    }
+}
+
+struct MessagePageBody: Encodable {
+    let messages: [MessageBody]
+    let hasMore: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case messages
+        case hasMore = "has_more"
+    }
+}
+
+struct AttachmentBody: Encodable {
+    let id: String
+    let contentType: String
+    let size: Int
+    let sha256: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, size, sha256
+        case contentType = "content_type"
+    }
+}
+
+struct CreateChatRequest: Decodable {
+    let kind: String
+    let userID: String?
+    let title: String?
+    let memberIDs: [String]?
+    let isPublic: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case kind, title
+        case userID = "user_id"
+        case memberIDs = "member_ids"
+        case isPublic = "public"
+    }
+}
+
+struct UpdateChatRequest: Decodable {
+    let title: String?
+    let isPublic: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case title
+        case isPublic = "public"
+    }
+}
+
+struct AddMemberRequest: Decodable {
+    let userID: String
+    let role: String?
+
+    enum CodingKeys: String, CodingKey {
+        case role
+        case userID = "user_id"
+    }
+}
+
+struct SendMessageRequest: Decodable {
+    let clientID: String
+    let body: String?
+    let attachmentIDs: [String]?
+    let replyToSeq: Int64?
+
+    enum CodingKeys: String, CodingKey {
+        case body
+        case clientID = "client_id"
+        case attachmentIDs = "attachment_ids"
+        case replyToSeq = "reply_to_seq"
+    }
+}
+
+struct EditMessageRequest: Decodable {
+    let body: String
+}
+
+struct ReadRequest: Decodable {
+    let seq: Int64
+}

@@ -1,0 +1,222 @@
+import Crypto
+import HTTPTypes
+import Foundation
+public import Hummingbird
+import NIOCore
+import ParleyCore
+
+/// `/v1/chats…` and `/v1/attachments…`: authenticated.
+public struct ChatsController: Sendable {
+    let service: ChatService
+    var store: ChatStore { self.service.store }
+
+    public init(service: ChatService) {
+        self.service = service
+    }
+
+    public func addRoutes(to group: RouterGroup<ParleyRequestContext>) {
+        group.post("chats") { request, context in try await self.create(request, context) }
+        group.get("chats") { request, context in try await self.list(request, context) }
+        group.get("chats/:id") { _, context in
+            let (me, chatID) = try Self.ids(context)
+            guard let chat = try await self.store.chat(chatID, viewer: me) else { throw APIError(ChatError.chatNotFound) }
+            return try Response.json(ChatBody(chat: chat, members: try await self.store.members(of: chatID)))
+        }
+        group.patch("chats/:id") { request, context in
+            let (me, chatID) = try Self.ids(context)
+            let body = try await request.decodeJSON(UpdateChatRequest.self, context: context)
+            let title = try body.title.map(Self.validTitle)
+            try await ChatService.mapping { try await self.store.updateGroup(chatID, actor: me, title: title, isPublic: body.isPublic) }
+            await self.service.publisher.publish(.chatUpdated(chatID: chatID), logger: context.logger)
+            guard let chat = try await self.store.chat(chatID, viewer: me) else { throw APIError(ChatError.chatNotFound) }
+            return try Response.json(ChatBody(chat: chat, members: nil))
+        }
+        group.post("chats/:id/members") { request, context in
+            let (me, chatID) = try Self.ids(context)
+            let body = try await request.decodeJSON(AddMemberRequest.self, context: context)
+            guard let userID = UUID(uuidString: body.userID) else { throw APIError(ChatError.userNotFound) }
+            guard let role = MemberRole(rawValue: body.role ?? "member"), role != .owner else {
+                throw APIError.badRequest("invalid_role", "role must be admin or member")
+            }
+            let (member, added) = try await ChatService.mapping { try await self.store.addMember(chatID, actor: me, userID: userID, role: role) }
+            if added { await self.service.publisher.publish(.memberAdded(chatID: chatID, userID: userID), logger: context.logger) }
+            return try Response.json(MemberBody(member), status: added ? .created : .ok)
+        }
+        group.delete("chats/:id/members/:user_id") { _, context in
+            let (me, chatID) = try Self.ids(context)
+            guard let userID = context.parameters.get("user_id").flatMap(UUID.init(uuidString:)) else { throw APIError(ChatError.userNotFound) }
+            let newOwner = try await ChatService.mapping { try await self.store.removeMember(chatID, actor: me, userID: userID) }
+            var events: [ChatEvent] = [.memberRemoved(chatID: chatID, userID: userID)]
+            if newOwner != nil { events.append(.chatUpdated(chatID: chatID)) }
+            await self.service.publisher.publish(events, logger: context.logger)
+            return Response.noContent()
+        }
+        group.get("chats/:id/messages") { request, context in
+            let (me, chatID) = try Self.ids(context)
+            let query = request.uri.queryParameters
+            let before = try Self.seqParameter(query.get("before"), name: "before")
+            let after = try Self.seqParameter(query.get("after"), name: "after")
+            var limit = 50
+            if let raw = query.get("limit") {
+                guard let value = Int(raw), (1...100).contains(value) else { throw APIError.badRequest("invalid_limit", "limit must be an integer from 1 to 100") }
+                limit = value
+            }
+            let page = try await ChatService.mapping { try await self.store.history(chatID: chatID, viewer: me, before: before, after: after, limit: limit) }
+            return try Response.json(MessagePageBody(messages: page.messages.map(MessageBody.init), hasMore: page.hasMore))
+        }
+        group.post("chats/:id/messages") { request, context in
+            let (me, chatID) = try Self.ids(context)
+            let body = try await request.decodeJSON(SendMessageRequest.self, context: context)
+            let (message, created) = try await self.service.send(
+                .init(clientID: body.clientID, body: body.body, attachmentIDs: body.attachmentIDs, replyToSeq: body.replyToSeq),
+                chatID: chatID, senderID: me, logger: context.logger
+            )
+            return try Response.json(MessageBody(message), status: created ? .created : .ok)
+        }
+        group.patch("chats/:id/messages/:seq") { request, context in
+            let (me, chatID) = try Self.ids(context)
+            let seq = try Self.pathSeq(context)
+            let body = try await request.decodeJSON(EditMessageRequest.self, context: context)
+            return try Response.json(MessageBody(try await self.service.edit(chatID: chatID, seq: seq, actor: me, body: body.body, logger: context.logger)))
+        }
+        group.delete("chats/:id/messages/:seq") { _, context in
+            let (me, chatID) = try Self.ids(context)
+            try await self.service.delete(chatID: chatID, seq: try Self.pathSeq(context), actor: me, logger: context.logger)
+            return Response.noContent()
+        }
+        group.post("chats/:id/read") { request, context in
+            let (me, chatID) = try Self.ids(context)
+            let body = try await request.decodeJSON(ReadRequest.self, context: context)
+            try await self.service.markRead(chatID: chatID, userID: me, seq: body.seq, logger: context.logger)
+            return Response.noContent()
+        }
+        group.post("attachments") { request, context in try await self.upload(request, context) }
+        group.get("attachments/:id") { _, context in
+            let me = try context.requireIdentity().userID
+            guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
+                let (contentType, data) = try await self.store.attachmentData(id, viewer: me)
+            else { throw APIError(ChatError.attachmentNotFound) }
+            var headers = HTTPFields()
+            headers[.contentType] = contentType
+            headers[.xContentTypeOptions] = "nosniff"
+            headers[.cacheControl] = "private, max-age=3600"
+            headers[.contentDisposition] = "attachment"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: data))
+        }
+    }
+
+    func create(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let me = try context.requireIdentity().userID
+        let body = try await request.decodeJSON(CreateChatRequest.self, context: context)
+        switch body.kind {
+        case "direct":
+            guard let peer = body.userID.flatMap(UUID.init(uuidString:)) else {
+                throw APIError.badRequest("invalid_user", "user_id must be the id of another user")
+            }
+            let (chat, created) = try await ChatService.mapping { try await self.store.directChat(between: me, and: peer) }
+            if created { await self.service.publisher.publish(.memberAdded(chatID: chat.id, userID: peer), logger: context.logger) }
+            return try Response.json(ChatBody(chat: chat, members: nil), status: created ? .created : .ok)
+        case "group":
+            let title = try Self.validTitle(body.title ?? "")
+            let raw = body.memberIDs ?? []
+            let members = try raw.map { value in
+                guard let id = UUID(uuidString: value) else { throw APIError.badRequest("invalid_member_ids", "member_ids must be user ids") }
+                return id
+            }
+            let chat = try await ChatService.mapping {
+                try await self.store.createGroup(creator: me, title: title, memberIDs: members, isPublic: body.isPublic ?? false)
+            }
+            await self.service.publisher.publish(Set(members).subtracting([me]).map { .memberAdded(chatID: chat.id, userID: $0) }, logger: context.logger)
+            return try Response.json(ChatBody(chat: chat, members: nil), status: .created)
+        default:
+            throw APIError.badRequest("invalid_kind", "kind must be direct or group")
+        }
+    }
+
+    func list(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let me = try context.requireIdentity().userID
+        let query = request.uri.queryParameters
+        var limit = 20
+        if let raw = query.get("limit") {
+            guard let value = Int(raw), (1...100).contains(value) else { throw APIError.badRequest("invalid_limit", "limit must be an integer from 1 to 100") }
+            limit = value
+        }
+        var cursor: (Date, UUID)?
+        if let raw = query.get("cursor") {
+            guard let decoded = ChatCursor.decode(raw) else { throw APIError.badRequest("invalid_cursor", "cursor is not one this server issued") }
+            cursor = decoded
+        }
+        let (chats, hasMore) = try await self.store.chats(of: me, limit: limit, after: cursor)
+        let next = hasMore ? chats.last.map { ChatCursor.encode($0.activityAt, $0.id) } : nil
+        return try Response.json(ChatListBody(chats: chats.map { ChatBody(chat: $0, members: nil) }, nextCursor: next))
+    }
+
+    func upload(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let me = try context.requireIdentity().userID
+        let contentType = AttachmentTypes.mediaType(request.headers[.contentType] ?? "")
+        guard AttachmentTypes.allowed.contains(contentType) else {
+            throw APIError(.unsupportedMediaType, "unsupported_media_type", "Content-Type must be one of \(AttachmentTypes.allowed.sorted().joined(separator: ", "))")
+        }
+        let tooLarge = APIError(.contentTooLarge, "too_large", "attachments are at most \(AttachmentTypes.maxSize) bytes")
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > AttachmentTypes.maxSize { throw tooLarge }
+        let data: ByteBuffer
+        do {
+            data = try await request.body.collect(upTo: AttachmentTypes.maxSize)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw tooLarge
+        }
+        guard data.readableBytes > 0 else { throw APIError.badRequest("empty_attachment", "the body is empty") }
+        guard AttachmentTypes.matches(contentType, data.readableBytesView) else {
+            throw APIError(.unsupportedMediaType, "content_mismatch", "the bytes are not \(contentType)")
+        }
+        let digest = Array(SHA256.hash(data: data.readableBytesView))
+        let attachment = try await self.store.createAttachment(ownerID: me, contentType: contentType, data: data, sha256: digest)
+        return try Response.json(
+            AttachmentBody(id: attachment.id.lowercased, contentType: contentType, size: attachment.size, sha256: digest.map { String(format: "%02x", $0) }.joined()),
+            status: .created
+        )
+    }
+
+    static func ids(_ context: ParleyRequestContext) throws -> (UUID, UUID) {
+        let me = try context.requireIdentity().userID
+        guard let chatID = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw APIError(ChatError.chatNotFound) }
+        return (me, chatID)
+    }
+
+    static func pathSeq(_ context: ParleyRequestContext) throws -> Int64 {
+        guard let seq = context.parameters.get("seq").flatMap(Int64.init), seq > 0 else { throw APIError(ChatError.messageNotFound) }
+        return seq
+    }
+
+    static func seqParameter(_ raw: String?, name: String) throws -> Int64? {
+        guard let raw else { return nil }
+        guard let value = Int64(raw), value >= 0 else { throw APIError.badRequest("invalid_\(name)", "\(name) must be a non-negative integer") }
+        return value
+    }
+
+    static func validTitle(_ raw: String) throws -> String {
+        let title = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...128).contains(title.count), !title.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw APIError.badRequest("invalid_title", "title must be 1 to 128 characters without control characters")
+        }
+        return title
+    }
+}
+
+/// Opaque keyset cursor: base64url("<activity µs>:<chat id>").
+enum ChatCursor {
+    static func encode(_ activityAt: Date, _ id: UUID) -> String {
+        Secrets.base64URL(Data("\(Int64((activityAt.timeIntervalSince1970 * 1_000_000).rounded())):\(id.lowercased)".utf8))
+    }
+
+    static func decode(_ raw: String) -> (Date, UUID)? {
+        guard let data = Secrets.base64URLDecode(raw), let text = String(data: data, encoding: .utf8) else { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else { return nil }
+        return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), id)
+    }
+}
+
+extension HTTPField.Name {
+    static let xContentTypeOptions = Self("X-Content-Type-Options")!
+}

@@ -1,0 +1,415 @@
+import Foundation
+import HTTPTypes
+import HiredisNIO
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import ParleyCore
+import ParleyGateway
+import ParleyTestSupport
+import Testing
+
+@Suite struct ChatsTests {
+    struct User {
+        let token: String
+        let id: String
+    }
+
+    func live(_ body: @escaping @Sendable (APITestClient) async throws -> Void) async throws {
+        try await GatewayTestSupport.liveApp().test(.live) { client in try await body(APITestClient(client)) }
+    }
+
+    func user(_ api: APITestClient, _ name: String = "User") async throws -> User {
+        let (access, _, id) = try await APITestClient(api.client).register(displayName: name)
+        return User(token: access, id: id)
+    }
+
+    func group(_ api: APITestClient, owner: User, members: [User], isPublic: Bool = false) async throws -> String {
+        let response = try await api.call(.post, "/v1/chats", json: ["kind": "group", "title": "Team", "member_ids": members.map(\.id), "public": isPublic], token: owner.token)
+        try #require(response.status == 201, "\(response.text)")
+        return try #require(response.json["id"] as? String)
+    }
+
+    @discardableResult
+    func send(_ api: APITestClient, _ chat: String, _ user: User, _ body: String, clientID: String = UUID().uuidString.lowercased()) async throws -> APIResponse {
+        try await APITestClient(api.client).call(.post, "/v1/chats/\(chat)/messages", json: ["client_id": clientID, "body": body], token: user.token)
+    }
+
+    @Test func directChatsAreOnePerPair() async throws {
+        try await self.live { api in
+            let (a, b) = (try await self.user(api, "Ann"), try await self.user(api, "Ben"))
+            let created = try await api.call(.post, "/v1/chats", json: ["kind": "direct", "user_id": b.id], token: a.token)
+            #expect(created.status == 201)
+            #expect(created.json["kind"] as? String == "direct")
+            #expect((created.json["peer"] as? [String: Any])?["id"] as? String == b.id)
+            #expect(created.json["members_count"] as? Int == 2)
+            let again = try await api.call(.post, "/v1/chats", json: ["kind": "direct", "user_id": a.id], token: b.token)
+            #expect(again.status == 200)
+            #expect(again.json["id"] as? String == created.json["id"] as? String)
+            #expect((again.json["peer"] as? [String: Any])?["id"] as? String == a.id)
+            #expect(try await api.call(.post, "/v1/chats", json: ["kind": "direct", "user_id": a.id], token: a.token).code == "invalid_user")
+            #expect(try await api.call(.post, "/v1/chats", json: ["kind": "direct", "user_id": UUID().uuidString], token: a.token).code == "user_not_found")
+            #expect(try await api.call(.post, "/v1/chats", json: ["kind": "channel"], token: a.token).code == "invalid_kind")
+        }
+    }
+
+    @Test func twentyConcurrentSendersGetGaplessSeqs() async throws {
+        try await self.live { api in
+            let owner = try await self.user(api, "Owner")
+            var senders: [User] = []
+            for i in 0..<19 { senders.append(try await self.user(api, "S\(i)")) }
+            let chat = try await self.group(api, owner: owner, members: senders)
+            senders.append(owner)
+            let perSender = 8
+            let seqs = try await withThrowingTaskGroup(of: [Int].self) { group in
+                for sender in senders {
+                    group.addTask {
+                        var mine: [Int] = []
+                        for i in 0..<perSender {
+                            let response = try await self.send(api, chat, sender, "m\(i)")
+                            #expect(response.status == 201, "\(response.text)")
+                            mine.append(response.json["seq"] as? Int ?? -1)
+                        }
+                        #expect(mine == mine.sorted(), "one sender's messages keep their order")
+                        return mine
+                    }
+                }
+                return try await group.reduce(into: [Int]()) { $0 += $1 }
+            }
+            #expect(seqs.sorted() == Array(1...(20 * perSender)))
+            let page = try await api.call(.get, "/v1/chats/\(chat)/messages?limit=100&after=0", token: owner.token)
+            let history = try #require(page.json["messages"] as? [[String: Any]]).compactMap { $0["seq"] as? Int }
+            #expect(history == Array(1...100))
+        }
+    }
+
+    @Test func aResendWithTheSameClientIDReturnsTheOriginalEvenWhenRacing() async throws {
+        try await self.live { api in
+            let (a, b) = (try await self.user(api), try await self.user(api))
+            let chat = try await self.group(api, owner: a, members: [b])
+            let clientID = UUID().uuidString.lowercased()
+            let first = try await self.send(api, chat, a, "hello", clientID: clientID)
+            #expect(first.status == 201)
+            let again = try await self.send(api, chat, a, "hello (edited resend)", clientID: clientID)
+            #expect(again.status == 200)
+            #expect(again.json["id"] as? String == first.json["id"] as? String)
+            #expect(again.json["body"] as? String == "hello")
+            // another sender may use the same client id: it is per sender
+            #expect(try await self.send(api, chat, b, "mine", clientID: clientID).status == 201)
+
+            let racing = UUID().uuidString.lowercased()
+            let results = try await withThrowingTaskGroup(of: (Int, String?, Int?).self) { group in
+                for _ in 0..<10 {
+                    group.addTask {
+                        let r = try await self.send(api, chat, a, "race", clientID: racing)
+                        return (r.status, r.json["id"] as? String, r.json["seq"] as? Int)
+                    }
+                }
+                return try await group.reduce(into: [(Int, String?, Int?)]()) { $0.append($1) }
+            }
+            #expect(results.filter { $0.0 == 201 }.count == 1)
+            #expect(results.filter { $0.0 == 200 }.count == 9)
+            #expect(Set(results.map(\.1)).count == 1)
+            #expect(Set(results.map(\.2)) == [3])
+            let chatBody = try await api.call(.get, "/v1/chats/\(chat)", token: a.token)
+            #expect(chatBody.json["last_seq"] as? Int == 3)
+        }
+    }
+
+    @Test func nonMembersSeeNothing() async throws {
+        try await self.live { api in
+            let (a, b, stranger) = (try await self.user(api), try await self.user(api), try await self.user(api))
+            let chat = try await self.group(api, owner: a, members: [b])
+            let upload = try await api.client.execute(
+                uri: "/v1/attachments", method: .post, headers: [.authorization: "Bearer \(a.token)", .contentType: "text/plain"], body: ByteBuffer(string: "secret notes")
+            ) { response in try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any] }
+            let attachment = try #require(upload?["id"] as? String)
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/messages", json: ["client_id": UUID().uuidString, "attachment_ids": [attachment]], token: a.token).status == 201)
+
+            for (method, path, body) in [
+                (HTTPRequest.Method.get, "/v1/chats/\(chat)", nil), (.get, "/v1/chats/\(chat)/messages", nil),
+                (.post, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": "hi"]), (.post, "/v1/chats/\(chat)/read", ["seq": 1]),
+                (.patch, "/v1/chats/\(chat)/messages/1", ["body": "x"]), (.delete, "/v1/chats/\(chat)/messages/1", nil),
+                (.get, "/v1/attachments/\(attachment)", nil), (.get, "/v1/chats/\(UUID().uuidString)", nil),
+            ] as [(HTTPRequest.Method, String, [String: Any]?)] {
+                let response = try await api.call(method, path, json: body, token: stranger.token)
+                #expect(response.status == 404, "\(method) \(path): \(response.status)")
+            }
+            // members and the uploader can download it
+            #expect(try await api.call(.get, "/v1/attachments/\(attachment)", token: b.token).text == "secret notes")
+            let stranger2 = try await api.call(.post, "/v1/chats/\(chat)/members", json: ["user_id": stranger.id], token: stranger.token)
+            #expect(stranger2.status == 404, "a private group cannot be joined")
+        }
+    }
+
+    @Test func historyPagesEveryMessageExactlyOnceInBothDirections() async throws {
+        try await self.live { api in
+            let a = try await self.user(api)
+            let chat = try await self.group(api, owner: a, members: [])
+            for i in 1...23 { #expect(try await self.send(api, chat, a, "n\(i)").status == 201) }
+            // backwards from the newest
+            var seen: [Int] = []
+            var before: Int?
+            var pages = 0
+            repeat {
+                let path = "/v1/chats/\(chat)/messages?limit=5" + (before.map { "&before=\($0)" } ?? "")
+                let page = try await api.call(.get, path, token: a.token)
+                let seqs = (page.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }
+                #expect(seqs == seqs.sorted())
+                seen = seqs + seen
+                before = seqs.first
+                pages += 1
+                if page.json["has_more"] as? Bool != true { break }
+            } while pages < 10
+            #expect(seen == Array(1...23))
+            // forwards from the start
+            var forward: [Int] = []
+            var after = 0
+            while true {
+                let page = try await api.call(.get, "/v1/chats/\(chat)/messages?limit=7&after=\(after)", token: a.token)
+                let seqs = (page.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }
+                forward += seqs
+                after = seqs.last ?? after
+                if page.json["has_more"] as? Bool != true { break }
+            }
+            #expect(forward == Array(1...23))
+            let latest = try await api.call(.get, "/v1/chats/\(chat)/messages", token: a.token)
+            #expect((latest.json["messages"] as? [Any])?.count == 23)
+            #expect(latest.json["has_more"] as? Bool == false)
+            #expect(try await api.call(.get, "/v1/chats/\(chat)/messages?limit=101", token: a.token).code == "invalid_limit")
+            #expect(try await api.call(.get, "/v1/chats/\(chat)/messages?before=x", token: a.token).code == "invalid_before")
+        }
+    }
+
+    @Test func unreadCountsFollowSendsAndReads() async throws {
+        try await self.live { api in
+            let (a, b) = (try await self.user(api), try await self.user(api))
+            let chat = try await self.group(api, owner: a, members: [b])
+            for i in 1...5 { try await self.send(api, chat, a, "u\(i)") }
+            func unread(_ user: User) async throws -> (Int?, Int?) {
+                let list = try await api.call(.get, "/v1/chats", token: user.token)
+                let entry = (list.json["chats"] as? [[String: Any]])?.first { $0["id"] as? String == chat }
+                return (entry?["unread_count"] as? Int, entry?["last_read_seq"] as? Int)
+            }
+            #expect(try await unread(a) == (0, 5))  // sending reads up to your own message
+            #expect(try await unread(b) == (5, 0))
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/read", json: ["seq": 3], token: b.token).status == 204)
+            #expect(try await unread(b) == (2, 3))
+            // only forward, never past the last message
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/read", json: ["seq": 1], token: b.token).status == 204)
+            #expect(try await unread(b) == (2, 3))
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/read", json: ["seq": 999], token: b.token).status == 204)
+            #expect(try await unread(b) == (0, 5))
+            try await self.send(api, chat, a, "u6")
+            #expect(try await unread(b) == (1, 5))
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/read", json: ["seq": -1], token: b.token).code == "invalid_seq")
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/read", json: ["seq": "3"], token: b.token).code == "invalid_request")
+        }
+    }
+
+    @Test func chatListIsByActivityWithAStableCursor() async throws {
+        try await self.live { api in
+            let me = try await self.user(api)
+            var chats: [String] = []
+            for _ in 0..<5 { chats.append(try await self.group(api, owner: me, members: [])) }
+            try await self.send(api, chats[1], me, "bump")  // chats[1] is now the most recent
+            let first = try await api.call(.get, "/v1/chats?limit=2", token: me.token)
+            let firstIDs = (first.json["chats"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+            #expect(firstIDs == [chats[1], chats[4]])
+            let lastMessage = (first.json["chats"] as? [[String: Any]])?.first?["last_message"] as? [String: Any]
+            #expect(lastMessage?["body"] as? String == "bump")
+            let cursor = try #require(first.json["next_cursor"] as? String)
+            // a new chat created meanwhile does not shift the next page
+            _ = try await self.group(api, owner: me, members: [])
+            var rest: [String] = []
+            var next: String? = cursor
+            while let c = next {
+                let page = try await api.call(.get, "/v1/chats?limit=2&cursor=\(c)", token: me.token)
+                rest += (page.json["chats"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+                next = page.json["next_cursor"] as? String
+            }
+            #expect(rest == [chats[3], chats[2], chats[0]])
+            #expect(try await api.call(.get, "/v1/chats?cursor=bogus", token: me.token).code == "invalid_cursor")
+        }
+    }
+
+    @Test func roleRules() async throws {
+        try await self.live { api in
+            let (owner, admin, member, other, outsider) = (try await self.user(api), try await self.user(api), try await self.user(api), try await self.user(api), try await self.user(api))
+            let chat = try await self.group(api, owner: owner, members: [member, other])
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/members", json: ["user_id": admin.id, "role": "admin"], token: member.token).status == 403)
+            let added = try await api.call(.post, "/v1/chats/\(chat)/members", json: ["user_id": admin.id, "role": "admin"], token: owner.token)
+            #expect(added.status == 201)
+            #expect(added.json["role"] as? String == "admin")
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/members", json: ["user_id": admin.id], token: owner.token).status == 200)
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/members", json: ["user_id": outsider.id, "role": "admin"], token: admin.token).status == 403)
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/members", json: ["user_id": outsider.id, "role": "owner"], token: owner.token).code == "invalid_role")
+            // a member cannot remove others; an admin cannot remove the owner
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/members/\(other.id)", token: member.token).status == 403)
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/members/\(owner.id)", token: admin.token).status == 403)
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/members/\(other.id)", token: admin.token).status == 204)
+            #expect(try await api.call(.patch, "/v1/chats/\(chat)", json: ["title": "Renamed"], token: member.token).status == 403)
+            #expect(try await api.call(.patch, "/v1/chats/\(chat)", json: ["title": "Renamed"], token: admin.token).json["title"] as? String == "Renamed")
+            #expect(try await api.call(.patch, "/v1/chats/\(chat)", json: ["title": ""], token: admin.token).code == "invalid_title")
+            // members may delete only their own messages; admins anyone's
+            try await self.send(api, chat, member, "by member")
+            try await self.send(api, chat, owner, "by owner")
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/messages/2", token: member.token).status == 403)
+            #expect(try await api.call(.patch, "/v1/chats/\(chat)/messages/1", json: ["body": "x"], token: admin.token).status == 403)
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/messages/1", token: admin.token).status == 204)
+            // the owner leaving hands ownership to the oldest admin
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/members/\(owner.id)", token: owner.token).status == 204)
+            let members = try await api.call(.get, "/v1/chats/\(chat)", token: admin.token).json["members"] as? [[String: Any]] ?? []
+            let roles = Dictionary(uniqueKeysWithValues: members.compactMap { m -> (String, String)? in
+                guard let id = (m["user"] as? [String: Any])?["id"] as? String, let role = m["role"] as? String else { return nil }
+                return (id, role)
+            })
+            #expect(roles == [admin.id: "owner", member.id: "member"])
+            #expect(try await api.call(.get, "/v1/chats/\(chat)/messages", token: owner.token).status == 404)
+            // ... else to the oldest member
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/members/\(admin.id)", token: admin.token).status == 204)
+            let after = try await api.call(.get, "/v1/chats/\(chat)", token: member.token).json["members"] as? [[String: Any]] ?? []
+            #expect(after.first?["role"] as? String == "owner")
+            #expect(after.count == 1)
+        }
+    }
+
+    @Test func anyoneMayJoinAPublicGroup() async throws {
+        try await self.live { api in
+            let (owner, joiner) = (try await self.user(api), try await self.user(api))
+            let chat = try await self.group(api, owner: owner, members: [], isPublic: true)
+            #expect(try await api.call(.get, "/v1/chats/\(chat)", token: joiner.token).status == 200)
+            #expect(try await api.call(.get, "/v1/chats/\(chat)/messages", token: joiner.token).status == 404)
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/members", json: ["user_id": joiner.id, "role": "admin"], token: joiner.token).status == 403)
+            let joined = try await api.call(.post, "/v1/chats/\(chat)/members", json: ["user_id": joiner.id], token: joiner.token)
+            #expect(joined.status == 201)
+            #expect(try await api.call(.get, "/v1/chats/\(chat)/messages", token: joiner.token).status == 200)
+        }
+    }
+
+    @Test func messageRules() async throws {
+        try await self.live { api in
+            let (a, b) = (try await self.user(api), try await self.user(api))
+            let chat = try await self.group(api, owner: a, members: [b])
+            try await self.send(api, chat, a, "first")
+            let reply = try await api.call(.post, "/v1/chats/\(chat)/messages", json: ["client_id": UUID().uuidString, "body": "re", "reply_to_seq": 1], token: b.token)
+            #expect(reply.json["reply_to_seq"] as? Int == 1)
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/messages", json: ["client_id": UUID().uuidString, "body": "re", "reply_to_seq": 99], token: b.token).code == "invalid_reply")
+            for (body, code) in [(["client_id": "nope", "body": "x"], "invalid_client_id"), (["client_id": UUID().uuidString, "body": ""], "invalid_body"),
+                                 (["client_id": UUID().uuidString], "invalid_body"), (["client_id": UUID().uuidString, "body": String(repeating: "a", count: 4001)], "invalid_body"),
+                                 (["client_id": UUID().uuidString, "body": String(repeating: "é", count: 4000) + "é"], "invalid_body"),
+                                 (["client_id": UUID().uuidString, "body": String(repeating: "😀", count: 4097)], "invalid_body"),
+                                 (["client_id": UUID().uuidString, "body": 5], "invalid_request"),
+                                 (["client_id": UUID().uuidString, "attachment_ids": [UUID().uuidString]], "invalid_attachments")] as [([String: Any], String)] {
+                let response = try await api.call(.post, "/v1/chats/\(chat)/messages", json: body, token: a.token)
+                #expect(response.status == 400, "\(body)")
+                #expect(response.code == code, "\(body): \(response.text)")
+            }
+            // edits by the sender; deletes leave a tombstone that keeps its seq
+            let edited = try await api.call(.patch, "/v1/chats/\(chat)/messages/1", json: ["body": "first, edited"], token: a.token)
+            #expect(edited.json["body"] as? String == "first, edited")
+            #expect(edited.json["edited_at"] is String)
+            #expect(try await api.call(.patch, "/v1/chats/\(chat)/messages/1", json: ["body": "x"], token: b.token).status == 403)
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/messages/1", token: a.token).status == 204)
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/messages/1", token: a.token).status == 204)
+            #expect(try await api.call(.patch, "/v1/chats/\(chat)/messages/1", json: ["body": "x"], token: a.token).code == "message_deleted")
+            let history = try await api.call(.get, "/v1/chats/\(chat)/messages", token: b.token).json["messages"] as? [[String: Any]] ?? []
+            #expect(history.count == 2)
+            #expect(history.first?["deleted"] as? Bool == true)
+            #expect(history.first?["body"] is NSNull)
+            #expect((history.first?["attachments"] as? [Any])?.isEmpty == true)
+            #expect(try await api.call(.patch, "/v1/chats/\(chat)/messages/77", json: ["body": "x"], token: a.token).code == "message_not_found")
+        }
+    }
+
+    @Test func bodiesRoundTripByteForByteAndSQLIsLiteral() async throws {
+        try await self.live { api in
+            let a = try await self.user(api)
+            let chat = try await self.group(api, owner: a, members: [])
+            let bodies = [
+                "emoji 👩‍👩‍👧‍👦🏳️‍🌈 and flags 🇯🇵",
+                "RTL: שלום עולם — مرحبا بالعالم",
+                "combining: e\u{301} a\u{30A} Z\u{335}\u{30F}",
+                "'; DROP TABLE messages; -- \\ %_ $1 \u{2028} \"quoted\"",
+                String(repeating: "x🙂", count: 2000),
+                "line\nbreaks\tand\r\ncontrol-free",
+            ]
+            for body in bodies {
+                let sent = try await self.send(api, chat, a, body)
+                #expect(sent.status == 201, "\(sent.text)")
+                #expect((sent.json["body"] as? String).map { Array($0.utf8) } == Array(body.utf8))
+            }
+            let history = try await api.call(.get, "/v1/chats/\(chat)/messages", token: a.token).json["messages"] as? [[String: Any]] ?? []
+            #expect(history.compactMap { ($0["body"] as? String).map { Array($0.utf8) } } == bodies.map { Array($0.utf8) })
+            #expect(try await api.call(.get, "/v1/chats", token: a.token).status == 200)
+        }
+    }
+
+    @Test func attachmentsAreCheckedAndAuthorized() async throws {
+        try await self.live { api in
+            let (a, b, c) = (try await self.user(api), try await self.user(api), try await self.user(api))
+            func upload(_ token: String, _ type: String, _ bytes: [UInt8]) async throws -> APIResponse {
+                try await api.client.execute(
+                    uri: "/v1/attachments", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: type], body: ByteBuffer(bytes: bytes)
+                ) { APIResponse(status: Int($0.status.code), headers: $0.headers, body: Data($0.body.readableBytesView)) }
+            }
+            let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(repeating: 7, count: 100)
+            let uploaded = try await upload(a.token, "image/png", png)
+            #expect(uploaded.status == 201)
+            #expect(uploaded.json["size"] as? Int == png.count)
+            #expect((uploaded.json["sha256"] as? String)?.count == 64)
+            let id = try #require(uploaded.json["id"] as? String)
+            #expect(try await upload(a.token, "image/jpeg", png).code == "content_mismatch")
+            #expect(try await upload(a.token, "image/svg+xml", Array("<svg/>".utf8)).status == 415)
+            #expect(try await upload(a.token, "text/plain", [0x41, 0x00, 0x42]).status == 415)
+            #expect(try await upload(a.token, "image/png", []).code == "empty_attachment")
+            let tooBig = try await upload(a.token, "image/png", png + Array(repeating: 0, count: 10 * 1024 * 1024))
+            #expect(tooBig.status == 413)
+            #expect(tooBig.code == "too_large")
+
+            // only the uploader's own files, at most 10
+            let chat = try await self.group(api, owner: a, members: [b])
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/messages", json: ["client_id": UUID().uuidString, "attachment_ids": [id]], token: b.token).code == "invalid_attachments")
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/messages", json: ["client_id": UUID().uuidString, "attachment_ids": Array(repeating: id, count: 11)], token: a.token).code == "invalid_attachments")
+            #expect(try await api.call(.get, "/v1/attachments/\(id)", token: b.token).status == 404)
+            let sent = try await api.call(.post, "/v1/chats/\(chat)/messages", json: ["client_id": UUID().uuidString, "attachment_ids": [id]], token: a.token)
+            #expect(sent.status == 201)
+            #expect((sent.json["attachments"] as? [[String: Any]])?.first?["content_type"] as? String == "image/png")
+            let download = try await api.call(.get, "/v1/attachments/\(id)", token: b.token)
+            #expect(download.status == 200)
+            #expect(Array(download.body) == png)
+            #expect(download.headers[.contentType] == "image/png")
+            #expect(download.headers[HTTPField.Name("X-Content-Type-Options")!] == "nosniff")
+            #expect(try await api.call(.get, "/v1/attachments/\(id)", token: c.token).status == 404)
+            // deleting the message takes the file away from the members (not from its uploader)
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/messages/1", token: a.token).status == 204)
+            #expect(try await api.call(.get, "/v1/attachments/\(id)", token: b.token).status == 404)
+            #expect(try await api.call(.get, "/v1/attachments/\(id)", token: a.token).status == 200)
+        }
+    }
+
+    @Test func changesArePublishedOnTheChatChannel() async throws {
+        let subscriber = RedisSubscriber(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        let runner = Task { try await subscriber.run() }
+        defer { runner.cancel() }
+        try await self.live { api in
+            let (a, b) = (try await self.user(api), try await self.user(api))
+            let chat = try await self.group(api, owner: a, members: [b])
+            while !subscriber.isConnected { try await Task.sleep(for: .milliseconds(20)) }
+            try await subscriber.subscribe([ChatEventPublisher.channel(UUID(uuidString: chat)!)])
+            var events = subscriber.events.makeAsyncIterator()
+            let sent = try await self.send(api, chat, a, "published")
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/read", json: ["seq": 1], token: b.token).status == 204)
+            var received: [[String: Any]] = []
+            while received.count < 2, let event = await events.next() {
+                if case .message(_, let payload) = event, let object = try? JSONSerialization.jsonObject(with: Data(payload.readableBytesView)) as? [String: Any] {
+                    received.append(object)
+                }
+            }
+            #expect(received.first?["type"] as? String == "message")
+            #expect((received.first?["message"] as? [String: Any])?["id"] as? String == sent.json["id"] as? String)
+            #expect(received.last?["type"] as? String == "read")
+            #expect(received.last?["user_id"] as? String == b.id)
+        }
+    }
+}
