@@ -1,6 +1,7 @@
 import Foundation
 public import HiredisNIO
 public import Hummingbird
+import HummingbirdWebSocket
 public import Logging
 public import ParleyCore
 public import PostgresNIO
@@ -14,10 +15,12 @@ public struct GatewayDependencies: Sendable {
     public let metrics: PrometheusCollectorRegistry
     public let accounts: AccountServices
     public let chats: ChatService
+    public let realtime: RealtimeService
 
     public init(
         configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
-        limits: AccountLimits = AccountLimits(), passwordCost: PasswordHasher.Cost = .owaspMinimum
+        limits: AccountLimits = AccountLimits(), passwordCost: PasswordHasher.Cost = .owaspMinimum,
+        realtimeLimits: RealtimeLimits = RealtimeLimits()
     ) async {
         self.configuration = configuration
         self.postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
@@ -38,6 +41,13 @@ public struct GatewayDependencies: Sendable {
             store: ChatStore(client: self.postgres, logger: logger),
             publisher: ChatEventPublisher(redis: self.redis),
             limiter: RateLimiter(redis: self.redis)
+        )
+        self.realtime = RealtimeService(redisConfiguration: configuration.redis, redis: self.redis, chats: self.chats, limits: realtimeLimits, logger: logger)
+    }
+
+    var realtimeRoutes: RealtimeRoutes {
+        RealtimeRoutes(
+            realtime: self.realtime, accounts: self.accounts, redis: self.redis, allowedOrigins: Set(self.configuration.allowedOrigins), logger: self.realtime.logger
         )
     }
 }
@@ -62,6 +72,7 @@ public func buildRouter(
     let authenticated = router.group("v1").add(middleware: AuthMiddleware(tokens: dependencies.accounts.tokens, revocations: dependencies.accounts.revocations))
     UsersController(services: dependencies.accounts).addRoutes(to: authenticated)
     ChatsController(service: dependencies.chats).addRoutes(to: authenticated)
+    dependencies.realtimeRoutes.addHTTPRoutes(to: router, authenticated: authenticated)
     configure(router)
     return router
 }
@@ -76,10 +87,17 @@ public func buildApplication(
     let configuration = dependencies.configuration
     for warning in configuration.startupWarnings { logger.warning("\(warning)") }
     let router = buildRouter(dependencies, configure: configure)
+    let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
+    dependencies.realtimeRoutes.addWebSocketRoute(to: webSocketRouter)
+    let limits = dependencies.realtime.limits
     return Application(
         router: router,
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: webSocketRouter,
+            configuration: .init(ws: .init(maxFrameSize: limits.frameBytes, autoPing: .enabled(timePeriod: limits.heartbeat), closeTimeout: .seconds(5)))
+        ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
-        services: [dependencies.postgres, dependencies.redis],
+        services: [dependencies.postgres, dependencies.redis, dependencies.realtime],
         onServerRunning: { channel in
             logger.info(
                 "gateway listening",

@@ -281,3 +281,46 @@ extension ChatStore {
         return nil
     }
 }
+
+extension ChatStore {
+    /// The chats a user belongs to, with each chat's last seq.
+    public func chatPositions(of userID: UUID) async throws -> [UUID: Int64] {
+        var positions: [UUID: Int64] = [:]
+        for try await (id, seq) in try await self.client.query(
+            "SELECT c.id, c.last_seq FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = \(userID)", logger: self.logger
+        ).decode((UUID, Int64).self) {
+            positions[id] = seq
+        }
+        return positions
+    }
+
+    public func chatIDs(of userID: UUID) async throws -> [UUID] {
+        Array(try await self.chatPositions(of: userID).keys)
+    }
+
+    /// For each chat, the messages after the given seq (at most `limit` + 1
+    /// per chat, so callers can tell "more than limit"), in seq order. One query.
+    public func messages(after positions: [UUID: Int64], limit: Int) async throws -> [UUID: [MessageRecord]] {
+        guard !positions.isEmpty else { return [:] }
+        let chats = Array(positions.keys)
+        let rows = try await self.client.query(
+            """
+            SELECT \(unescaped: Self.messageColumns) FROM (
+                SELECT m.*, row_number() OVER (PARTITION BY m.chat_id ORDER BY m.seq) AS rn
+                FROM messages m JOIN unnest(\(chats)::uuid[], \(chats.map { positions[$0] ?? 0 })::bigint[]) AS t(chat_id, after)
+                  ON m.chat_id = t.chat_id AND m.seq > t.after
+            ) m WHERE m.rn <= \(limit + 1) ORDER BY m.chat_id, m.seq
+            """,
+            logger: self.logger
+        )
+        var result: [UUID: [MessageRecord]] = [:]
+        var all: [MessageRecord] = []
+        for try await row in rows { all.append(try Self.message(row)) }
+        let attachments = try await self.attachments(of: all.filter { !$0.isDeleted }.map { ($0.chatID, $0.seq) })
+        for var message in all {
+            message.attachments = attachments[Key(message.chatID, message.seq)] ?? []
+            result[message.chatID, default: []].append(message)
+        }
+        return result
+    }
+}

@@ -13,13 +13,9 @@ public enum ChatEvent: Sendable {
     case memberAdded(chatID: UUID, userID: UUID)
     case memberRemoved(chatID: UUID, userID: UUID)
     case chatUpdated(chatID: UUID)
-
-    public var chatID: UUID {
-        switch self {
-        case .messageCreated(let m), .messageUpdated(let m): return m.chatID
-        case .read(let chatID, _, _), .memberAdded(let chatID, _), .memberRemoved(let chatID, _), .chatUpdated(let chatID): return chatID
-        }
-    }
+    case typing(chatID: UUID, userID: UUID, active: Bool)
+    /// To every chat of the user: members see each other's presence.
+    case presence(userID: UUID, online: Bool, chatIDs: [UUID])
 }
 
 /// Publishes chat events on the chat's Redis channel (`chat:{<id>}`,
@@ -40,12 +36,15 @@ public struct ChatEventPublisher: Sendable {
     }
 
     public static func channel(_ chatID: UUID) -> String { "chat:{\(chatID.lowercased)}" }
+    /// Events for one user wherever they are connected (added to or removed from a chat).
+    public static func userChannel(_ userID: UUID) -> String { "user:{\(userID.lowercased)}" }
 
     public func publish(_ events: [ChatEvent], logger: Logger) async {
         var commands: [RedisCommand] = []
         for event in events {
-            guard let payload = try? Self.payload(event) else { continue }
-            commands.append(RedisCommand("PUBLISH", [.string(Self.channel(event.chatID)), .bytes(ByteBuffer(bytes: payload))]))
+            for (channel, payload) in (try? Self.deliveries(event)) ?? [] {
+                commands.append(RedisCommand("PUBLISH", [.string(channel), .bytes(ByteBuffer(bytes: payload))]))
+            }
             if case .messageCreated(let message) = event {
                 commands.append(RedisCommand("XADD", [
                     .string(Self.messageStream), "MAXLEN", "~", "1000000", "*",
@@ -68,20 +67,30 @@ public struct ChatEventPublisher: Sendable {
         await self.publish([event], logger: logger)
     }
 
-    static func payload(_ event: ChatEvent) throws -> Data {
+    /// (channel, payload) pairs for an event.
+    static func deliveries(_ event: ChatEvent) throws -> [(String, Data)] {
+        func json(_ object: [String: Any]) throws -> Data { try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) }
         switch event {
         case .messageCreated(let message):
-            return try JSONEncoder.parley.encode(MessageEvent(type: "message", message: MessageBody(message)))
+            return [(Self.channel(message.chatID), try JSONEncoder.parley.encode(MessageEvent(type: "message", message: MessageBody(message))))]
         case .messageUpdated(let message):
-            return try JSONEncoder.parley.encode(MessageEvent(type: "message_updated", message: MessageBody(message)))
+            return [(Self.channel(message.chatID), try JSONEncoder.parley.encode(MessageEvent(type: "message_updated", message: MessageBody(message))))]
         case .read(let chatID, let userID, let seq):
-            return try JSONSerialization.data(withJSONObject: ["type": "read", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "seq": seq] as [String: Any])
-        case .memberAdded(let chatID, let userID):
-            return try JSONSerialization.data(withJSONObject: ["type": "member_added", "chat_id": chatID.lowercased, "user_id": userID.lowercased])
-        case .memberRemoved(let chatID, let userID):
-            return try JSONSerialization.data(withJSONObject: ["type": "member_removed", "chat_id": chatID.lowercased, "user_id": userID.lowercased])
+            return [(Self.channel(chatID), try json(["type": "read", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "seq": seq]))]
+        case .memberAdded(let chatID, let userID), .memberRemoved(let chatID, let userID):
+            let type: String
+            if case .memberAdded = event { type = "member_added" } else { type = "member_removed" }
+            return [
+                (Self.userChannel(userID), try json(["type": type, "chat_id": chatID.lowercased, "user_id": userID.lowercased])),
+                (Self.channel(chatID), try json(["type": "chat_updated", "chat_id": chatID.lowercased])),
+            ]
         case .chatUpdated(let chatID):
-            return try JSONSerialization.data(withJSONObject: ["type": "chat_updated", "chat_id": chatID.lowercased])
+            return [(Self.channel(chatID), try json(["type": "chat_updated", "chat_id": chatID.lowercased]))]
+        case .typing(let chatID, let userID, let active):
+            return [(Self.channel(chatID), try json(["type": "typing", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "active": active]))]
+        case .presence(let userID, let online, let chatIDs):
+            let payload = try json(["type": "presence", "user_id": userID.lowercased, "online": online, "last_seen_at": Timestamp.format(Date())])
+            return chatIDs.map { (Self.channel($0), payload) }
         }
     }
 

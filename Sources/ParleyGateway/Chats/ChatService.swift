@@ -35,7 +35,12 @@ public struct ChatService: Sendable {
     }
 
     /// Stores and publishes a message; `created` is false for an idempotent resend.
-    public func send(_ request: SendRequest, chatID: UUID, senderID: UUID, logger: Logger) async throws -> (message: MessageRecord, created: Bool) {
+    /// `onStored` runs after the commit and before the publish (the WebSocket
+    /// path sends its ack there, so the ack precedes the message event).
+    public func send(
+        _ request: SendRequest, chatID: UUID, senderID: UUID, logger: Logger,
+        onStored: @Sendable (MessageRecord) async -> Void = { _ in }
+    ) async throws -> (message: MessageRecord, created: Bool) {
         guard let clientID = UUID(uuidString: request.clientID) else {
             throw APIError.badRequest("invalid_client_id", "client_id must be a UUID")
         }
@@ -58,6 +63,7 @@ public struct ChatService: Sendable {
                 NewMessage(chatID: chatID, senderID: senderID, clientID: clientID, body: body, attachmentIDs: attachmentIDs, replyToSeq: request.replyToSeq)
             )
         }
+        await onStored(result.message)
         if result.created {
             await self.publisher.publish(.messageCreated(result.message), logger: logger)
         }

@@ -1,0 +1,92 @@
+import Foundation
+import Synchronization
+
+/// What a connection's writer processes, in order.
+enum Outgoing: Sendable {
+    /// A frame for this connection only (ready, ack, error, pong).
+    case frame(String)
+    /// A message event of a chat; delivered once, in seq order (gaps are read from PostgreSQL).
+    case message(chatID: UUID, seq: Int64, payload: String)
+    /// Any other chat event (message_updated, read), forwarded as is.
+    case chatEvent(chatID: UUID, payload: String)
+    /// Typing of another user; dropped first under pressure, never echoed.
+    case typing(chatID: UUID, userID: UUID, payload: String)
+    case presence(userID: UUID, online: Bool, payload: String)
+    /// Send everything after the delivered seq of every chat (resume, Redis gap).
+    case catchUp
+    case chatAdded(UUID)
+    case chatChanged(UUID)
+    case chatRemoved(UUID)
+}
+
+/// One WebSocket on this instance: who it is, which chats it follows, and a
+/// bounded outbound queue drained by its own writer task (a slow reader only
+/// ever slows itself down).
+final class Connection: Sendable {
+    let id = UUID.v7()
+    let userID: UUID
+    let sessionID: UUID
+    let stream: AsyncStream<Outgoing>
+    private let continuation: AsyncStream<Outgoing>.Continuation
+    private let queued = Atomic<Int>(0)
+    private let chatSet: Mutex<Set<UUID>>
+    private let closer: Mutex<(@Sendable (UInt16, String) -> Void)?> = Mutex(nil)
+    let closeCode = Mutex<UInt16?>(nil)
+    let queueLimit: Int
+
+    init(userID: UUID, sessionID: UUID, chats: Set<UUID>, queueLimit: Int) {
+        self.userID = userID
+        self.sessionID = sessionID
+        self.chatSet = Mutex(chats)
+        self.queueLimit = queueLimit
+        (self.stream, self.continuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
+    }
+
+    var chats: Set<UUID> { self.chatSet.withLock { $0 } }
+    func follows(_ chatID: UUID) -> Bool { self.chatSet.withLock { $0.contains(chatID) } }
+    func addChat(_ chatID: UUID) { self.chatSet.withLock { _ = $0.insert(chatID) } }
+    func removeChat(_ chatID: UUID) { self.chatSet.withLock { _ = $0.remove(chatID) } }
+
+    /// Queues an item. Typing and presence are dropped once the queue is half
+    /// full; a full queue closes the connection with 4008.
+    func enqueue(_ item: Outgoing) {
+        let depth = self.queued.load(ordering: .relaxed)
+        switch item {
+        case .typing, .presence:
+            if depth >= self.queueLimit / 2 { return }
+        default:
+            if depth >= self.queueLimit {
+                self.close(4008, "too slow: send queue overflow; reconnect with resume")
+                return
+            }
+        }
+        self.queued.add(1, ordering: .relaxed)
+        self.continuation.yield(item)
+    }
+
+    /// Called by the writer for each item it takes.
+    func dequeued() {
+        self.queued.subtract(1, ordering: .relaxed)
+    }
+
+    func finish() {
+        self.continuation.finish()
+    }
+
+    func setCloser(_ closer: @escaping @Sendable (UInt16, String) -> Void) {
+        self.closer.withLock { $0 = closer }
+    }
+
+    /// Closes with `code` (the first code asked for wins).
+    func close(_ code: UInt16, _ reason: String) {
+        let first = self.closeCode.withLock { current in
+            guard current == nil else { return false }
+            current = code
+            return true
+        }
+        guard first, let closer = self.closer.withLock({ $0 }) else { return }
+        closer(code, reason)
+    }
+}
+
+import ParleyCore

@@ -1,0 +1,141 @@
+import Foundation
+import HiredisNIO
+import Logging
+import ParleyCore
+
+/// Who is online, shared by every instance through Redis.
+///
+/// Each connection is an entry `presence:{<user>}` (sorted set: connection →
+/// expiry) and in the global index `presence:expiry` (user|connection →
+/// expiry). Each instance refreshes all of its connections in one script
+/// call per heartbeat; an instance that dies stops refreshing, and the
+/// sweeper (any instance) removes its entries once they expire. The first
+/// connection of a user makes them online, the last one (closed, or swept)
+/// offline, and both edges are announced to the user's chats.
+struct Presence: Sendable {
+    let redis: RedisClient
+    let store: ChatStore
+    let publisher: ChatEventPublisher
+    /// How long a connection counts without a heartbeat (an instance killed
+    /// with -9 takes this long, plus a sweep, to look offline).
+    var ttl: Duration = .seconds(40)
+    var heartbeatInterval: Duration = .seconds(10)
+    var sweepInterval: Duration = .seconds(5)
+
+    static let index = "presence:expiry"
+    static func key(_ userID: UUID) -> String { "presence:{\(userID.lowercased)}" }
+    var ttlMilliseconds: Int64 { Int64(self.ttl.components.seconds * 1000) }
+
+    /// Registers a connection; true when it is the user's first (they came online).
+    func connected(userID: UUID, connectionID: UUID) async throws -> Bool {
+        let before = try await self.redis.evalsha(
+            Self.addScript, keys: [Self.key(userID), Self.index],
+            arguments: [.string(connectionID.lowercased), RedisArgument(self.ttlMilliseconds), .string(userID.lowercased)]
+        )
+        return before.int == 0
+    }
+
+    /// Removes a connection; true when it was the user's last (they went offline).
+    func disconnected(userID: UUID, connectionID: UUID) async throws -> Bool {
+        let after = try await self.redis.evalsha(
+            Self.removeScript, keys: [Self.key(userID), Self.index], arguments: [.string(connectionID.lowercased), .string(userID.lowercased)]
+        )
+        return after.int == 0
+    }
+
+    /// Live connections of a user on all instances.
+    func connectionCount(_ userID: UUID) async throws -> Int {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        return Int(try await self.redis.send("ZCOUNT", .string(Self.key(userID)), RedisArgument(now), "+inf").int ?? 0)
+    }
+
+    func online(_ userIDs: [UUID]) async throws -> [UUID] {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let replies = try await self.redis.pipeline(userIDs.map { RedisCommand("ZCOUNT", [.string(Self.key($0)), RedisArgument(now), "+inf"]) })
+        return zip(userIDs, replies).compactMap { ($0.1.int ?? 0) > 0 ? $0.0 : nil }
+    }
+
+    /// Refreshes every connection of this instance in one round trip.
+    func heartbeat(_ connections: [Connection]) async throws {
+        guard !connections.isEmpty else { return }
+        var arguments: [RedisArgument] = [RedisArgument(self.ttlMilliseconds)]
+        for connection in connections {
+            arguments.append(.string(connection.userID.lowercased))
+            arguments.append(.string(connection.id.lowercased))
+        }
+        _ = try await self.redis.evalsha(Self.heartbeatScript, keys: [Self.index], arguments: arguments)
+    }
+
+    /// Removes expired connections; returns the users who are now offline.
+    func sweep() async throws -> [UUID] {
+        let reply = try await self.redis.evalsha(Self.sweepScript, keys: [Self.index])
+        return Array(Set((reply.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) }))
+    }
+
+    func announce(_ userID: UUID, online: Bool, logger: Logger) async {
+        do {
+            let chats = try await self.store.chatIDs(of: userID)
+            await self.publisher.publish(.presence(userID: userID, online: online, chatIDs: chats), logger: logger)
+        } catch {
+            logger.warning("could not announce presence", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static let addScript = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local before = redis.call('ZCOUNT', KEYS[1], now, '+inf')
+        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+        redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3] .. '|' .. ARGV[1])
+        return before
+        """
+    )
+
+    static let removeScript = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        redis.call('ZREM', KEYS[1], ARGV[1])
+        redis.call('ZREM', KEYS[2], ARGV[2] .. '|' .. ARGV[1])
+        return redis.call('ZCOUNT', KEYS[1], now, '+inf')
+        """
+    )
+
+    static let heartbeatScript = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local expiry = now + tonumber(ARGV[1])
+        for i = 2, #ARGV, 2 do
+          local key = 'presence:{' .. ARGV[i] .. '}'
+          redis.call('ZADD', key, expiry, ARGV[i + 1])
+          redis.call('PEXPIRE', key, ARGV[1])
+          redis.call('ZADD', KEYS[1], expiry, ARGV[i] .. '|' .. ARGV[i + 1])
+        end
+        return 0
+        """
+    )
+
+    static let sweepScript = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
+        local offline = {}
+        for _, entry in ipairs(expired) do
+          redis.call('ZREM', KEYS[1], entry)
+          local sep = string.find(entry, '|', 1, true)
+          if sep then
+            local user = string.sub(entry, 1, sep - 1)
+            local key = 'presence:{' .. user .. '}'
+            redis.call('ZREM', key, string.sub(entry, sep + 1))
+            redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+            if redis.call('ZCARD', key) == 0 then table.insert(offline, user) end
+          end
+        end
+        return offline
+        """
+    )
+}

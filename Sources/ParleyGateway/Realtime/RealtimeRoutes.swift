@@ -1,0 +1,63 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import ParleyCore
+
+/// `/v1/ws` and `/v1/chats/{id}/presence`.
+struct RealtimeRoutes: Sendable {
+    let realtime: RealtimeService
+    let accounts: AccountServices
+    let redis: HiredisNIO.RedisClient
+    let allowedOrigins: Set<String>
+    let logger: Logger
+
+    /// A browser's Origin (http, https or "null") must be in the allowlist;
+    /// no Origin, or a non-browser one (a native library's ws://…), passes:
+    /// pages cannot set Origin, so only browsers can ride on a user's cookies
+    /// or network position, and those are the ones checked.
+    func originAllowed(_ headers: HTTPFields) -> Bool {
+        headers[values: .origin].allSatisfy { raw in
+            let origin = raw.trimmingCharacters(in: .whitespaces).lowercased()
+            let isBrowserOrigin = origin == "null" || origin.hasPrefix("http://") || origin.hasPrefix("https://")
+            return !isBrowserOrigin || self.allowedOrigins.contains(origin)
+        }
+    }
+
+    func addWebSocketRoute(to router: Router<BasicWebSocketRequestContext>) {
+        router.ws("/v1/ws") { request, _ in
+            self.originAllowed(request.headers) ? .upgrade([:]) : .dontUpgrade
+        } onUpgrade: { inbound, outbound, context in
+            let session = WebSocketSession(
+                realtime: self.realtime, tokens: self.accounts.tokens, revocations: self.accounts.revocations, redis: self.redis, logger: self.logger
+            )
+            await session.run(inbound: inbound, outbound: outbound, headers: context.request.headers)
+        }
+    }
+
+    /// What a request to /v1/ws gets when it is not upgraded.
+    func addHTTPRoutes(to router: Router<ParleyRequestContext>, authenticated: RouterGroup<ParleyRequestContext>) {
+        router.get("/v1/ws") { request, _ -> Response in
+            guard self.originAllowed(request.headers) else {
+                throw APIError(.forbidden, "forbidden_origin", "this Origin may not open WebSockets (PARLEY_ALLOWED_ORIGINS)")
+            }
+            throw APIError.badRequest("websocket_required", "GET /v1/ws must be a WebSocket upgrade")
+        }
+        authenticated.get("chats/:id/presence") { _, context -> Response in
+            let me = try context.requireIdentity().userID
+            guard let chatID = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
+                try await self.realtime.chats.store.role(of: me, in: chatID) != nil
+            else { throw APIError(ChatError.chatNotFound) }
+            let members = try await self.realtime.chats.store.memberIDs(of: chatID)
+            let online = try await self.realtime.presence.online(members)
+            return try Response.json(["online": online.map(\.lowercased)])
+        }
+    }
+}
+
+import HiredisNIO
+
+extension HTTPField.Name {
+    static let origin = Self("Origin")!
+}

@@ -1,0 +1,149 @@
+import Foundation
+import HiredisNIO
+import Logging
+import NIOCore
+import ParleyCore
+public import ServiceLifecycle
+
+/// Limits of the realtime gateway (PROTOCOL.md "Limits").
+public struct RealtimeLimits: Sendable {
+    public var frameBytes = 64 * 1024
+    public var queuedFrames = 1000
+    public var connectionsPerUser = 20
+    public var helloTimeout: Duration = .seconds(10)
+    public var heartbeat: Duration = .seconds(25)
+    /// Bad frames tolerated per minute before closing with 1008.
+    public var badFramesPerMinute = 20
+    /// Missed messages a resume replays before answering `resync`.
+    public var resumeLimit = 500
+
+    public init() {}
+}
+
+/// The realtime side of one gateway process: the Redis subscriber (one per
+/// process), the subscription manager, the dispatcher that routes pub/sub
+/// events to local connections, and the presence heartbeat and sweeper.
+public final class RealtimeService: Service {
+    let hub: ConnectionHub
+    let subscriber: RedisSubscriber
+    let presence: Presence
+    let chats: ChatService
+    let limits: RealtimeLimits
+    let logger: Logger
+
+    init(redisConfiguration: RedisConfiguration, redis: RedisClient, chats: ChatService, limits: RealtimeLimits, logger: Logger) {
+        self.subscriber = RedisSubscriber(configuration: redisConfiguration, backoff: Backoff(base: .milliseconds(50), cap: .seconds(2)), pingInterval: .seconds(2), logger: logger)
+        self.hub = ConnectionHub(subscriber: self.subscriber, logger: logger)
+        self.presence = Presence(redis: redis, store: chats.store, publisher: chats.publisher)
+        self.chats = chats
+        self.limits = limits
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await self.subscriber.run() }
+                group.addTask { await self.hub.subscriptions.run() }
+                group.addTask { await self.dispatch() }
+                group.addTask { await self.heartbeats() }
+                group.addTask { await self.sweeps() }
+                // the instance's own channels, before any connection arrives
+                group.addTask { await self.hub.subscriptions.sync() }
+                await group.next()
+                await group.waitForAll()
+            }
+        } onGracefulShutdown: {
+            // WebSockets close themselves with 1012 (their handlers see the shutdown too).
+            self.hub.subscriptions.finish()
+        }
+    }
+
+    // MARK: dispatch
+
+    func dispatch() async {
+        for await event in self.subscriber.events {
+            switch event {
+            case .message(let channel, let payload), .patternMessage(_, let channel, let payload):
+                await self.route(channel: channel, payload: payload)
+            case .gap(let from, let to):
+                self.logger.warning("redis subscription gap: resyncing local connections", metadata: ["gap.from": "\(from)", "gap.to": "\(to)"])
+                for connection in self.hub.all { connection.enqueue(.catchUp) }
+            }
+        }
+    }
+
+    func route(channel: String, payload: ByteBuffer) async {
+        let text = String(buffer: payload)
+        if channel == SessionRevocations.channel {
+            if let sessionID = UUID(uuidString: text) {
+                for connection in self.hub.connections(ofSession: sessionID) { connection.close(4001, "session ended") }
+            }
+            return
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(payload.readableBytesView)) as? [String: Any],
+            let type = object["type"] as? String
+        else { return }
+        let chatID = (object["chat_id"] as? String).flatMap(UUID.init(uuidString:))
+        let userID = (object["user_id"] as? String).flatMap(UUID.init(uuidString:))
+        switch type {
+        case "message":
+            guard let message = object["message"] as? [String: Any], let chat = (message["chat_id"] as? String).flatMap(UUID.init(uuidString:)),
+                let seq = (message["seq"] as? NSNumber)?.int64Value
+            else { return }
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.message(chatID: chat, seq: seq, payload: text)) }
+        case "message_updated":
+            guard let message = object["message"] as? [String: Any], let chat = (message["chat_id"] as? String).flatMap(UUID.init(uuidString:)) else { return }
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatEvent(chatID: chat, payload: text)) }
+        case "read":
+            guard let chat = chatID else { return }
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatEvent(chatID: chat, payload: text)) }
+        case "typing":
+            guard let chat = chatID, let user = userID else { return }
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.typing(chatID: chat, userID: user, payload: text)) }
+        case "presence":
+            guard let user = userID, let online = object["online"] as? Bool, let chat = channel.chatIDOfChannel else { return }
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.presence(userID: user, online: online, payload: text)) }
+        case "chat_updated":
+            guard let chat = chatID else { return }
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatChanged(chat)) }
+        case "member_added":
+            guard let chat = chatID, let user = userID else { return }
+            for connection in await self.hub.addChat(chat, forUser: user) { connection.enqueue(.chatAdded(chat)) }
+        case "member_removed":
+            guard let chat = chatID, let user = userID else { return }
+            for connection in await self.hub.removeChat(chat, forUser: user) { connection.enqueue(.chatRemoved(chat)) }
+        default:
+            break
+        }
+    }
+
+    // MARK: presence upkeep
+
+    func heartbeats() async {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: self.presence.heartbeatInterval)
+            do {
+                try await self.presence.heartbeat(self.hub.all)
+            } catch {
+                self.logger.warning("presence heartbeat failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    func sweeps() async {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: self.presence.sweepInterval)
+            guard let offline = try? await self.presence.sweep() else { continue }
+            for user in offline { await self.presence.announce(user, online: false, logger: self.logger) }
+        }
+    }
+}
+
+extension String {
+    /// The chat id of a `chat:{<id>}` channel.
+    var chatIDOfChannel: UUID? {
+        guard self.hasPrefix("chat:{"), self.hasSuffix("}") else { return nil }
+        return UUID(uuidString: String(self.dropFirst(6).dropLast()))
+    }
+}

@@ -1,0 +1,286 @@
+import Foundation
+import HTTPTypes
+import HiredisNIO
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import ParleyCore
+import ServiceLifecycle
+import Synchronization
+
+/// One client on `/v1/ws`: hello, ready, resume, then frames both ways.
+struct WebSocketSession {
+    let realtime: RealtimeService
+    let tokens: AccessTokens
+    let revocations: SessionRevocations
+    let redis: RedisClient
+    let logger: Logger
+
+    var limits: RealtimeLimits { self.realtime.limits }
+    var store: ChatStore { self.realtime.chats.store }
+
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, headers: HTTPFields) async {
+        var messages = inbound.messages(maxSize: self.limits.frameBytes).makeAsyncIterator()
+        // hello within the time limit; a token may also come with the upgrade request
+        let helloArrived = Atomic<Bool>(false)
+        let timer = Task {
+            try await Task.sleep(for: self.limits.helloTimeout)
+            if !helloArrived.load(ordering: .relaxed) {
+                try? await outbound.close(.unknown(4001), reason: "no hello within \(self.limits.helloTimeout)")
+            }
+        }
+        defer { timer.cancel() }
+        var headerToken: String?
+        if let authorization = headers[.authorization], authorization.lowercased().hasPrefix("bearer ") { headerToken = String(authorization.dropFirst(7)) }
+
+        let helloFrame: (token: String?, resume: [UUID: Int64])
+        do {
+            guard let first = try await messages.next() else { return }
+            helloArrived.store(true, ordering: .relaxed)
+            guard case .text(let text) = first, case .hello(let token, let resume) = try ClientFrame.parse(text) else {
+                try? await outbound.close(.unknown(4001), reason: "the first frame must be hello")
+                return
+            }
+            helloFrame = (token, resume)
+        } catch {
+            if let invalid = error as? ClientFrame.Invalid {
+                try? await outbound.write(.text(ServerFrame.error(ref: invalid.ref, code: invalid.code, detail: invalid.detail)))
+            }
+            try? await outbound.close(.unknown(4001), reason: "the first frame must be hello")
+            return
+        }
+        guard let token = helloFrame.token ?? headerToken, let identity = await self.tokens.verify(token),
+            (try? await self.revocations.isRevoked(identity.sessionID)) == false
+        else {
+            try? await outbound.close(.unknown(4001), reason: "invalid or expired token")
+            return
+        }
+        guard (try? await self.realtime.presence.connectionCount(identity.userID)) ?? 0 < self.limits.connectionsPerUser else {
+            try? await outbound.close(.policyViolation, reason: "too many connections for this user")
+            return
+        }
+        let positions: [UUID: Int64]
+        do {
+            positions = try await self.store.chatPositions(of: identity.userID)
+        } catch {
+            try? await outbound.close(.unknown(1011), reason: "temporarily unavailable")
+            return
+        }
+        let connection = Connection(userID: identity.userID, sessionID: identity.sessionID, chats: Set(positions.keys), queueLimit: self.limits.queuedFrames)
+        var logger = self.logger
+        logger[metadataKey: "ws.connection"] = "\(connection.id.lowercased)"
+        logger[metadataKey: "user.id"] = "\(identity.userID.lowercased)"
+
+        // Queued before the connection can receive live events: ready, then the
+        // catch-up that reads PostgreSQL after the subscriptions are in place.
+        connection.enqueue(.frame(ServerFrame.json([
+            "type": "ready", "connection_id": connection.id.lowercased, "user_id": identity.userID.lowercased,
+            "heartbeat_s": Int(self.limits.heartbeat.components.seconds),
+        ])))
+        var delivered = positions
+        for (chat, seq) in helloFrame.resume where delivered[chat] != nil { delivered[chat] = min(seq, delivered[chat] ?? seq) }
+        connection.enqueue(.catchUp)
+
+        await self.realtime.hub.register(connection)
+        let cameOnline = (try? await self.realtime.presence.connected(userID: identity.userID, connectionID: connection.id)) ?? false
+        if cameOnline { await self.realtime.presence.announce(identity.userID, online: true, logger: logger) }
+
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                let writer = Writer(connection: connection, outbound: outbound, store: self.store, delivered: delivered, resumeLimit: self.limits.resumeLimit, logger: logger)
+                group.addTask { await writer.run() }
+                connection.setCloser { code, reason in
+                    Task { try? await outbound.close(.unknown(code), reason: reason) }
+                }
+                if let code = connection.closeCode.withLock({ $0 }) { Task { try? await outbound.close(.unknown(code), reason: "") } }
+                // the access token's end closes the socket (the client refreshes and resumes)
+                group.addTask {
+                    let remaining = identity.expiresAt.timeIntervalSinceNow
+                    try? await Task.sleep(for: .milliseconds(Int64(max(0, remaining) * 1000)))
+                    if !Task.isCancelled { connection.close(4001, "access token expired") }
+                }
+                await self.readLoop(&messages, connection: connection, logger: logger)
+                connection.finish()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            connection.close(1012, "server restarting; reconnect with resume")
+        }
+
+        await self.realtime.hub.unregister(connection)
+        if (try? await self.realtime.presence.disconnected(userID: identity.userID, connectionID: connection.id)) == true {
+            await self.realtime.presence.announce(identity.userID, online: false, logger: logger)
+        }
+    }
+
+    func readLoop(_ messages: inout WebSocketInboundMessageStream.AsyncIterator, connection: Connection, logger: Logger) async {
+        var badFrames: [ContinuousClock.Instant] = []
+        while true {
+            let message: WebSocketMessage?
+            do {
+                message = try await messages.next()
+            } catch {
+                return  // too big (closed 1009 by the framework) or the connection failed
+            }
+            guard let message else { return }
+            guard case .text(let text) = message else {
+                self.reject(connection, ref: nil, code: "invalid_frame", detail: "frames are JSON text", &badFrames)
+                continue
+            }
+            let frame: ClientFrame
+            do {
+                frame = try ClientFrame.parse(text)
+            } catch {
+                self.reject(connection, ref: error.ref, code: error.code, detail: error.detail, &badFrames)
+                continue
+            }
+            do {
+                try await self.handle(frame, connection: connection, logger: logger)
+            } catch let error as APIError {
+                if error.code == "rate_limited" || error.status.code < 500 {
+                    self.reject(connection, ref: frame.ref, code: error.code, detail: error.detail, &badFrames)
+                } else {
+                    connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: error.code, detail: error.detail)))
+                }
+            } catch {
+                logger.error("frame failed", metadata: ["error": "\(error)"])
+                connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: "unavailable", detail: "try again")))
+            }
+        }
+    }
+
+    /// Answers a bad frame with an error frame; too many in a minute close the connection (1008).
+    func reject(_ connection: Connection, ref: String?, code: String, detail: String, _ recent: inout [ContinuousClock.Instant]) {
+        connection.enqueue(.frame(ServerFrame.error(ref: ref, code: code, detail: detail)))
+        let now = ContinuousClock.now
+        recent = recent.filter { now - $0 < .seconds(60) } + [now]
+        if recent.count > self.limits.badFramesPerMinute { connection.close(1008, "too many bad frames") }
+    }
+
+    func handle(_ frame: ClientFrame, connection: Connection, logger: Logger) async throws {
+        switch frame {
+        case .hello(_, _):
+            throw APIError.badRequest("invalid_frame", "hello was already received")
+        case .ping(let ref):
+            var pong: [String: Any] = ["type": "pong"]
+            if let ref { pong["ref"] = ref }
+            connection.enqueue(.frame(ServerFrame.json(pong)))
+        case .send(let ref, let chatID, let request):
+            guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
+            // the ack goes out before the message event reaches this connection
+            _ = try await self.realtime.chats.send(request, chatID: chatID, senderID: connection.userID, logger: logger) { message in
+                connection.enqueue(.frame(ServerFrame.encoded(ServerFrame.Ack(ref: ref, message: MessageBody(message)))))
+            }
+        case .typing(_, let chatID, let active):
+            guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
+            // one per user per chat per 2 s, shared by all instances; extra ones are dropped silently
+            let key = "typing:{\(chatID.lowercased)}:\(connection.userID.lowercased)"
+            guard try await self.redis.set(key, to: "1", expireSeconds: 2, onlyIfAbsent: true) || !active else { return }
+            await self.realtime.chats.publisher.publish(.typing(chatID: chatID, userID: connection.userID, active: active), logger: logger)
+        case .read(_, let chatID, let seq):
+            guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
+            try await self.realtime.chats.markRead(chatID: chatID, userID: connection.userID, seq: seq, logger: logger)
+        }
+    }
+}
+
+extension ClientFrame {
+    var ref: String? {
+        switch self {
+        case .hello: return nil
+        case .send(let ref, _, _), .typing(let ref, _, _), .read(let ref, _, _), .ping(let ref): return ref
+        }
+    }
+}
+
+/// Drains a connection's queue onto the socket: every message once, in seq
+/// order per chat, the gaps read from PostgreSQL.
+struct Writer {
+    let connection: Connection
+    let outbound: WebSocketOutboundWriter
+    let store: ChatStore
+    var delivered: [UUID: Int64]
+    let resumeLimit: Int
+    let logger: Logger
+    var presenceSent: [UUID: Bool] = [:]
+
+    init(connection: Connection, outbound: WebSocketOutboundWriter, store: ChatStore, delivered: [UUID: Int64], resumeLimit: Int, logger: Logger) {
+        self.connection = connection
+        self.outbound = outbound
+        self.store = store
+        self.delivered = delivered
+        self.resumeLimit = resumeLimit
+        self.logger = logger
+    }
+
+    func run() async {
+        var writer = self
+        do {
+            for await item in self.connection.stream {
+                self.connection.dequeued()
+                try await writer.process(item)
+            }
+        } catch {
+            // the socket is gone or the task was cancelled
+        }
+    }
+
+    mutating func process(_ item: Outgoing) async throws {
+        switch item {
+        case .frame(let text):
+            try await self.write(text)
+        case .message(let chatID, let seq, let payload):
+            guard self.connection.follows(chatID), let last = self.delivered[chatID] else { return }
+            if seq <= last { return }
+            if seq > last + 1 { try await self.fill(chatID, after: last, before: seq) }
+            try await self.write(payload)
+            self.delivered[chatID] = seq
+        case .chatEvent(let chatID, let payload):
+            guard self.connection.follows(chatID) else { return }
+            try await self.write(payload)
+        case .typing(let chatID, let userID, let payload):
+            guard self.connection.follows(chatID), userID != self.connection.userID else { return }
+            try await self.write(payload)
+        case .presence(let userID, let online, let payload):
+            guard userID != self.connection.userID, self.presenceSent[userID] != online else { return }
+            self.presenceSent[userID] = online
+            try await self.write(payload)
+        case .catchUp:
+            let pending = try await self.store.messages(after: self.delivered, limit: self.resumeLimit)
+            for (chatID, messages) in pending where self.connection.follows(chatID) {
+                if messages.count > self.resumeLimit {
+                    try await self.write(ServerFrame.json(["type": "resync", "chat_id": chatID.lowercased]))
+                    self.delivered[chatID] = try await self.store.chatPositions(of: self.connection.userID)[chatID] ?? messages.last?.seq
+                    continue
+                }
+                for message in messages where message.seq > (self.delivered[chatID] ?? 0) {
+                    try await self.write(ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))
+                    self.delivered[chatID] = message.seq
+                }
+            }
+        case .chatAdded(let chatID), .chatChanged(let chatID):
+            guard self.connection.follows(chatID), let chat = try await self.store.chat(chatID, viewer: self.connection.userID) else { return }
+            if case .chatAdded = item { self.delivered[chatID] = max(self.delivered[chatID] ?? 0, chat.lastSeq) }
+            try await self.write(ServerFrame.encoded(ServerFrame.ChatEvent(chat: ChatBody(chat: chat, members: nil))))
+        case .chatRemoved(let chatID):
+            self.delivered[chatID] = nil
+            try await self.write(ServerFrame.json(["type": "chat_removed", "chat_id": chatID.lowercased]))
+        }
+    }
+
+    /// Sends the messages a live event skipped over (out-of-order publishes
+    /// from other instances, or events lost while Redis was away).
+    mutating func fill(_ chatID: UUID, after: Int64, before: Int64) async throws {
+        let page = try await self.store.messages(chatID: chatID, before: before, after: after, limit: Int(min(before - after, 1000)))
+        for message in page.messages {
+            try await self.write(ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))
+            self.delivered[chatID] = message.seq
+        }
+    }
+
+    func write(_ text: String) async throws {
+        try await self.outbound.write(.text(text))
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import ParleyTestSupport
+import Testing
+
+/// A user of the end-to-end tests: registered through a gateway's REST API.
+struct E2EUser {
+    let id: String
+    let token: String
+    let refresh: String
+
+    static func register(on gateway: GatewayProcess, name: String = "E2E") async throws -> E2EUser {
+        let email = "\(name.lowercased())-\(UUID().uuidString.prefix(8).lowercased())@example.test"
+        let response = try await HTTP.json("POST", "\(gateway.baseURL)/v1/auth/register", ["email": email, "password": "correct horse battery", "display_name": name], clientAddress: Self.address())
+        try #require(response.status == 201, "register: \(response)")
+        let user = try #require(response.json["user"] as? [String: Any])
+        return E2EUser(id: try #require(user["id"] as? String), token: try #require(response.json["access_token"] as? String), refresh: try #require(response.json["refresh_token"] as? String))
+    }
+
+    static func address() -> String { "2001:db8::\(String(UInt16.random(in: 1...0xFFFE), radix: 16)):\(String(UInt16.random(in: 1...0xFFFE), radix: 16))" }
+
+    /// Opens /v1/ws on `gateway` and says hello; returns after `ready`.
+    func connect(_ gateway: GatewayProcess, resume: [String: Int] = [:]) async throws -> TestWebSocket {
+        let socket = try await TestWebSocket.connect("ws://127.0.0.1:\(gateway.port)/v1/ws")
+        try await socket.send(["type": "hello", "token": self.token, "resume": resume])
+        let ready = try await socket.next("ready")
+        #expect(ready["user_id"] as? String == self.id)
+        return socket
+    }
+
+    func post(_ gateway: GatewayProcess, _ path: String, _ body: [String: Any]) async throws -> (status: Int, json: [String: Any]) {
+        try await HTTP.json("POST", "\(gateway.baseURL)\(path)", body, token: self.token)
+    }
+
+    func group(on gateway: GatewayProcess, members: [E2EUser]) async throws -> String {
+        let response = try await self.post(gateway, "/v1/chats", ["kind": "group", "title": "E2E", "member_ids": members.map(\.id)])
+        try #require(response.status == 201)
+        return try #require(response.json["id"] as? String)
+    }
+}
+
+/// Two gateway processes on the shared test database and Redis.
+func twoGateways(environment: [String: String] = [:], redisURL: String? = nil) async throws -> (GatewayProcess, GatewayProcess) {
+    let databaseURL = try TestEnvironment.require("PARLEY_TEST_DATABASE_URL")
+    let a = try GatewayProcess(databaseURL: databaseURL, redisURL: redisURL, environment: environment, arguments: ["--no-migrate"])
+    let b = try GatewayProcess(databaseURL: databaseURL, redisURL: redisURL, environment: environment, arguments: ["--no-migrate"])
+    try await a.waitUntilReady()
+    try await b.waitUntilReady()
+    return (a, b)
+}
+
+extension Dictionary where Key == String, Value == Any {
+    var messageSeq: Int? { (self["message"] as? [String: Any])?["seq"] as? Int }
+    var messageChat: String? { (self["message"] as? [String: Any])?["chat_id"] as? String }
+}

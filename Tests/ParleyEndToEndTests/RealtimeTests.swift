@@ -1,0 +1,64 @@
+import Foundation
+import ParleyTestSupport
+import Testing
+
+@Suite struct RealtimeTests {
+    @Test func messagesTypingAndReadsCrossInstancesExactlyOnce() async throws {
+        let (g1, g2) = try await twoGateways()
+        let a = try await E2EUser.register(on: g1, name: "Ann")
+        let b = try await E2EUser.register(on: g2, name: "Bob")
+        let c = try await E2EUser.register(on: g1, name: "Cy")
+        let group = try await a.group(on: g1, members: [b, c])
+        let direct = try #require(try await a.post(g1, "/v1/chats", ["kind": "direct", "user_id": b.id]).json["id"] as? String)
+
+        let a1 = try await a.connect(g1)
+        let a2 = try await a.connect(g2)  // A's second device, on the other instance
+        let b1 = try await b.connect(g2)
+        let c1 = try await c.connect(g1)
+
+        // over WebSocket: ack first for the sender, then the message on every connection
+        try await a1.send(["type": "send", "ref": "r1", "chat_id": group, "client_id": UUID().uuidString, "body": "hello over ws"])
+        let ack = try await a1.next("ack")
+        #expect(ack["ref"] as? String == "r1")
+        #expect(ack.messageSeq == 1)
+        for socket in [a1, a2, b1, c1] {
+            let event = try await socket.next("message")
+            #expect(event.messageSeq == 1)
+            #expect((event["message"] as? [String: Any])?["body"] as? String == "hello over ws")
+        }
+        // over REST: reaches the WebSockets too
+        #expect(try await b.post(g2, "/v1/chats/\(group)/messages", ["client_id": UUID().uuidString, "body": "hello over rest"]).status == 201)
+        #expect(try await b.post(g2, "/v1/chats/\(direct)/messages", ["client_id": UUID().uuidString, "body": "direct"]).status == 201)
+        for socket in [a1, a2, b1, c1] {
+            #expect(try await socket.next("message").messageSeq == 2)
+        }
+        for socket in [a1, a2, b1] {
+            let event = try await socket.next("message")
+            #expect(event.messageChat == direct)
+        }
+
+        // typing crosses instances and is never echoed to the typer
+        try await b1.send(["type": "typing", "chat_id": group, "active": true])
+        for socket in [a1, a2, c1] {
+            let typing = try await socket.next("typing")
+            #expect(typing["user_id"] as? String == b.id)
+            #expect(typing["active"] as? Bool == true)
+        }
+        // read receipts too
+        try await c1.send(["type": "read", "chat_id": group, "seq": 2])
+        let read = try await b1.next("read")
+        #expect(read["user_id"] as? String == c.id)
+        #expect(read["seq"] as? Int == 2)
+        try await a1.send(["type": "ping", "ref": "p"])
+        #expect(try await a1.next("pong")["ref"] as? String == "p")
+
+        // nothing twice
+        try await Task.sleep(for: .milliseconds(300))
+        for socket in [a1, a2, b1, c1] {
+            let seqs = socket.allFrames.filter { $0["type"] as? String == "message" && $0.messageChat == group }.compactMap(\.messageSeq)
+            #expect(seqs == [1, 2])
+            #expect(!socket.allFrames.contains { $0["type"] as? String == "typing" && $0["user_id"] as? String == b.id && socket === b1 })
+        }
+        for socket in [a1, a2, b1, c1] { await socket.close() }
+    }
+}
