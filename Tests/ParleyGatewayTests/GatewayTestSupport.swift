@@ -17,8 +17,7 @@ enum GatewayTestSupport {
     }()
 
     static func configuration(redis: RedisConfiguration? = nil) throws -> GatewayConfiguration {
-        var redisConfiguration = try redis ?? TestEnvironment.redisConfiguration()
-        redisConfiguration.connectTimeout = .milliseconds(500)
+        let redisConfiguration = try redis ?? TestEnvironment.redisConfiguration()
         var configuration = GatewayConfiguration(
             environment: .development,
             database: try TestEnvironment.databaseSettings(),

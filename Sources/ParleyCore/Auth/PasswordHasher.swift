@@ -24,7 +24,8 @@ public struct PasswordHasher: Sendable {
     private let pool: NIOThreadPool
     /// A hash of a random password: verified against when the account does not
     /// exist, so that an unknown email costs the same time as a wrong password.
-    private let dummyHash: String
+    /// Made on first use, on the thread pool.
+    private let dummy = DummyHash()
     private let counter = VerificationCounter()
 
     /// Argon2id verifications run so far (dummy ones included).
@@ -34,8 +35,6 @@ public struct PasswordHasher: Sendable {
         precondition(Self.initialized, "libsodium failed to initialise")
         self.cost = cost
         self.pool = pool
-        let random = (0..<32).map { _ in Character(UnicodeScalar(UInt8.random(in: 97...122))) }
-        self.dummyHash = Self.hashNow(String(random), cost: cost) ?? ""
     }
 
     public func hash(_ password: String) async throws -> String {
@@ -49,9 +48,10 @@ public struct PasswordHasher: Sendable {
     /// Verifies `password` against `hash`; with a nil hash (no such account, or
     /// an account without a password) it runs a dummy verification and returns false.
     public func verify(_ password: String, against hash: String?) async -> Bool {
-        let stored = hash ?? self.dummyHash
         self.counter.value.add(1, ordering: .relaxed)
-        let matches = (try? await self.pool.runIfActive { Self.verifyNow(password, hash: stored) }) ?? false
+        let cost = self.cost
+        let dummy = self.dummy
+        let matches = (try? await self.pool.runIfActive { Self.verifyNow(password, hash: hash ?? dummy.hash(cost: cost)) }) ?? false
         return matches && hash != nil
     }
 
@@ -85,6 +85,19 @@ public struct PasswordHasher: Sendable {
 }
 
 public struct PasswordHashingFailed: Error {}
+
+private final class DummyHash: Sendable {
+    private let value = Mutex<String?>(nil)
+
+    /// Called on the thread pool only.
+    func hash(cost: PasswordHasher.Cost) -> String {
+        if let existing = self.value.withLock({ $0 }) { return existing }
+        let random = String((0..<32).map { _ in Character(UnicodeScalar(UInt8.random(in: 97...122))) })
+        let made = PasswordHasher.hashNow(random, cost: cost) ?? ""
+        self.value.withLock { if $0 == nil { $0 = made } }
+        return made
+    }
+}
 
 private final class VerificationCounter: Sendable {
     let value = Atomic<Int>(0)
