@@ -19,8 +19,7 @@ public struct GatewayDependencies: Sendable {
 
     public init(
         configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
-        limits: AccountLimits = AccountLimits(), passwordCost: PasswordHasher.Cost = .owaspMinimum,
-        realtimeLimits: RealtimeLimits = RealtimeLimits()
+        limits: AccountLimits = AccountLimits(), passwordCost: PasswordHasher.Cost = .owaspMinimum
     ) async {
         self.configuration = configuration
         self.postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
@@ -37,12 +36,14 @@ public struct GatewayDependencies: Sendable {
             revocations: SessionRevocations(redis: self.redis, accounts: store),
             limits: limits
         )
-        self.chats = ChatService(
+        var chats = ChatService(
             store: ChatStore(client: self.postgres, logger: logger),
             publisher: ChatEventPublisher(redis: self.redis),
             limiter: RateLimiter(redis: self.redis)
         )
-        self.realtime = RealtimeService(redisConfiguration: configuration.redis, redis: self.redis, chats: self.chats, limits: realtimeLimits, logger: logger)
+        chats.sendLimit = [RateLimitRule(3 * configuration.sendsPerSecond, per: .seconds(3))]
+        self.chats = chats
+        self.realtime = RealtimeService(redisConfiguration: configuration.redis, redis: self.redis, chats: chats, limits: configuration.realtime, logger: logger)
     }
 
     var realtimeRoutes: RealtimeRoutes {

@@ -13,6 +13,9 @@ public struct GatewayConfiguration: Sendable {
     public var jwtSecret: [UInt8]
     /// Browser origins allowed to open WebSockets (`scheme://host[:port]`).
     public var allowedOrigins: [String]
+    /// Messages per user per second (bursts of three times as many).
+    public var sendsPerSecond = 10
+    public var realtime = RealtimeLimits()
     /// How long `/readyz` waits for each dependency.
     public var readinessTimeout: Duration = .seconds(1)
     /// Load balancers whose X-Forwarded-For is believed (IP addresses).
@@ -74,6 +77,9 @@ public struct GatewayConfiguration: Sendable {
             instanceID: reader.optional("PARLEY_INSTANCE_ID") ?? "\(ProcessInfo.processInfo.hostName):\(port):\(ProcessInfo.processInfo.processIdentifier)"
         )
         configuration.trustedProxies = try Self.parseAddresses(reader.optional("PARLEY_TRUSTED_PROXIES"))
+        configuration.sendsPerSecond = try reader.integer("PARLEY_SENDS_PER_SECOND", default: 10, range: 1...100_000)
+        configuration.realtime.queuedFrames = try reader.integer("PARLEY_WS_QUEUE_LIMIT", default: 1000, range: 10...1_000_000)
+        configuration.realtime.connectionsPerUser = try reader.integer("PARLEY_WS_CONNECTIONS_PER_USER", default: 20, range: 1...10_000)
         configuration.startupWarnings = warnings
         return configuration
     }

@@ -5,6 +5,8 @@ import Metrics
 import ParleyCore
 import ParleyGateway
 import Prometheus
+import ServiceLifecycle
+import UnixSignals
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,7 +47,11 @@ struct ServeCommand: AsyncParsableCommand {
             }
             let dependencies = await GatewayDependencies(configuration: configuration, metrics: registry, logger: logger)
             let app = buildApplication(dependencies, logger: logger)
-            try await app.runService()
+            // Services stop in reverse order: the drain (last) closes WebSockets with 1012 first.
+            let group = ServiceGroup(
+                configuration: .init(services: [app, dependencies.realtime.drain], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            )
+            try await group.run()
         }
     }
 }

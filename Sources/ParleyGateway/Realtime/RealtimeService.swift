@@ -54,7 +54,8 @@ public final class RealtimeService: Service {
                 await group.waitForAll()
             }
         } onGracefulShutdown: {
-            // WebSockets close themselves with 1012 (their handlers see the shutdown too).
+            // Every WebSocket is told to reconnect elsewhere; requests in flight finish.
+            for connection in self.hub.all { connection.close(1012, "server restarting; reconnect with resume") }
             self.hub.subscriptions.finish()
         }
     }
@@ -146,4 +147,24 @@ extension String {
         guard self.hasPrefix("chat:{"), self.hasSuffix("}") else { return nil }
         return UUID(uuidString: String(self.dropFirst(6).dropLast()))
     }
+}
+
+/// Put last in the process's ServiceGroup, so that it hears the shutdown
+/// first: it closes every WebSocket with 1012 (clients reconnect elsewhere
+/// and resume) before the HTTP server starts waiting for its connections.
+public struct WebSocketDrain: Service {
+    let realtime: RealtimeService
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        for connection in self.realtime.hub.all { connection.close(1012, "server restarting; reconnect with resume") }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !self.realtime.hub.all.isEmpty && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
+
+extension RealtimeService {
+    public var drain: WebSocketDrain { WebSocketDrain(realtime: self) }
 }

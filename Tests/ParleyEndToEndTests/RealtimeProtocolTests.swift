@@ -1,0 +1,118 @@
+import Foundation
+import ParleyTestSupport
+import Testing
+
+/// Bad input, membership changes, logout and shutdown on /v1/ws (real gateway processes).
+@Suite struct RealtimeProtocolTests {
+    @Test func badFramesGetTheCodesOfTheProtocol() async throws {
+        let (g1, _) = try await twoGateways()
+        let a = try await E2EUser.register(on: g1, name: "Bad")
+        let other = try await E2EUser.register(on: g1, name: "Other")
+        let foreignChat = try await other.group(on: g1, members: [])
+        let socket = try await a.connect(g1)
+
+        let cases: [(String, String)] = [
+            ("{not json", "invalid_json"),
+            ("[1,2]", "invalid_json"),
+            ("{\"type\": \"dance\"}", "unknown_type"),
+            ("{\"ref\": \"m\"}", "invalid_frame"),
+            ("{\"type\": \"send\", \"ref\": \"s1\", \"client_id\": \"\(UUID().uuidString)\", \"body\": \"x\"}", "invalid_frame"),
+            ("{\"type\": \"send\", \"ref\": \"s2\", \"chat_id\": \"\(foreignChat)\", \"client_id\": \"\(UUID().uuidString)\", \"body\": \"x\"}", "chat_not_found"),
+            ("{\"type\": \"read\", \"chat_id\": \"\(foreignChat)\", \"seq\": true}", "invalid_frame"),
+            ("{\"type\": \"typing\", \"chat_id\": \"\(foreignChat)\", \"active\": \"yes\"}", "invalid_frame"),
+        ]
+        for (text, code) in cases {
+            try await socket.sendText(text)
+            let error = try await socket.next("error")
+            #expect(error["code"] as? String == code, "\(text): \(error)")
+        }
+        try await socket.sendBinary([1, 2, 3])
+        #expect(try await socket.next("error")["code"] as? String == "invalid_frame")
+        // the connection is still open and working
+        try await socket.send(["type": "ping", "ref": "alive"])
+        #expect(try await socket.next("pong")["ref"] as? String == "alive")
+        // a frame over 64 KiB closes with 1009
+        try await socket.sendText("{\"type\": \"ping\", \"pad\": \"" + String(repeating: "x", count: 65 * 1024) + "\"}")
+        #expect(await socket.waitForClose() == 1009)
+    }
+
+    @Test func tokensAndOriginsAreChecked() async throws {
+        let (g1, _) = try await twoGateways()
+        let a = try await E2EUser.register(on: g1, name: "Tok")
+        for token in ["garbage", a.refresh, ""] {
+            let socket = try await TestWebSocket.connect("ws://127.0.0.1:\(g1.port)/v1/ws")
+            try await socket.send(["type": "hello", "token": token])
+            #expect(await socket.waitForClose() == 4001, "token \(token.prefix(8))")
+        }
+        // the first frame must be hello
+        let early = try await TestWebSocket.connect("ws://127.0.0.1:\(g1.port)/v1/ws")
+        try await early.send(["type": "ping"])
+        #expect(await early.waitForClose() == 4001)
+        // a token on the upgrade request works; hello still comes (for resume)
+        let withHeader = try await TestWebSocket.connect("ws://127.0.0.1:\(g1.port)/v1/ws", headers: ["Authorization": "Bearer \(a.token)"])
+        try await withHeader.send(["type": "hello"])
+        #expect(try await withHeader.next("ready")["user_id"] as? String == a.id)
+        await withHeader.close()
+        // a browser page from a foreign origin cannot open a socket: the upgrade
+        // is refused (Hummingbird's upgrade channel answers a refused upgrade
+        // with a bare 400), and a plain GET from that origin gets 403 problem+json
+        let upgrade = ["Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="]
+        let refused = try await HTTP.request("GET", "\(g1.baseURL)/v1/ws", headers: upgrade.merging(["Origin": "https://evil.example"]) { $1 })
+        #expect(refused.status == 400)
+        #expect(refused.headers["upgrade"] == nil)
+        let allowedUpgrade = try? await HTTP.request("GET", "\(g1.baseURL)/v1/ws", headers: upgrade)
+        #expect(allowedUpgrade?.status != 400, "without a browser Origin the same request upgrades")
+        let foreign = try await HTTP.request("GET", "\(g1.baseURL)/v1/ws", headers: ["Origin": "https://evil.example"])
+        #expect(foreign.status == 403)
+        #expect(foreign.headers["content-type"] == "application/problem+json")
+        #expect(String(decoding: foreign.body, as: UTF8.self).contains("forbidden_origin"))
+    }
+
+    @Test func membershipChangesReachEveryInstance() async throws {
+        let (g1, g2) = try await twoGateways()
+        let owner = try await E2EUser.register(on: g1, name: "Own")
+        let joiner = try await E2EUser.register(on: g2, name: "Join")
+        let chat = try await owner.group(on: g1, members: [])
+        let ownerSocket = try await owner.connect(g1)
+        let joinerSocket = try await joiner.connect(g2)
+
+        #expect(try await owner.post(g1, "/v1/chats/\(chat)/members", ["user_id": joiner.id]).status == 201)
+        let added = try await joinerSocket.next("chat")
+        #expect((added["chat"] as? [String: Any])?["id"] as? String == chat)
+        #expect((try await ownerSocket.next("chat")["chat"] as? [String: Any])?["members_count"] as? Int == 2)
+        try await ownerSocket.send(["type": "send", "chat_id": chat, "client_id": UUID().uuidString, "body": "welcome"])
+        #expect(try await joinerSocket.next("message").messageSeq == 1)
+        // the joiner can send on the socket they already had
+        try await joinerSocket.send(["type": "send", "ref": "j", "chat_id": chat, "client_id": UUID().uuidString, "body": "thanks"])
+        #expect(try await joinerSocket.next("ack").messageSeq == 2)
+
+        let removed = try await HTTP.request("DELETE", "\(g1.baseURL)/v1/chats/\(chat)/members/\(joiner.id)", headers: ["Authorization": "Bearer \(owner.token)"])
+        #expect(removed.status == 204)
+        #expect(try await joinerSocket.next("chat_removed")["chat_id"] as? String == chat)
+        try await ownerSocket.send(["type": "send", "chat_id": chat, "client_id": UUID().uuidString, "body": "after removal"])
+        _ = try await ownerSocket.next("ack")
+        try await Task.sleep(for: .milliseconds(500))
+        let late = joinerSocket.allFrames.filter { $0["type"] as? String == "message" && $0.messageChat == chat }.compactMap(\.messageSeq)
+        #expect(!late.contains(3), "a removed member gets nothing more from the chat")
+        try await joinerSocket.send(["type": "send", "chat_id": chat, "client_id": UUID().uuidString, "body": "sneaky"])
+        #expect(try await joinerSocket.next("error")["code"] as? String == "chat_not_found")
+    }
+
+    @Test func logoutClosesTheSessionsSocketsOnEveryInstance() async throws {
+        let (g1, g2) = try await twoGateways()
+        let user = try await E2EUser.register(on: g1, name: "Bye")
+        let socket = try await user.connect(g2)
+        #expect(try await HTTP.json("POST", "\(g1.baseURL)/v1/auth/logout", ["refresh_token": user.refresh]).status == 204)
+        #expect(await socket.waitForClose() == 4001)
+    }
+
+    @Test func shutdownClosesWith1012() async throws {
+        let (g1, g2) = try await twoGateways()
+        let user = try await E2EUser.register(on: g1, name: "Restart")
+        let socket = try await user.connect(g2)
+        g2.child.signal(SIGTERM)
+        let code = await socket.waitForClose()
+        #expect(code == 1012, "closed with \(code.map(String.init) ?? "nothing"); gateway said:\n\(g2.child.outputText.suffix(1500))")
+        #expect(await g2.child.waitForExit(timeout: .seconds(20)) == 0)
+    }
+}
