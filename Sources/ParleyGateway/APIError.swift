@@ -1,4 +1,5 @@
 import Foundation
+import HiredisNIO
 public import HTTPTypes
 public import Hummingbird
 
@@ -55,6 +56,9 @@ extension APIError {
             return APIError(error.status, Self.code(for: error.status), error.body ?? error.status.reasonPhrase, extra: [:])
         case let error as any HTTPResponseError:
             return APIError(error.status, Self.code(for: error.status), error.status.reasonPhrase)
+        case let error as RedisError where error.code != .serverError:
+            // Redis unreachable or timing out: our dependency is down, not the client's fault.
+            return .unavailable("Redis is unavailable (\(error.code)); retry shortly", retryAfter: 2)
         default:
             return nil
         }

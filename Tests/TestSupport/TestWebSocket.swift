@@ -124,5 +124,6 @@ public final class TestWebSocket: @unchecked Sendable {
 
 public struct TestWebSocketError: Error, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { self.message }
 }
