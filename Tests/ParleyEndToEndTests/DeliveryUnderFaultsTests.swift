@@ -76,8 +76,9 @@ import Testing
             while ContinuousClock.now < stay && !socket.isClosed { try await Task.sleep(for: .milliseconds(20)) }
             if killOneInstance && hop == 4 && !killed.isSet {
                 #expect(received.count < total / 2, "the kill happens mid-load")
+                g2.child.signal(SIGKILL)  // mid-load: its sockets die, sends to it fail and are retried on g1
+                try await Task.sleep(for: .milliseconds(300))
                 killed.set()
-                g2.child.signal(SIGKILL)  // mid-load: its sockets die, its in-flight sends are retried on g1
             }
             await socket.close()
             received += Self.seqs(socket, chat: chat)

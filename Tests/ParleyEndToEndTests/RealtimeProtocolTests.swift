@@ -111,8 +111,8 @@ import Testing
         let user = try await E2EUser.register(on: g1, name: "Restart")
         let socket = try await user.connect(g2)
         g2.child.signal(SIGTERM)
-        let code = await socket.waitForClose()
-        #expect(code == 1012, "closed with \(code.map(String.init) ?? "nothing"); gateway said:\n\(g2.child.outputText.suffix(1500))")
+        let code = await socket.waitForClose(timeout: .seconds(30))
+        #expect(code == 1012, "closed with \(code.map(String.init) ?? "nothing"); gateway (running: \(g2.child.isRunning)) said:\n\(g2.child.outputText.suffix(1500))")
         #expect(await g2.child.waitForExit(timeout: .seconds(20)) == 0)
     }
 }
