@@ -116,3 +116,49 @@ import Testing
         #expect(await g2.child.waitForExit(timeout: .seconds(20)) == 0)
     }
 }
+
+@Suite struct RealtimeLimitsTests {
+    @Test func resumingMoreThan500MissedMessagesAsksForAResync() async throws {
+        let (g1, g2) = try await twoGateways(environment: ["PARLEY_SENDS_PER_SECOND": "10000"])
+        let a = try await E2EUser.register(on: g1, name: "Many")
+        let b = try await E2EUser.register(on: g2, name: "Away")
+        let busy = try await a.group(on: g1, members: [b])
+        let quiet = try await a.group(on: g1, members: [b])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask { for _ in 0..<130 { _ = try await a.post(g1, "/v1/chats/\(busy)/messages", ["client_id": UUID().uuidString, "body": "x"]) } }
+            }
+            try await group.waitForAll()
+        }
+        for i in 1...3 { _ = try await a.post(g1, "/v1/chats/\(quiet)/messages", ["client_id": UUID().uuidString, "body": "q\(i)"]) }
+        let socket = try await b.connect(g2, resume: [busy: 10, quiet: 1])
+        // chats are caught up in no particular order: look at everything that came
+        _ = try await socket.next("resync")
+        try await Task.sleep(for: .milliseconds(500))
+        let frames = socket.allFrames
+        #expect(frames.filter { $0["type"] as? String == "resync" }.compactMap { $0["chat_id"] as? String } == [busy])
+        #expect(DeliveryUnderFaultsTests.seqs(socket, chat: quiet) == [2, 3], "the small gap is replayed as messages, in order")
+        #expect(DeliveryUnderFaultsTests.seqs(socket, chat: busy).isEmpty)
+        // live messages of the resynced chat flow again
+        _ = try await a.post(g1, "/v1/chats/\(busy)/messages", ["client_id": UUID().uuidString, "body": "live"])
+        let deadline = ContinuousClock.now + .seconds(10)
+        while DeliveryUnderFaultsTests.seqs(socket, chat: busy).isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(DeliveryUnderFaultsTests.seqs(socket, chat: busy) == [521])
+    }
+
+    @Test func connectionsPerUserAndFloodsOfBadFramesAreLimited() async throws {
+        let (g1, g2) = try await twoGateways(environment: ["PARLEY_WS_CONNECTIONS_PER_USER": "2"])
+        let user = try await E2EUser.register(on: g1, name: "Many")
+        let first = try await user.connect(g1)
+        let second = try await user.connect(g2)
+        let third = try await TestWebSocket.connect("ws://127.0.0.1:\(g1.port)/v1/ws")
+        try await third.send(["type": "hello", "token": user.token])
+        #expect(await third.waitForClose() == 1008)
+        // bad frames are answered one by one, until there are too many
+        for _ in 0..<25 { try await first.sendText("nonsense") }
+        #expect(await first.waitForClose() == 1008)
+        #expect(first.allFrames.filter { $0["type"] as? String == "error" }.count >= 20)
+        try await second.send(["type": "ping", "ref": "ok"])
+        #expect(try await second.next("pong")["ref"] as? String == "ok")
+    }
+}
