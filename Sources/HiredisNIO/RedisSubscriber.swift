@@ -112,12 +112,14 @@ public final class RedisSubscriber: Service {
         var lostAt: Date? = nil
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let connection: RedisConnection
+            var opened: RedisConnection?
             do {
                 connection = try await RedisConnection.connect(
                     configuration: self.configuration,
                     logger: self.logger,
                     onPush: { [weak self] value in self?.handlePush(value) }
                 )
+                opened = connection
                 let (channels, patterns) = self.state.withLock { state in
                     state.connection = connection
                     return (Array(state.channels), Array(state.patterns))
@@ -127,6 +129,8 @@ public final class RedisSubscriber: Service {
                 _ = try await connection.send(RedisCommand("PING"))
                 self.markAlive()
             } catch {
+                // a half-set-up connection (say Redis answered -LOADING) must not stay subscribed
+                if let opened { await opened.close() }
                 self.state.withLock { $0.connection = nil }
                 if lostAt == nil, self.channels.isEmpty == false { lostAt = Date() }
                 let delay = self.backoff.delay(attempt: attempt)

@@ -8,9 +8,15 @@ public enum MessageValidation {
     /// nil/empty when attachments carry the message. Stored byte for byte.
     public static func body(_ body: String?, hasAttachments: Bool) -> Result<String?, InvalidBody> {
         guard let body, !body.isEmpty else { return hasAttachments ? .success(nil) : .failure(InvalidBody()) }
-        guard body.count <= Self.maxCharacters, body.utf8.count <= Self.maxBytes else { return .failure(InvalidBody()) }
+        guard body.count <= Self.maxCharacters, body.utf8.count <= Self.maxBytes, !Self.hasForbiddenControl(body) else { return .failure(InvalidBody()) }
         return .success(body)
     }
 
     public struct InvalidBody: Error {}
+
+    /// NUL cannot be stored in PostgreSQL text; other C0 controls but tab,
+    /// newline and carriage return have no place in chat text either.
+    public static func hasForbiddenControl(_ text: String) -> Bool {
+        text.unicodeScalars.contains { $0.value < 0x20 && $0 != "\t" && $0 != "\n" && $0 != "\r" }
+    }
 }

@@ -38,21 +38,31 @@ public struct RateLimiter: Sendable {
 
     /// Counts an event if every rule allows it.
     public func hit(_ key: String, _ rules: [RateLimitRule]) async throws -> RateLimitDecision {
-        try await self.run("hit", key, rules)
+        try await self.run("hit", key, rules, member: UUID().uuidString)
+    }
+
+    /// Counts an attempt now (so parallel attempts cannot all slip under the
+    /// limit) under `token`; `giveBack` removes it if the attempt is not to count.
+    public func reserve(_ key: String, _ rules: [RateLimitRule], token: String) async throws -> RateLimitDecision {
+        try await self.run("hit", key, rules, member: token)
+    }
+
+    public func giveBack(_ key: String, token: String) async throws {
+        _ = try await self.redis.send("ZREM", .string("rl:{\(key)}"), .string(token))
     }
 
     /// Whether an event would be allowed now, without counting one.
     public func peek(_ key: String, _ rules: [RateLimitRule]) async throws -> RateLimitDecision {
-        try await self.run("peek", key, rules)
+        try await self.run("peek", key, rules, member: UUID().uuidString)
     }
 
     /// Counts an event regardless of the rules (e.g. a failed login, after the fact).
     public func record(_ key: String, _ rules: [RateLimitRule]) async throws {
-        _ = try await self.run("record", key, rules)
+        _ = try await self.run("record", key, rules, member: UUID().uuidString)
     }
 
-    private func run(_ mode: String, _ key: String, _ rules: [RateLimitRule]) async throws -> RateLimitDecision {
-        var arguments: [RedisArgument] = [.string(mode), .string(UUID().uuidString)]
+    private func run(_ mode: String, _ key: String, _ rules: [RateLimitRule], member: String) async throws -> RateLimitDecision {
+        var arguments: [RedisArgument] = [.string(mode), .string(member)]
         for rule in rules {
             arguments += [RedisArgument(rule.windowMilliseconds), RedisArgument(rule.limit)]
         }

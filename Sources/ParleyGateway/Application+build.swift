@@ -43,7 +43,10 @@ public struct GatewayDependencies: Sendable {
         )
         chats.sendLimit = [RateLimitRule(3 * configuration.sendsPerSecond, per: .seconds(3))]
         self.chats = chats
-        self.realtime = RealtimeService(redisConfiguration: configuration.redis, redis: self.redis, chats: chats, limits: configuration.realtime, logger: logger)
+        self.realtime = RealtimeService(
+            redisConfiguration: configuration.redis, redis: self.redis, chats: chats, revocations: self.accounts.revocations, limits: configuration.realtime,
+            logger: logger
+        )
     }
 
     var realtimeRoutes: RealtimeRoutes {

@@ -13,6 +13,9 @@ import Testing
         #expect((try? MessageValidation.body(nil, hasAttachments: false).get()) == nil)
         #expect(try MessageValidation.body(nil, hasAttachments: true).get() == nil)
         #expect(try MessageValidation.body("", hasAttachments: true).get() == nil)
+        #expect(try MessageValidation.body("tabs\tand\nlines\r\n", hasAttachments: false).get() != nil)
+        #expect((try? MessageValidation.body("nul\u{0}", hasAttachments: false).get()) == nil)
+        #expect((try? MessageValidation.body("esc\u{1B}[31m", hasAttachments: false).get()) == nil)
     }
 }
 

@@ -76,12 +76,13 @@ import Testing
         let ownerSocket = try await owner.connect(g1)
         let joinerSocket = try await joiner.connect(g2)
 
+        // a message sent the instant after the join still reaches the new member live
         #expect(try await owner.post(g1, "/v1/chats/\(chat)/members", ["user_id": joiner.id]).status == 201)
+        #expect(try await owner.post(g1, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": "welcome"]).status == 201)
         let added = try await joinerSocket.next("chat")
         #expect((added["chat"] as? [String: Any])?["id"] as? String == chat)
-        #expect((try await ownerSocket.next("chat")["chat"] as? [String: Any])?["members_count"] as? Int == 2)
-        try await ownerSocket.send(["type": "send", "chat_id": chat, "client_id": UUID().uuidString, "body": "welcome"])
         #expect(try await joinerSocket.next("message").messageSeq == 1)
+        #expect((try await ownerSocket.next("chat")["chat"] as? [String: Any])?["members_count"] as? Int == 2)
         // the joiner can send on the socket they already had
         try await joinerSocket.send(["type": "send", "ref": "j", "chat_id": chat, "client_id": UUID().uuidString, "body": "thanks"])
         #expect(try await joinerSocket.next("ack").messageSeq == 2)
@@ -96,6 +97,15 @@ import Testing
         #expect(!late.contains(3), "a removed member gets nothing more from the chat")
         try await joinerSocket.send(["type": "send", "chat_id": chat, "client_id": UUID().uuidString, "body": "sneaky"])
         #expect(try await joinerSocket.next("error")["code"] as? String == "chat_not_found")
+
+        // a chat created while connected is followed by its creator's socket at once
+        let fresh = try await joiner.group(on: g2, members: [owner])
+        _ = try await joinerSocket.next("chat")
+        try await joinerSocket.send(["type": "send", "ref": "new", "chat_id": fresh, "client_id": UUID().uuidString, "body": "mine"])
+        #expect(try await joinerSocket.next("ack")["ref"] as? String == "new")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while DeliveryUnderFaultsTests.seqs(ownerSocket, chat: fresh).isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(DeliveryUnderFaultsTests.seqs(ownerSocket, chat: fresh) == [1])
     }
 
     @Test func logoutClosesTheSessionsSocketsOnEveryInstance() async throws {

@@ -129,7 +129,7 @@ import Testing
             let email = APITestClient.uniqueEmail("known")
             _ = try await api.register(email: email)
             let otpOnly = APITestClient.uniqueEmail("codeonly")
-            _ = try await dependencies.accounts.accounts.upsertVerifiedUser(email: otpOnly, displayName: "No Password")
+            _ = try await dependencies.accounts.accounts.upsertVerifiedUser(email: otpOnly, displayName: "No Password").user
             var bodies: Set<String> = []
             for (label, loginEmail) in [("wrong password", email), ("unknown email", APITestClient.uniqueEmail("nobody")),
                                         ("account without a password", otpOnly), ("malformed email", "not an email")] {
@@ -188,6 +188,25 @@ import Testing
             let reused = try await api.call(.post, "/v1/auth/otp/verify", json: ["email": email, "code": code])
             #expect(reused.status == 401)
             #expect(reused.code == "invalid_code")
+        }
+    }
+
+    @Test func provingAnEmailTakesItOverFromAnUnverifiedRegistration() async throws {
+        try await self.live { raw in
+            let api = APITestClient(raw)
+            let email = APITestClient.uniqueEmail("victim")
+            // someone registers the address with their own password, unverified
+            let (squatterAccess, squatterRefresh, _) = try await api.register(email: email, password: "squatter password")
+            #expect(try await api.call(.post, "/v1/auth/otp/request", json: ["email": email]).status == 202)
+            let code = try await self.mailedCode(for: email)
+            let verified = try await api.call(.post, "/v1/auth/otp/verify", json: ["email": email, "code": code])
+            #expect(verified.status == 200)
+            // the owner now holds the account: the squatter's password and sessions are gone
+            #expect(try await api.call(.post, "/v1/auth/login", json: ["email": email, "password": "squatter password"]).status == 401)
+            #expect(try await api.call(.get, "/v1/me", token: squatterAccess).status == 401)
+            #expect(try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": squatterRefresh]).status == 401)
+            let owner = try #require(verified.json["access_token"] as? String)
+            #expect(try await api.call(.get, "/v1/me", token: owner).json["email_verified"] as? Bool == true)
         }
     }
 
@@ -355,6 +374,7 @@ import Testing
             // wildcards are literal, bad parameters are 400, unknown ids 404
             #expect((try await api.call(.get, "/v1/users?query=%25", token: access).json["users"] as? [Any])?.isEmpty == true)
             #expect(try await api.call(.get, "/v1/users?query=", token: access).code == "invalid_query")
+            #expect(try await api.call(.get, "/v1/users?query=a%00b", token: access).code == "invalid_query")
             #expect(try await api.call(.get, "/v1/users?query=a&limit=500", token: access).code == "invalid_limit")
             #expect(try await api.call(.get, "/v1/users/\(UUID().uuidString)", token: access).code == "user_not_found")
             #expect(try await api.call(.get, "/v1/users/not-a-uuid", token: access).code == "user_not_found")

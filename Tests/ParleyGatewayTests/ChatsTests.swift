@@ -300,6 +300,8 @@ import Testing
                                  (["client_id": UUID().uuidString, "body": String(repeating: "é", count: 4000) + "é"], "invalid_body"),
                                  (["client_id": UUID().uuidString, "body": String(repeating: "😀", count: 4097)], "invalid_body"),
                                  (["client_id": UUID().uuidString, "body": 5], "invalid_request"),
+                                 (["client_id": UUID().uuidString, "body": "nul\u{0}byte"], "invalid_body"),
+                                 (["client_id": UUID().uuidString, "body": "bell\u{7}"], "invalid_body"),
                                  (["client_id": UUID().uuidString, "attachment_ids": [UUID().uuidString]], "invalid_attachments")] as [([String: Any], String)] {
                 let response = try await api.call(.post, "/v1/chats/\(chat)/messages", json: body, token: a.token)
                 #expect(response.status == 400, "\(body)")

@@ -64,18 +64,50 @@ public struct AccountStore: Sendable {
         )
     }
 
-    /// The account of a verified email: created on first use, marked verified otherwise.
-    public func upsertVerifiedUser(email: String, displayName: String) async throws -> UserRecord {
-        let user = try await self.firstUser(
-            """
-            INSERT INTO users (id, email, display_name, email_verified)
-            VALUES (\(UUID.v7()), \(email), \(displayName), true)
-            ON CONFLICT (email) DO UPDATE SET email_verified = true, updated_at = now()
-            RETURNING \(unescaped: Self.userColumns)
-            """
-        )
-        guard let user else { throw StoreError("upsert returned no row") }
-        return user
+    /// The account of a verified email: created on first use, marked verified
+    /// otherwise. Proving the address for the first time takes the account
+    /// over from whoever registered it unverified: their password is removed
+    /// and their sessions are revoked (returned, to be announced).
+    public func upsertVerifiedUser(email: String, displayName: String) async throws -> (user: UserRecord, revokedSessions: [UUID]) {
+        try await self.client.transaction(logger: self.logger) { connection in
+            var existing: (id: UUID, verified: Bool)?
+            for try await row in try await connection.query(
+                "SELECT id, email_verified FROM users WHERE email = \(email) FOR UPDATE", logger: self.logger
+            ).decode((UUID, Bool).self) {
+                existing = (row.0, row.1)
+            }
+            var revoked: [UUID] = []
+            if let existing, !existing.verified {
+                try await connection.query(
+                    "UPDATE users SET password_hash = NULL, email_verified = true, updated_at = now() WHERE id = \(existing.id)", logger: self.logger
+                )
+                for try await id in try await connection.query(
+                    """
+                    UPDATE sessions SET revoked_at = now(), revoked_reason = 'admin'
+                    WHERE user_id = \(existing.id) AND revoked_at IS NULL RETURNING id
+                    """,
+                    logger: self.logger
+                ).decode(UUID.self) {
+                    revoked.append(id)
+                }
+            } else if existing == nil {
+                try await connection.query(
+                    """
+                    INSERT INTO users (id, email, display_name, email_verified) VALUES (\(UUID.v7()), \(email), \(displayName), true)
+                    ON CONFLICT (email) DO NOTHING
+                    """,
+                    logger: self.logger
+                )
+            }
+            var user: UserRecord?
+            for try await row in try await connection.query(
+                "SELECT \(unescaped: Self.userColumns) FROM users WHERE email = \(email)", logger: self.logger
+            ) {
+                user = try Self.user(row)
+            }
+            guard let user else { throw StoreError("the verified account is missing") }
+            return (user, revoked)
+        }
     }
 
     public func user(email: String) async throws -> UserRecord? {

@@ -304,13 +304,13 @@ public struct ChatStore: Sendable {
     /// Adds `userID` to a group. Owners and admins add anyone (only the owner
     /// adds admins); anyone may add themselves to a public group, as a member.
     /// Returns the member and whether it is new.
-    public func addMember(_ chatID: UUID, actor: UUID, userID: UUID, role: MemberRole) async throws -> (member: MemberRecord, added: Bool) {
-        let added: Bool = try await self.client.transaction(logger: self.logger) { connection in
-            var chat: (kind: String, isPublic: Bool, count: Int)?
+    public func addMember(_ chatID: UUID, actor: UUID, userID: UUID, role: MemberRole) async throws -> (member: MemberRecord, added: Bool, lastSeq: Int64) {
+        let (added, lastSeq): (Bool, Int64) = try await self.client.transaction(logger: self.logger) { connection in
+            var chat: (kind: String, isPublic: Bool, count: Int, lastSeq: Int64)?
             for try await row in try await connection.query(
-                "SELECT kind, public, members_count FROM chats WHERE id = \(chatID) FOR UPDATE", logger: self.logger
-            ).decode((String, Bool, Int).self) {
-                chat = (row.0, row.1, row.2)
+                "SELECT kind, public, members_count, last_seq FROM chats WHERE id = \(chatID) FOR UPDATE", logger: self.logger
+            ).decode((String, Bool, Int, Int64).self) {
+                chat = (row.0, row.1, row.2, row.3)
             }
             var actorRole: MemberRole?
             for try await r in try await connection.query(
@@ -343,10 +343,11 @@ public struct ChatStore: Sendable {
                 guard chat.count < self.maxGroupSize else { throw ChatError.groupFull }
                 try await connection.query("UPDATE chats SET members_count = members_count + 1, updated_at = now() WHERE id = \(chatID)", logger: self.logger)
             }
-            return inserted
+            // the chat row is locked: no message can commit between this and the join
+            return (inserted, chat.lastSeq)
         }
         guard let member = try await self.members(of: chatID).first(where: { $0.user.id == userID }) else { throw ChatError.userNotFound }
-        return (member, added)
+        return (member, added, lastSeq)
     }
 
     /// Removes a member: yourself (leave), or someone else as owner/admin

@@ -43,16 +43,20 @@ public struct AuthController: Sendable {
     func login(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
         let body = try await request.decodeJSON(LoginRequest.self, context: context)
         let email = AccountValidation.normalizeEmail(body.email) ?? body.email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        // Every attempt takes a slot before the slow verification (so parallel
+        // guesses cannot all pass the check); a successful one gives it back,
+        // so only failures count.
         let limitKey = "login:\(email)|\(context.clientAddress)"
-        if case .limited(let retryAfter) = try await self.services.limiter.peek(limitKey, self.services.limits.loginFailures) {
+        let slot = UUID().uuidString
+        if case .limited(let retryAfter) = try await self.services.limiter.reserve(limitKey, self.services.limits.loginFailures, token: slot) {
             throw APIError(.tooManyRequests, "rate_limited", "too many failed logins; try again later", retryAfter: retryAfter)
         }
         // Unknown email or no password: a dummy verification, so status, body and time match a wrong password.
         let user = AccountValidation.normalizeEmail(body.email) == nil ? nil : try await self.services.accounts.user(email: email)
         guard await self.services.hasher.verify(body.password, against: user?.passwordHash), let user else {
-            try await self.services.limiter.record(limitKey, self.services.limits.loginFailures)
             throw APIError(.unauthorized, "invalid_credentials", "email or password is wrong")
         }
+        try await self.services.limiter.giveBack(limitKey, token: slot)
         return try await self.startSession(for: user, request: request, status: .ok)
     }
 
@@ -81,7 +85,8 @@ public struct AuthController: Sendable {
         guard try await self.services.codes.verify(email: email, code: body.code.trimmingCharacters(in: .whitespaces)) == .valid else {
             throw APIError(.unauthorized, "invalid_code", "the code is wrong, expired or used up")
         }
-        let user = try await self.services.accounts.upsertVerifiedUser(email: email, displayName: AccountValidation.defaultDisplayName(email: email))
+        let (user, revoked) = try await self.services.accounts.upsertVerifiedUser(email: email, displayName: AccountValidation.defaultDisplayName(email: email))
+        for sessionID in revoked { await self.services.revocations.revoke(sessionID, logger: context.logger) }
         return try await self.startSession(for: user, request: request, status: .ok)
     }
 

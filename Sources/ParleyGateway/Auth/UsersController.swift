@@ -37,7 +37,7 @@ public struct UsersController: Sendable {
         }
         group.get("users") { request, context in
             let query = request.uri.queryParameters.get("query")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            guard !query.isEmpty, query.count <= 254 else {
+            guard !query.isEmpty, query.count <= 254, !MessageValidation.hasForbiddenControl(query) else {
                 throw APIError.badRequest("invalid_query", "query must be 1 to 254 characters")
             }
             var limit = 20

@@ -10,7 +10,8 @@ public enum ChatEvent: Sendable {
     case messageCreated(MessageRecord)
     case messageUpdated(MessageRecord)
     case read(chatID: UUID, userID: UUID, seq: Int64)
-    case memberAdded(chatID: UUID, userID: UUID)
+    /// `lastSeq`: the chat's last seq when the member joined; they get what comes after.
+    case memberAdded(chatID: UUID, userID: UUID, lastSeq: Int64)
     case memberRemoved(chatID: UUID, userID: UUID)
     case chatUpdated(chatID: UUID)
     case typing(chatID: UUID, userID: UUID, active: Bool)
@@ -77,11 +78,14 @@ public struct ChatEventPublisher: Sendable {
             return [(Self.channel(message.chatID), try JSONEncoder.parley.encode(MessageEvent(type: "message_updated", message: MessageBody(message))))]
         case .read(let chatID, let userID, let seq):
             return [(Self.channel(chatID), try json(["type": "read", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "seq": seq]))]
-        case .memberAdded(let chatID, let userID), .memberRemoved(let chatID, let userID):
-            let type: String
-            if case .memberAdded = event { type = "member_added" } else { type = "member_removed" }
+        case .memberAdded(let chatID, let userID, let lastSeq):
             return [
-                (Self.userChannel(userID), try json(["type": type, "chat_id": chatID.lowercased, "user_id": userID.lowercased])),
+                (Self.userChannel(userID), try json(["type": "member_added", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "last_seq": lastSeq])),
+                (Self.channel(chatID), try json(["type": "chat_updated", "chat_id": chatID.lowercased])),
+            ]
+        case .memberRemoved(let chatID, let userID):
+            return [
+                (Self.userChannel(userID), try json(["type": "member_removed", "chat_id": chatID.lowercased, "user_id": userID.lowercased])),
                 (Self.channel(chatID), try json(["type": "chat_updated", "chat_id": chatID.lowercased])),
             ]
         case .chatUpdated(let chatID):

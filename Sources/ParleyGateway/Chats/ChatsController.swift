@@ -38,8 +38,8 @@ public struct ChatsController: Sendable {
             guard let role = MemberRole(rawValue: body.role ?? "member"), role != .owner else {
                 throw APIError.badRequest("invalid_role", "role must be admin or member")
             }
-            let (member, added) = try await ChatService.mapping { try await self.store.addMember(chatID, actor: me, userID: userID, role: role) }
-            if added { await self.service.publisher.publish(.memberAdded(chatID: chatID, userID: userID), logger: context.logger) }
+            let (member, added, lastSeq) = try await ChatService.mapping { try await self.store.addMember(chatID, actor: me, userID: userID, role: role) }
+            if added { await self.service.publisher.publish(.memberAdded(chatID: chatID, userID: userID, lastSeq: lastSeq), logger: context.logger) }
             return try Response.json(MemberBody(member), status: added ? .created : .ok)
         }
         group.delete("chats/:id/members/:user_id") { _, context in
@@ -114,7 +114,10 @@ public struct ChatsController: Sendable {
                 throw APIError.badRequest("invalid_user", "user_id must be the id of another user")
             }
             let (chat, created) = try await ChatService.mapping { try await self.store.directChat(between: me, and: peer) }
-            if created { await self.service.publisher.publish(.memberAdded(chatID: chat.id, userID: peer), logger: context.logger) }
+            if created {
+                // both members' open WebSockets start following the new chat
+                await self.service.publisher.publish([me, peer].map { .memberAdded(chatID: chat.id, userID: $0, lastSeq: 0) }, logger: context.logger)
+            }
             return try Response.json(ChatBody(chat: chat, members: nil), status: created ? .created : .ok)
         case "group":
             let title = try Self.validTitle(body.title ?? "")
@@ -126,7 +129,7 @@ public struct ChatsController: Sendable {
             let chat = try await ChatService.mapping {
                 try await self.store.createGroup(creator: me, title: title, memberIDs: members, isPublic: body.isPublic ?? false)
             }
-            await self.service.publisher.publish(Set(members).subtracting([me]).map { .memberAdded(chatID: chat.id, userID: $0) }, logger: context.logger)
+            await self.service.publisher.publish(Set(members).union([me]).map { .memberAdded(chatID: chat.id, userID: $0, lastSeq: 0) }, logger: context.logger)
             return try Response.json(ChatBody(chat: chat, members: nil), status: .created)
         default:
             throw APIError.badRequest("invalid_kind", "kind must be direct or group")

@@ -14,7 +14,8 @@ enum Outgoing: Sendable {
     case presence(userID: UUID, online: Bool, payload: String)
     /// Send everything after the delivered seq of every chat (resume, Redis gap).
     case catchUp
-    case chatAdded(UUID)
+    /// The user joined a chat whose last seq was `since` at that moment.
+    case chatAdded(UUID, since: Int64)
     case chatChanged(UUID)
     case chatRemoved(UUID)
 }

@@ -145,6 +145,9 @@ final class SubscriptionManager: Sendable {
             }
             first.resume()
         }
+        // stopped (finished or cancelled): nobody may wait forever
+        self.continuation.finish()
+        for await waiting in self.requests { waiting.resume() }
     }
 
     func finish() {

@@ -28,10 +28,15 @@ public final class RealtimeService: Service {
     let subscriber: RedisSubscriber
     let presence: Presence
     let chats: ChatService
+    let revocations: SessionRevocations
     let limits: RealtimeLimits
     let logger: Logger
 
-    init(redisConfiguration: RedisConfiguration, redis: RedisClient, chats: ChatService, limits: RealtimeLimits, logger: Logger) {
+    init(
+        redisConfiguration: RedisConfiguration, redis: RedisClient, chats: ChatService, revocations: SessionRevocations, limits: RealtimeLimits,
+        logger: Logger
+    ) {
+        self.revocations = revocations
         self.subscriber = RedisSubscriber(configuration: redisConfiguration, backoff: Backoff(base: .milliseconds(50), cap: .seconds(2)), pingInterval: .seconds(2), logger: logger)
         self.hub = ConnectionHub(subscriber: self.subscriber, logger: logger)
         self.presence = Presence(redis: redis, store: chats.store, publisher: chats.publisher)
@@ -69,6 +74,8 @@ public final class RealtimeService: Service {
                 await self.route(channel: channel, payload: payload)
             case .gap(let from, let to):
                 self.logger.warning("redis subscription gap: resyncing local connections", metadata: ["gap.from": "\(from)", "gap.to": "\(to)"])
+                // membership changes and logouts announced meanwhile were missed too
+                for user in Set(self.hub.all.map(\.userID)) { await self.reconcile(user: user) }
                 for connection in self.hub.all { connection.enqueue(.catchUp) }
             }
         }
@@ -110,12 +117,30 @@ public final class RealtimeService: Service {
             for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatChanged(chat)) }
         case "member_added":
             guard let chat = chatID, let user = userID else { return }
-            for connection in await self.hub.addChat(chat, forUser: user) { connection.enqueue(.chatAdded(chat)) }
+            let since = (object["last_seq"] as? NSNumber)?.int64Value ?? 0
+            for connection in await self.hub.addChat(chat, forUser: user) { connection.enqueue(.chatAdded(chat, since: since)) }
         case "member_removed":
             guard let chat = chatID, let user = userID else { return }
             for connection in await self.hub.removeChat(chat, forUser: user) { connection.enqueue(.chatRemoved(chat)) }
         default:
             break
+        }
+    }
+
+    /// Brings a user's local connections in line with PostgreSQL: chats joined
+    /// or left while events could have been missed, and revoked sessions.
+    func reconcile(user: UUID) async {
+        guard let positions = try? await self.chats.store.chatPositions(of: user) else { return }
+        let connections = self.hub.all.filter { $0.userID == user }
+        let followed = connections.reduce(into: Set<UUID>()) { $0.formUnion($1.chats) }
+        for chat in followed.subtracting(positions.keys) {
+            for connection in await self.hub.removeChat(chat, forUser: user) { connection.enqueue(.chatRemoved(chat)) }
+        }
+        for (chat, lastSeq) in positions where !connections.allSatisfy({ $0.follows(chat) }) {
+            for connection in await self.hub.addChat(chat, forUser: user) { connection.enqueue(.chatAdded(chat, since: lastSeq)) }
+        }
+        for connection in connections where (try? await self.revocations.isRevoked(connection.sessionID)) == true {
+            connection.close(4001, "session ended")
         }
     }
 

@@ -84,6 +84,9 @@ struct WebSocketSession {
         connection.enqueue(.catchUp)
 
         await self.realtime.hub.register(connection)
+        // Membership or a logout may have changed between the first read and
+        // the subscriptions taking effect: look again now that nothing can be missed.
+        await self.realtime.reconcile(user: identity.userID)
         let cameOnline = (try? await self.realtime.presence.connected(userID: identity.userID, connectionID: connection.id)) ?? false
         if cameOnline { await self.realtime.presence.announce(identity.userID, online: true, logger: logger) }
 
@@ -223,7 +226,12 @@ struct Writer {
                 try await writer.process(item)
             }
         } catch {
-            // the socket is gone or the task was cancelled
+            // The socket is gone, or PostgreSQL failed mid catch-up: either way
+            // the client must reconnect and resume, never stay open and silent.
+            if !Task.isCancelled {
+                self.logger.warning("writer stopped; closing the socket", metadata: ["error": "\(error)"])
+                self.connection.close(1011, "temporarily unavailable; reconnect with resume")
+            }
         }
     }
 
@@ -260,9 +268,15 @@ struct Writer {
                     self.delivered[chatID] = message.seq
                 }
             }
-        case .chatAdded(let chatID), .chatChanged(let chatID):
+        case .chatAdded(let chatID, let since):
             guard self.connection.follows(chatID), let chat = try await self.store.chat(chatID, viewer: self.connection.userID) else { return }
-            if case .chatAdded = item { self.delivered[chatID] = max(self.delivered[chatID] ?? 0, chat.lastSeq) }
+            try await self.write(ServerFrame.encoded(ServerFrame.ChatEvent(chat: ChatBody(chat: chat, members: nil))))
+            // everything after the join, including what was sent before this connection subscribed
+            let start = max(self.delivered[chatID] ?? since, since)
+            self.delivered[chatID] = start
+            if chat.lastSeq > start { try await self.fill(chatID, after: start, before: chat.lastSeq + 1) }
+        case .chatChanged(let chatID):
+            guard self.connection.follows(chatID), let chat = try await self.store.chat(chatID, viewer: self.connection.userID) else { return }
             try await self.write(ServerFrame.encoded(ServerFrame.ChatEvent(chat: ChatBody(chat: chat, members: nil))))
         case .chatRemoved(let chatID):
             self.delivered[chatID] = nil
@@ -273,7 +287,13 @@ struct Writer {
     /// Sends the messages a live event skipped over (out-of-order publishes
     /// from other instances, or events lost while Redis was away).
     mutating func fill(_ chatID: UUID, after: Int64, before: Int64) async throws {
-        let page = try await self.store.messages(chatID: chatID, before: before, after: after, limit: Int(min(before - after, 1000)))
+        let page = try await self.store.messages(chatID: chatID, before: before, after: after, limit: self.resumeLimit)
+        if page.hasMore {
+            // too much to replay: the client pages through REST history
+            try await self.write(ServerFrame.json(["type": "resync", "chat_id": chatID.lowercased]))
+            self.delivered[chatID] = before - 1
+            return
+        }
         for message in page.messages {
             try await self.write(ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))
             self.delivered[chatID] = message.seq
