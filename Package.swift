@@ -39,6 +39,12 @@ let package = Package(
             name: "CSodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        // SMTP through libcurl (Debian's libcurl4-openssl-dev): one C function,
+        // because curl_easy_setopt is variadic and Swift cannot call it.
+        .target(
+            name: "CCurlSMTP",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
         // A Redis client on SwiftNIO: hiredis encodes and parses, NIO does the I/O.
         // Knows nothing of chat.
         .target(
@@ -76,6 +82,22 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        // The mail worker (`parley mailer`).
+        .target(
+            name: "ParleyMailer",
+            dependencies: [
+                "ParleyCore",
+                "HiredisNIO",
+                "CCurlSMTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: upcoming
+        ),
         // The HTTP/WebSocket gateway (`parley serve`).
         .target(
             name: "ParleyGateway",
@@ -102,6 +124,8 @@ let package = Package(
             dependencies: [
                 "ParleyCore",
                 "ParleyGateway",
+                "ParleyMailer",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 "HiredisNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -175,6 +199,11 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "ParleyMailerTests",
+            dependencies: ["ParleyMailer", "ParleyCore"],
             swiftSettings: upcoming
         ),
         // Real `parley` processes against the real servers.

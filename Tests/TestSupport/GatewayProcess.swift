@@ -5,6 +5,8 @@ import FoundationNetworking
 
 /// A real `parley serve` process on a free port.
 public final class GatewayProcess: @unchecked Sendable {
+    /// The JWT secret of every end-to-end gateway and mailer.
+    public static let secret = "end-to-end-test-secret-0123456789abcdef"
     public let port: Int
     public let child: ChildProcess
     public var baseURL: String { "http://127.0.0.1:\(self.port)" }
@@ -16,7 +18,7 @@ public final class GatewayProcess: @unchecked Sendable {
             "PARLEY_DATABASE_URL": databaseURL,
             "PARLEY_REDIS_URL": try redisURL ?? TestEnvironment.require("PARLEY_TEST_REDIS_URL"),
             "PARLEY_HTTP_PORT": "\(self.port)",
-            "PARLEY_JWT_SECRET": "end-to-end-test-secret-0123456789abcdef",
+            "PARLEY_JWT_SECRET": Self.secret,
             "PARLEY_LOG_LEVEL": "info",
             "PARLEY_INSTANCE_ID": "e2e-\(self.port)",
             // tests give each client an address of its own through X-Forwarded-For

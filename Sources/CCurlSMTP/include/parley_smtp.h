@@ -1,0 +1,14 @@
+#ifndef PARLEY_SMTP_H
+#define PARLEY_SMTP_H
+#include <stddef.h>
+
+/// Sends one message over SMTP with libcurl (blocking: call it off the event
+/// loops). `url` is smtp://host:port or smtps://host:port; STARTTLS is used
+/// when the server offers it (CURLUSESSL_TRY). `user`/`password` may be NULL.
+/// Returns 0 on success, else the CURLcode, with a message in `error`
+/// (at least 256 bytes).
+int parley_smtp_send(const char *url, const char *user, const char *password,
+                     const char *from, const char *const *recipients, size_t recipient_count,
+                     const char *data, size_t length, long timeout_seconds, char *error);
+
+#endif

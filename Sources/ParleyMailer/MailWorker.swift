@@ -1,0 +1,166 @@
+import Crypto
+import Foundation
+public import HiredisNIO
+public import Logging
+import NIOCore
+import ParleyCore
+public import PostgresNIO
+public import ServiceLifecycle
+
+/// A member of the `mailers` consumer group on the Redis stream `mail:jobs`.
+///
+/// - reads new entries in batches (`XREADGROUP … >`), after first re-reading
+///   its own pending ones (a restart finishes what it had);
+/// - acknowledges an entry only after the SMTP server accepted the mail,
+///   and records it in PostgreSQL (`mail_sent`) first, so a crash between the
+///   two never sends it twice;
+/// - claims entries idle longer than `retryAfter` (`XAUTOCLAIM`), from dead
+///   workers or its own failures, and after `maxDeliveries` failed attempts
+///   moves an entry to the dead-letter stream `mail:dead` with the last error.
+public final class MailWorker: Service {
+    public static let group = "mailers"
+    public static let deadLetters = "mail:dead"
+
+    let configuration: MailerConfiguration
+    let redis: RedisClient
+    let postgres: PostgresClient
+    let transport: any MailTransport
+    let mailKey: SymmetricKey
+    let logger: Logger
+
+    public init(configuration: MailerConfiguration, redis: RedisClient, postgres: PostgresClient, transport: any MailTransport, logger: Logger) {
+        self.configuration = configuration
+        self.redis = redis
+        self.postgres = postgres
+        self.transport = transport
+        self.mailKey = OneTimeCodes.mailJobKey(secret: configuration.secret)
+        var logger = logger
+        logger[metadataKey: "mailer.consumer"] = "\(configuration.consumer)"
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await self.redis.xgroupCreate(OneTimeCodes.mailStream, group: Self.group, startID: "0")
+        self.logger.info("mailer started", metadata: ["mail.transport": "\(self.transport.description)"])
+        try await cancelWhenGracefulShutdown {
+            try await self.redis.withDedicatedConnection { connection in
+                // first what this consumer already had (a restart), then new entries
+                var cursor = "0"
+                var lastClaim = ContinuousClock.now
+                while !Task.isCancelled {
+                    let entries: [RedisStreamEntry]
+                    do {
+                        entries = try await connection.xreadgroup(
+                            OneTimeCodes.mailStream, group: Self.group, consumer: self.configuration.consumer, id: cursor, count: 16,
+                            blockMilliseconds: cursor == ">" ? 1000 : nil
+                        )
+                    } catch {
+                        self.logger.warning("reading the mail stream failed; retrying", metadata: ["error": "\(error)"])
+                        try await Task.sleep(for: .seconds(1))
+                        continue
+                    }
+                    let readingOwnPending = cursor != ">"
+                    for entry in entries { await self.process(entry) }
+                    if readingOwnPending { cursor = entries.last?.id ?? ">" }
+                    if ContinuousClock.now - lastClaim >= self.configuration.retryAfter / 2 {
+                        lastClaim = ContinuousClock.now
+                        await self.claimIdle()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes over entries nobody acknowledged for `retryAfter` and tries them again.
+    func claimIdle() async {
+        let idle = Int(self.configuration.retryAfter.components.seconds * 1000 + self.configuration.retryAfter.components.attoseconds / 1_000_000_000_000_000)
+        var start = "0-0"
+        repeat {
+            guard let claimed = try? await self.redis.xautoclaim(
+                OneTimeCodes.mailStream, group: Self.group, consumer: self.configuration.consumer, minIdleMilliseconds: idle, start: start, count: 50
+            ) else { return }
+            for entry in claimed.entries { await self.process(entry) }
+            start = claimed.next
+        } while start != "0-0"
+    }
+
+    func process(_ entry: RedisStreamEntry) async {
+        do {
+            try await self.deliver(entry)
+            try await self.redis.xack(OneTimeCodes.mailStream, group: Self.group, ids: [entry.id])
+        } catch {
+            await self.failed(entry, error: error)
+        }
+    }
+
+    func deliver(_ entry: RedisStreamEntry) async throws {
+        let key = entry["id"] ?? entry.id
+        guard try await !self.alreadySent(key) else {
+            self.logger.info("mail already sent; acknowledging", metadata: ["mail.id": "\(key)"])
+            return
+        }
+        switch entry["kind"] {
+        case "otp":
+            guard let to = entry["to"], let box = entry["code_box"], let expires = entry["expires_at"].flatMap(Int64.init) else {
+                throw MailDeliveryError(description: "malformed otp job")
+            }
+            guard Int64(Date().timeIntervalSince1970 * 1000) < expires else {
+                self.logger.info("one-time code expired before it could be mailed; dropped", metadata: ["mail.id": "\(key)"])
+                return
+            }
+            let code = try Secrets.open(box, key: self.mailKey)
+            try await self.transport.send(Self.codeMail(code: code, to: to, from: self.configuration.from, messageID: "\(key)@parley"))
+            try await self.recordSent(key, kind: "otp")
+            self.logger.info("code mail sent", metadata: ["mail.id": "\(key)"])
+        default:
+            throw MailDeliveryError(description: "unknown mail job kind \(entry["kind"] ?? "none")")
+        }
+    }
+
+    func failed(_ entry: RedisStreamEntry, error: any Error) async {
+        let deliveries = (try? await self.redis.xpending(OneTimeCodes.mailStream, group: Self.group, start: entry.id, end: entry.id, count: 1).first?.deliveries) ?? 1
+        self.logger.warning("mail delivery failed", metadata: ["mail.entry": "\(entry.id)", "mail.deliveries": "\(deliveries)", "error": "\(error)"])
+        guard deliveries >= Int64(self.configuration.maxDeliveries) else { return }  // claimed again after retryAfter
+        var fields: [(String, RedisArgument)] = entry.fields.sorted { $0.key < $1.key }.map { ($0.key, .bytes($0.value)) }
+        fields += [("source_id", .string(entry.id)), ("error", .string("\(error)")), ("deliveries", RedisArgument(deliveries))]
+        do {
+            try await self.redis.xadd(Self.deadLetters, maxLength: 100_000, fields: fields)
+            try await self.redis.xack(OneTimeCodes.mailStream, group: Self.group, ids: [entry.id])
+            self.logger.error("mail moved to the dead-letter stream", metadata: ["mail.entry": "\(entry.id)", "error": "\(error)"])
+        } catch {
+            self.logger.warning("could not dead-letter a mail; it stays pending", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func alreadySent(_ key: String) async throws -> Bool {
+        for try await _ in try await self.postgres.query("SELECT 1 FROM mail_sent WHERE idempotency_key = \(key)", logger: self.logger) { return true }
+        return false
+    }
+
+    func recordSent(_ key: String, kind: String) async throws {
+        try await self.postgres.query(
+            "INSERT INTO mail_sent (idempotency_key, kind) VALUES (\(key), \(kind)) ON CONFLICT DO NOTHING", logger: self.logger
+        )
+    }
+
+    /// Moves every dead-lettered entry back onto the mail stream. Returns how many.
+    public static func replayDead(redis: RedisClient) async throws -> Int {
+        var moved = 0
+        for entry in try await redis.xrange(Self.deadLetters, count: 10_000) {
+            let fields = entry.fields.filter { !["error", "deliveries", "source_id"].contains($0.key) }.sorted { $0.key < $1.key }
+            try await redis.xadd(OneTimeCodes.mailStream, maxLength: 100_000, fields: fields.map { ($0.key, .bytes($0.value)) })
+            _ = try await redis.send("XDEL", .string(Self.deadLetters), .string(entry.id))
+            moved += 1
+        }
+        return moved
+    }
+
+    static func codeMail(code: String, to: String, from: MailMessage.Address, messageID: String) -> MailMessage {
+        MailMessage(
+            from: from, to: .init(email: to), subject: "Your Parley sign-in code",
+            text: "Your Parley sign-in code is \(code).\n\nIt works once and expires in 5 minutes. If you did not ask for it, ignore this mail.\n",
+            html: "<p>Your Parley sign-in code is <strong>\(code)</strong>.</p><p>It works once and expires in 5 minutes. If you did not ask for it, ignore this mail.</p>",
+            messageID: messageID
+        )
+    }
+}

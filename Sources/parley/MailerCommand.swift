@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import HiredisNIO
+import Logging
+import ParleyCore
+import ParleyMailer
+import PostgresNIO
+import ServiceLifecycle
+import UnixSignals
+
+struct MailerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mailer",
+        abstract: "Run a mail worker: sends the mails queued on the Redis stream (several may run at once)."
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(name: .customLong("redis-url"), help: "Redis URL (env PARLEY_REDIS_URL).")
+    var redisURL: String?
+
+    @Flag(name: .customLong("replay-dead"), help: "Move every dead-lettered mail back onto the mail stream, then exit.")
+    var replayDead = false
+
+    func run() async throws {
+        try await runCommand {
+            let reader = self.common.settings(["PARLEY_REDIS_URL": self.redisURL])
+            let configuration = try MailerConfiguration.load(reader)
+            let logger = bootstrapLogging(level: try LogSettings.load(reader), label: "parley.mailer")
+            let redis = RedisClient(configuration: configuration.redis, logger: logger)
+            if self.replayDead {
+                let moved = try await MailWorker.replayDead(redis: redis)
+                logger.info("dead-lettered mails moved back to the mail stream", metadata: ["mail.count": "\(moved)"])
+                await redis.shutdown()
+                return
+            }
+            let transport: any MailTransport
+            if let smtp = configuration.smtpURL {
+                transport = CurlSMTPTransport(url: smtp, envelopeFrom: configuration.from.email)
+            } else {
+                let outbox = try OutboxTransport(directory: configuration.outbox!)
+                logger.notice("PARLEY_SMTP_URL is not set: mails are written as .eml files into \(configuration.outbox!.path)")
+                transport = outbox
+            }
+            let postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+            let worker = MailWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger)
+            let group = ServiceGroup(
+                configuration: .init(services: [postgres, redis, worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            )
+            try await group.run()
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import ParleyTestSupport
+import Testing
+
+/// `parley mailer` against the real Redis stream, PostgreSQL and an SMTP catcher.
+@Suite struct MailerTests {
+    static func requestCode(_ gateway: GatewayProcess, _ email: String) async throws {
+        let response = try await HTTP.json("POST", "\(gateway.baseURL)/v1/auth/otp/request", ["email": email], clientAddress: E2EUser.address())
+        try #require(response.status == 202)
+    }
+
+    @Test func aCodeMailSignsTheUserIn() async throws {
+        let gateway = try GatewayProcess(databaseURL: try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"), arguments: ["--no-migrate"])
+        try await gateway.waitUntilReady()
+        let mailer = try MailerProcess()
+        let email = "code-\(UUID().uuidString.prefix(8).lowercased())@example.test"
+        try await Self.requestCode(gateway, email)
+        let mails = try await MailCatcher.wait(for: email)
+        #expect(mails.count == 1)
+        let mail = try #require(mails.first)
+        #expect(mail.headers.contains("Subject: Your Parley sign-in code"))
+        #expect(mail.headers.contains("MIME-Version: 1.0"))
+        #expect(mail.headers.contains("Message-ID: <"))
+        #expect(mail.headers.contains("Date: "))
+        #expect(mail.headers.contains("From: \"Parley Tests\" <no-reply@example.test>"))
+        let code = try #require(mail.text.range(of: #"\d{6}"#, options: .regularExpression).map { String(mail.text[$0]) })
+        #expect(mail.html.contains(code))
+        let verified = try await HTTP.json("POST", "\(gateway.baseURL)/v1/auth/otp/verify", ["email": email, "code": code])
+        #expect(verified.status == 200)
+        #expect(!mailer.child.outputText.contains(code), "codes never reach the logs")
+    }
+
+    @Test func refusedMailIsRetriedThenDeadLetteredAndReplayable() async throws {
+        let gateway = try GatewayProcess(databaseURL: try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"), arguments: ["--no-migrate"])
+        try await gateway.waitUntilReady()
+        let mailer = try MailerProcess(retryMilliseconds: 150)
+        let email = "refuse-\(UUID().uuidString.prefix(8).lowercased())@example.test"
+        try await Self.requestCode(gateway, email)
+        // five failed deliveries, then the dead-letter stream with the last error
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !mailer.child.outputText.contains("mail moved to the dead-letter stream") && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let log = mailer.child.outputText
+        #expect(log.contains("mail.deliveries=5"))
+        #expect(log.contains("mail moved to the dead-letter stream"))
+        #expect(log.contains("550"))
+        #expect(try MailCatcher.mails(to: email).isEmpty)
+        // --replay-dead puts it back on the stream (where it fails again, as the catcher still refuses)
+        let replay = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["mailer", "--replay-dead"], environment: [
+            "PARLEY_DATABASE_URL": try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"), "PARLEY_REDIS_URL": try TestEnvironment.require("PARLEY_TEST_REDIS_URL"),
+            "PARLEY_JWT_SECRET": GatewayProcess.secret, "PARLEY_SMTP_URL": try TestEnvironment.require("PARLEY_TEST_SMTP_URL"),
+        ])
+        #expect(replay.status == 0, "\(replay.output)")
+        #expect(replay.output.contains("mail.count=1") || replay.output.contains("mail.count="), "\(replay.output)")
+    }
+
+    @Test func aKilledMailersPendingMailIsSentByAnotherExactlyOnce() async throws {
+        let gateway = try GatewayProcess(databaseURL: try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"), arguments: ["--no-migrate"])
+        try await gateway.waitUntilReady()
+        // a mailer whose SMTP server is gone: it takes the job and cannot deliver it
+        let doomed = try MailerProcess(smtpURL: "smtp://127.0.0.1:\(try TestEnvironment.freePort())", retryMilliseconds: 60_000)
+        let email = "pending-\(UUID().uuidString.prefix(8).lowercased())@example.test"
+        try await Self.requestCode(gateway, email)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !doomed.child.outputText.contains("mail delivery failed") && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(doomed.child.outputText.contains("mail delivery failed"))
+        doomed.child.signal(SIGKILL)
+        // another worker claims it once it has been idle long enough
+        let rescuer = try MailerProcess(retryMilliseconds: 300)
+        let mails = try await MailCatcher.wait(for: email)
+        try await Task.sleep(for: .seconds(2))
+        #expect(try MailCatcher.mails(to: email).count == 1, "sent exactly once")
+        #expect(mails.count == 1)
+        _ = rescuer  // alive until here: it (or any other live mailer of the group) claims the pending job
+    }
+}
