@@ -15,6 +15,8 @@ public struct MailerConfiguration: Sendable {
     /// Pending entries idle this long are claimed again (from dead workers, or for a retry).
     public var retryAfter: Duration = .seconds(30)
     public var maxDeliveries = 5
+    /// How long after a message an offline member's digest goes out.
+    public var digestDelay: Duration = .seconds(120)
 
     public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> MailerConfiguration {
         let database = try DatabaseSettings.load(reader)
@@ -41,6 +43,7 @@ public struct MailerConfiguration: Sendable {
             consumer: reader.optional("PARLEY_MAILER_CONSUMER") ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))"
         )
         configuration.retryAfter = .milliseconds(try reader.integer("PARLEY_MAILER_RETRY_MS", default: 30_000, range: 50...3_600_000))
+        configuration.digestDelay = .milliseconds(try reader.integer("PARLEY_DIGEST_DELAY_MS", default: 120_000, range: 0...86_400_000))
         return configuration
     }
 

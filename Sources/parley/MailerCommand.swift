@@ -44,8 +44,9 @@ struct MailerCommand: AsyncParsableCommand {
             }
             let postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
             let worker = MailWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger)
+            let digests = DigestWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger)
             let group = ServiceGroup(
-                configuration: .init(services: [postgres, redis, worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                configuration: .init(services: [postgres, redis, worker, digests], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             )
             try await group.run()
         }

@@ -76,4 +76,50 @@ import Testing
         #expect(mails.count == 1)
         _ = rescuer  // alive until here: it (or any other live mailer of the group) claims the pending job
     }
+
+    @Test func digestsGoOnlyToOfflineUnreadRecipientsOncePerBurst() async throws {
+        let gateway = try GatewayProcess(databaseURL: try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"), arguments: ["--no-migrate"])
+        try await gateway.waitUntilReady()
+        let mailer = try MailerProcess(environment: ["PARLEY_DIGEST_DELAY_MS": "1500"])
+        let sender = try await E2EUser.register(on: gateway, name: "Zoë 李")
+        let offline = try await E2EUser.register(on: gateway, name: "Öff Ωmega")
+        let reader = try await E2EUser.register(on: gateway, name: "Reader")
+        let online = try await E2EUser.register(on: gateway, name: "On")
+        let chat = try await sender.group(on: gateway, members: [offline, reader, online])
+        let socket = try await online.connect(gateway)
+        try await Task.sleep(for: .milliseconds(500))  // the mailer's consumer group is in place
+
+        let bodies = ["привет 👋", "second", "третье — ünïcödé", "4", "five"]
+        for body in bodies {
+            #expect(try await sender.post(gateway, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": body]).status == 201)
+        }
+        // the reader catches up within the delay
+        #expect(try await reader.post(gateway, "/v1/chats/\(chat)/read", ["seq": 5]).status == 204)
+
+        let mails: [MailCatcher.Mail]
+        do {
+            mails = try await MailCatcher.wait(for: offline.email, timeout: .seconds(20))
+        } catch {
+            Issue.record("no digest; mailer said:\n\(mailer.child.outputText.suffix(3000))")
+            throw error
+        }
+        try await Task.sleep(for: .seconds(3))  // anything more would arrive by now
+        #expect(try MailCatcher.mails(to: offline.email).count == 1, "one digest for the burst")
+        let digest = try #require(mails.first)
+        #expect(digest.text.contains("5 unread"))
+        #expect(digest.text.contains("Zoë 李: привет 👋"))
+        #expect(digest.text.contains("третье — ünïcödé"))
+        #expect(digest.html.contains("Zoë 李"))
+        #expect(digest.headers.contains("To: =?utf-8?B?"), "a non-ASCII display name is encoded in the header")
+        #expect(try MailCatcher.mails(to: reader.email).isEmpty, "read within the delay: no digest")
+        #expect(try MailCatcher.mails(to: online.email).isEmpty, "connected: no digest")
+        #expect(mailer.child.outputText.contains("digest sent"))
+
+        // new messages later make a new digest with only the new ones
+        #expect(try await sender.post(gateway, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": "later"]).status == 201)
+        let again = try await MailCatcher.wait(for: offline.email, count: 2, timeout: .seconds(20))
+        #expect(again.last?.text.contains("later") == true)
+        #expect(again.last?.text.contains("привет") == false, "the same range is never mailed twice")
+        await socket.close()
+    }
 }

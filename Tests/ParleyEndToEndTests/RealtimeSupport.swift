@@ -4,16 +4,18 @@ import Testing
 
 /// A user of the end-to-end tests: registered through a gateway's REST API.
 struct E2EUser {
+    let email: String
     let id: String
     let token: String
     let refresh: String
 
     static func register(on gateway: GatewayProcess, name: String = "E2E") async throws -> E2EUser {
-        let email = "\(name.lowercased())-\(UUID().uuidString.prefix(8).lowercased())@example.test"
+        let local = String(name.lowercased().unicodeScalars.filter { $0.isASCII && CharacterSet.alphanumerics.contains($0) })
+        let email = "\(local.isEmpty ? "user" : local)-\(UUID().uuidString.prefix(8).lowercased())@example.test"
         let response = try await HTTP.json("POST", "\(gateway.baseURL)/v1/auth/register", ["email": email, "password": "correct horse battery", "display_name": name], clientAddress: Self.address())
         try #require(response.status == 201, "register: \(response)")
         let user = try #require(response.json["user"] as? [String: Any])
-        return E2EUser(id: try #require(user["id"] as? String), token: try #require(response.json["access_token"] as? String), refresh: try #require(response.json["refresh_token"] as? String))
+        return E2EUser(email: email, id: try #require(user["id"] as? String), token: try #require(response.json["access_token"] as? String), refresh: try #require(response.json["refresh_token"] as? String))
     }
 
     static func address() -> String { "2001:db8::\(String(UInt16.random(in: 1...0xFFFE), radix: 16)):\(String(UInt16.random(in: 1...0xFFFE), radix: 16))" }

@@ -40,7 +40,8 @@ public enum MailCatcher {
             guard let raw = try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8) else { return nil }
             guard let split = raw.range(of: "\r\n\r\n") ?? raw.range(of: "\n\n") else { return nil }
             let headers = String(raw[..<split.lowerBound])
-            guard headers.lowercased().contains("to: <\(address.lowercased())>") else { return nil }
+            let to = headers.replacingOccurrences(of: "\r\n ", with: " ").components(separatedBy: "\r\n").first { $0.lowercased().hasPrefix("to:") } ?? ""
+            guard to.lowercased().contains("<\(address.lowercased())>") else { return nil }
             return Mail(headers: headers, text: self.part(raw, type: "text/plain"), html: self.part(raw, type: "text/html"))
         }
     }

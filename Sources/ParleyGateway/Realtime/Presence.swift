@@ -22,8 +22,8 @@ struct Presence: Sendable {
     var heartbeatInterval: Duration = .seconds(10)
     var sweepInterval: Duration = .seconds(5)
 
-    static let index = "presence:expiry"
-    static func key(_ userID: UUID) -> String { "presence:{\(userID.lowercased)}" }
+    static let index = PresenceKeys.index
+    static func key(_ userID: UUID) -> String { PresenceKeys.user(userID) }
     var ttlMilliseconds: Int64 { Int64(self.ttl.components.seconds * 1000) }
 
     /// Registers a connection; true when it is the user's first (they came online).
