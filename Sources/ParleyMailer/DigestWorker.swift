@@ -1,6 +1,7 @@
 import Foundation
 public import HiredisNIO
 public import Logging
+import Metrics
 import ParleyCore
 public import PostgresNIO
 public import ServiceLifecycle
@@ -217,6 +218,7 @@ public final class DigestWorker: Service {
         guard fresh else { return }
         do {
             try await self.transport.send(Self.digestMail(chats, to: .init(email: recipient.email, name: recipient.name), from: self.configuration.from, messageID: "\(UUID.v7().lowercased)@parley"))
+            Counter(label: "parley_mails_sent_total", dimensions: [("kind", "digest")]).increment()
             self.logger.info("digest sent", metadata: ["user.id": "\(userID.uuidString.lowercased())", "digest.chats": "\(chats.count)"])
         } catch {
             // not sent: forget the record so that the next attempt mails it

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 public import HiredisNIO
 public import Logging
+import Metrics
 import NIOCore
 import ParleyCore
 public import PostgresNIO
@@ -27,6 +28,12 @@ public final class MailWorker: Service {
     let transport: any MailTransport
     let mailKey: SymmetricKey
     let logger: Logger
+    let sent = Counter(label: "parley_mails_sent_total", dimensions: [("kind", "otp")])
+    let failedDeliveries = Counter(label: "parley_mail_failures_total")
+    let retried = Counter(label: "parley_mail_retries_total")
+    let deadLettered = Counter(label: "parley_mails_dead_lettered_total")
+    let lag = Gauge(label: "parley_mail_stream_lag")
+    let pending = Gauge(label: "parley_mail_stream_pending")
 
     public init(configuration: MailerConfiguration, redis: RedisClient, postgres: PostgresClient, transport: any MailTransport, logger: Logger) {
         self.configuration = configuration
@@ -62,12 +69,30 @@ public final class MailWorker: Service {
                     let readingOwnPending = cursor != ">"
                     for entry in entries { await self.process(entry) }
                     if readingOwnPending { cursor = entries.last?.id ?? ">" }
-                    if ContinuousClock.now - lastClaim >= self.configuration.retryAfter / 2 {
+                    if ContinuousClock.now - lastClaim >= min(self.configuration.retryAfter / 2, .seconds(5)) {
                         lastClaim = ContinuousClock.now
                         await self.claimIdle()
+                        await self.measureLag()
                     }
                 }
             }
+        }
+    }
+
+    /// Entries not yet read by the group (XINFO GROUPS "lag") and entries read but not acknowledged.
+    func measureLag() async {
+        guard let groups = try? await self.redis.send("XINFO", "GROUPS", .string(OneTimeCodes.mailStream)).array else { return }
+        for group in groups {
+            guard let fields = group.array else { continue }
+            var info: [String: RedisValue] = [:]
+            var index = 0
+            while index + 1 < fields.count {
+                if let name = fields[index].string { info[name] = fields[index + 1] }
+                index += 2
+            }
+            guard info["name"]?.string == Self.group else { continue }
+            if let lag = info["lag"]?.int { self.lag.record(lag) }
+            if let pending = info["pending"]?.int { self.pending.record(pending) }
         }
     }
 
@@ -79,6 +104,7 @@ public final class MailWorker: Service {
             guard let claimed = try? await self.redis.xautoclaim(
                 OneTimeCodes.mailStream, group: Self.group, consumer: self.configuration.consumer, minIdleMilliseconds: idle, start: start, count: 50
             ) else { return }
+            if !claimed.entries.isEmpty { self.retried.increment(by: claimed.entries.count) }
             for entry in claimed.entries { await self.process(entry) }
             start = claimed.next
         } while start != "0-0"
@@ -111,6 +137,7 @@ public final class MailWorker: Service {
             let code = try Secrets.open(box, key: self.mailKey)
             try await self.transport.send(Self.codeMail(code: code, to: to, from: self.configuration.from, messageID: "\(key)@parley"))
             try await self.recordSent(key, kind: "otp")
+            self.sent.increment()
             self.logger.info("code mail sent", metadata: ["mail.id": "\(key)"])
         default:
             throw MailDeliveryError(description: "unknown mail job kind \(entry["kind"] ?? "none")")
@@ -118,6 +145,7 @@ public final class MailWorker: Service {
     }
 
     func failed(_ entry: RedisStreamEntry, error: any Error) async {
+        self.failedDeliveries.increment()
         let deliveries = (try? await self.redis.xpending(OneTimeCodes.mailStream, group: Self.group, start: entry.id, end: entry.id, count: 1).first?.deliveries) ?? 1
         self.logger.warning("mail delivery failed", metadata: ["mail.entry": "\(entry.id)", "mail.deliveries": "\(deliveries)", "error": "\(error)"])
         guard deliveries >= Int64(self.configuration.maxDeliveries) else { return }  // claimed again after retryAfter
@@ -126,6 +154,7 @@ public final class MailWorker: Service {
         do {
             try await self.redis.xadd(Self.deadLetters, maxLength: 100_000, fields: fields)
             try await self.redis.xack(OneTimeCodes.mailStream, group: Self.group, ids: [entry.id])
+            self.deadLettered.increment()
             self.logger.error("mail moved to the dead-letter stream", metadata: ["mail.entry": "\(entry.id)", "error": "\(error)"])
         } catch {
             self.logger.warning("could not dead-letter a mail; it stays pending", metadata: ["error": "\(error)"])

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import HiredisNIO
+import Hummingbird
+import Metrics
+import Prometheus
 import Logging
 import ParleyCore
 import ParleyMailer
@@ -22,11 +25,22 @@ struct MailerCommand: AsyncParsableCommand {
     @Flag(name: .customLong("replay-dead"), help: "Move every dead-lettered mail back onto the mail stream, then exit.")
     var replayDead = false
 
+    @Option(name: .customLong("metrics-port"), help: "Serve /metrics (Prometheus) and /healthz on 127.0.0.1:PORT (env PARLEY_MAILER_METRICS_PORT).")
+    var metricsPort: String?
+
     func run() async throws {
         try await runCommand {
             let reader = self.common.settings(["PARLEY_REDIS_URL": self.redisURL])
             let configuration = try MailerConfiguration.load(reader)
+            let port = try SettingsReader(["PARLEY_MAILER_METRICS_PORT": self.metricsPort ?? ProcessInfo.processInfo.environment["PARLEY_MAILER_METRICS_PORT"]].compactMapValues { $0 })
+                .integer("PARLEY_MAILER_METRICS_PORT", default: -1, range: -1...65535)
             let logger = bootstrapLogging(level: try LogSettings.load(reader), label: "parley.mailer")
+            // before any worker creates its counters
+            var registry: PrometheusCollectorRegistry?
+            if port >= 0 {
+                registry = PrometheusCollectorRegistry()
+                MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry!))
+            }
             let redis = RedisClient(configuration: configuration.redis, logger: logger)
             if self.replayDead {
                 let moved = try await MailWorker.replayDead(redis: redis)
@@ -45,8 +59,15 @@ struct MailerCommand: AsyncParsableCommand {
             let postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
             let worker = MailWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger)
             let digests = DigestWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger)
+            var services: [any Service] = [postgres, redis, worker, digests]
+            if let registry {
+                let router = Router()
+                router.get("/metrics") { _, _ in String(decoding: registry.emitToBuffer(), as: UTF8.self) }
+                router.get("/healthz") { _, _ in "ok" }
+                services.append(Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "parley-mailer"), logger: logger))
+            }
             let group = ServiceGroup(
-                configuration: .init(services: [postgres, redis, worker, digests], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             )
             try await group.run()
         }

@@ -12,7 +12,8 @@ import Testing
     @Test func aCodeMailSignsTheUserIn() async throws {
         let gateway = try GatewayProcess(databaseURL: try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"), arguments: ["--no-migrate"])
         try await gateway.waitUntilReady()
-        let mailer = try MailerProcess()
+        let metricsPort = try TestEnvironment.freePort()
+        let mailer = try MailerProcess(environment: ["PARLEY_MAILER_METRICS_PORT": "\(metricsPort)"])
         let email = "code-\(UUID().uuidString.prefix(8).lowercased())@example.test"
         try await Self.requestCode(gateway, email)
         let mails = try await MailCatcher.wait(for: email)
@@ -28,6 +29,8 @@ import Testing
         let verified = try await HTTP.json("POST", "\(gateway.baseURL)/v1/auth/otp/verify", ["email": email, "code": code])
         #expect(verified.status == 200)
         #expect(!mailer.child.outputText.contains(code), "codes never reach the logs")
+        let metrics = String(decoding: try await HTTP.get("http://127.0.0.1:\(metricsPort)/metrics").body, as: UTF8.self)
+        #expect(metrics.contains("parley_mails_sent_total{kind=\"otp\"}"), "\(metrics.prefix(800))")
     }
 
     @Test func refusedMailIsRetriedThenDeadLetteredAndReplayable() async throws {
