@@ -1,6 +1,7 @@
 import Foundation
 public import HiredisNIO
 public import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 public import Logging
 public import ParleyCore
@@ -94,12 +95,19 @@ public func buildApplication(
     let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
     dependencies.realtimeRoutes.addWebSocketRoute(to: webSocketRouter)
     let limits = dependencies.realtime.limits
+    let webSocketResponder = webSocketRouter.buildResponder()
     return Application(
         router: router,
-        server: .http1WebSocketUpgrade(
-            webSocketRouter: webSocketRouter,
-            configuration: .init(ws: .init(maxFrameSize: limits.frameBytes, autoPing: .enabled(timePeriod: limits.heartbeat), closeTimeout: .seconds(5)))
-        ),
+        server: HTTPServerBuilder { responder in
+            OriginGuardChannel(
+                inner: HTTP1WebSocketUpgradeChannel(
+                    responder: responder,
+                    webSocketResponder: webSocketResponder,
+                    configuration: .init(ws: .init(maxFrameSize: limits.frameBytes, autoPing: .enabled(timePeriod: limits.heartbeat), closeTimeout: .seconds(5)))
+                ),
+                allowed: Set(configuration.allowedOrigins)
+            )
+        },
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
         services: [dependencies.postgres, dependencies.redis, dependencies.realtime],
         onServerRunning: { channel in

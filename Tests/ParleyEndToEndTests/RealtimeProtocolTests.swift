@@ -53,12 +53,12 @@ import Testing
         try await withHeader.send(["type": "hello"])
         #expect(try await withHeader.next("ready")["user_id"] as? String == a.id)
         await withHeader.close()
-        // a browser page from a foreign origin cannot open a socket: the upgrade
-        // is refused (Hummingbird's upgrade channel answers a refused upgrade
-        // with a bare 400), and a plain GET from that origin gets 403 problem+json
+        // a browser page from a foreign origin cannot open a socket: 403 on the upgrade
         let upgrade = ["Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="]
         let refused = try await HTTP.request("GET", "\(g1.baseURL)/v1/ws", headers: upgrade.merging(["Origin": "https://evil.example"]) { $1 })
-        #expect(refused.status == 400)
+        #expect(refused.status == 403)
+        #expect(refused.headers["content-type"] == "application/problem+json")
+        #expect(String(decoding: refused.body, as: UTF8.self).contains("forbidden_origin"))
         #expect(refused.headers["upgrade"] == nil)
         let allowedUpgrade = try? await HTTP.request("GET", "\(g1.baseURL)/v1/ws", headers: upgrade)
         #expect(allowedUpgrade?.status != 400, "without a browser Origin the same request upgrades")

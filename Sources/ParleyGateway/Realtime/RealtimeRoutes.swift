@@ -18,10 +18,14 @@ struct RealtimeRoutes: Sendable {
     /// pages cannot set Origin, so only browsers can ride on a user's cookies
     /// or network position, and those are the ones checked.
     func originAllowed(_ headers: HTTPFields) -> Bool {
-        headers[values: .origin].allSatisfy { raw in
+        Self.originAllowed(headers[values: .origin], allowed: self.allowedOrigins)
+    }
+
+    static func originAllowed(_ values: [String], allowed: Set<String>) -> Bool {
+        values.allSatisfy { raw in
             let origin = raw.trimmingCharacters(in: .whitespaces).lowercased()
             let isBrowserOrigin = origin == "null" || origin.hasPrefix("http://") || origin.hasPrefix("https://")
-            return !isBrowserOrigin || self.allowedOrigins.contains(origin)
+            return !isBrowserOrigin || allowed.contains(origin)
         }
     }
 

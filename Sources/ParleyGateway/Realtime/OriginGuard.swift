@@ -1,0 +1,92 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+
+/// Answers a WebSocket upgrade from a browser origin that is not allowed with
+/// `403 forbidden_origin` (problem+json) before Hummingbird's upgrade channel
+/// sees it — that channel can only answer a refused upgrade with a bare 400.
+/// Sits first in each connection's pipeline, reads the first request head
+/// from the raw bytes, then steps aside. (A later upgrade on a kept-alive
+/// connection is still refused by the WebSocket route, with 400.)
+struct OriginGuardChannel<Inner: ServerChildChannel>: ServerChildChannel {
+    typealias Value = Inner.Value
+    let inner: Inner
+    let allowed: Set<String>
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(OriginGuardHandler(allowed: self.allowed), position: .first)
+        }.flatMap {
+            self.inner.setup(channel: channel, logger: logger)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await self.inner.handle(value: value, logger: logger)
+    }
+}
+
+final class OriginGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    let allowed: Set<String>
+    private var buffered: ByteBuffer?
+    private static let headLimit = 16 * 1024
+
+    init(allowed: Set<String>) {
+        self.allowed = allowed
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = self.unwrapInboundIn(data)
+        if var buffered = self.buffered {
+            buffered.writeBuffer(&incoming)
+            self.buffered = buffered
+        } else {
+            self.buffered = incoming
+        }
+        guard let buffer = self.buffered else { return }
+        let view = buffer.readableBytesView
+        let end = view.firstRange(of: [13, 10, 13, 10])
+        if end == nil && buffer.readableBytes < Self.headLimit { return }  // need more of the head
+        let head = String(decoding: view.prefix(end.map { $0.lowerBound - view.startIndex } ?? buffer.readableBytes), as: UTF8.self)
+        if let refusal = self.refusal(for: head) {
+            self.buffered = nil
+            var response = context.channel.allocator.buffer(capacity: 256)
+            response.writeString(refusal)
+            context.writeAndFlush(self.wrapInboundOut(response), promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        self.buffered = nil
+        context.fireChannelRead(self.wrapInboundOut(buffer))
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if let buffered = self.buffered, buffered.readableBytes > 0 {
+            self.buffered = nil
+            context.fireChannelRead(self.wrapInboundOut(buffered))
+        }
+    }
+
+    /// The raw 403 response when the head is a WebSocket upgrade from a foreign browser origin.
+    func refusal(for head: String) -> String? {
+        var upgrade = false
+        var origins: [String] = []
+        for line in head.split(separator: "\r\n").dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            if name == "upgrade", value.lowercased().contains("websocket") { upgrade = true }
+            if name == "origin" { origins.append(value) }
+        }
+        guard upgrade, !RealtimeRoutes.originAllowed(origins, allowed: self.allowed) else { return nil }
+        let body = #"{"code":"forbidden_origin","detail":"this Origin may not open WebSockets (PARLEY_ALLOWED_ORIGINS)","status":403,"title":"Forbidden","type":"about:blank"}"#
+        return "HTTP/1.1 403 Forbidden\r\nContent-Type: application/problem+json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+    }
+}
