@@ -214,6 +214,7 @@ let package = Package(
             dependencies: [
                 "ParleyTestSupport",
                 "ParleyCore",
+                "HiredisNIO",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

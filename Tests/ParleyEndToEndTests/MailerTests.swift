@@ -1,5 +1,8 @@
 import Foundation
+import HiredisNIO
+import ParleyCore
 import ParleyTestSupport
+import PostgresNIO
 import Testing
 
 /// `parley mailer` against the real Redis stream, PostgreSQL and an SMTP catcher.
@@ -124,5 +127,40 @@ import Testing
         #expect(again.last?.text.contains("later") == true)
         #expect(again.last?.text.contains("привет") == false, "the same range is never mailed twice")
         await socket.close()
+    }
+
+    /// Queues a code job the way a gateway does, with the given id and expiry.
+    static func queueCodeJob(id: String, to email: String, expiresAt: Date) async throws {
+        let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        let key = OneTimeCodes.mailJobKey(secret: Array(GatewayProcess.secret.utf8))
+        try await redis.xadd(OneTimeCodes.mailStream, fields: [
+            ("kind", "otp"), ("id", .string(id)), ("to", .string(email)), ("code_box", .string(try Secrets.seal("123456", key: key))),
+            ("expires_at", RedisArgument(Int64(expiresAt.timeIntervalSince1970 * 1000))),
+        ])
+        await redis.shutdown()
+    }
+
+    @Test func expiredCodesAndMailsAlreadySentAreNeverSent() async throws {
+        let mailer = try MailerProcess()
+        // a code whose lifetime ended while it waited in the queue
+        let expiredEmail = "expired-\(UUID().uuidString.prefix(8).lowercased())@example.test"
+        try await Self.queueCodeJob(id: UUID().uuidString.lowercased(), to: expiredEmail, expiresAt: Date().addingTimeInterval(-1))
+        // a job whose mail went out before a crash, just before its XACK
+        let sentID = UUID().uuidString.lowercased()
+        let sentEmail = "sent-\(UUID().uuidString.prefix(8).lowercased())@example.test"
+        let database = try TestEnvironment.databaseSettings()
+        try await withPostgresClient(database) { client in
+            try await client.query("INSERT INTO mail_sent (idempotency_key, kind) VALUES (\(sentID), 'otp')", logger: TestEnvironment.logger)
+        }
+        try await Self.queueCodeJob(id: sentID, to: sentEmail, expiresAt: Date().addingTimeInterval(300))
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !(mailer.child.outputText.contains("dropped") && mailer.child.outputText.contains("mail already sent")) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(mailer.child.outputText.contains("one-time code expired before it could be mailed; dropped"))
+        #expect(mailer.child.outputText.contains("mail already sent; acknowledging"))
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try MailCatcher.mails(to: expiredEmail).isEmpty)
+        #expect(try MailCatcher.mails(to: sentEmail).isEmpty)
     }
 }
