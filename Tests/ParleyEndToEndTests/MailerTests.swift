@@ -58,7 +58,12 @@ import Testing
             "PARLEY_JWT_SECRET": GatewayProcess.secret, "PARLEY_SMTP_URL": try TestEnvironment.require("PARLEY_TEST_SMTP_URL"),
         ])
         #expect(replay.status == 0, "\(replay.output)")
-        #expect(replay.output.contains("mail.count=1") || replay.output.contains("mail.count="), "\(replay.output)")
+        let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        let dead = try await redis.xrange("mail:dead", count: 100_000)
+        #expect(!dead.contains { $0["to"] == email }, "replayed entries leave the dead-letter stream")
+        let queued = try await redis.xrange(OneTimeCodes.mailStream, count: 100_000).filter { $0["to"] == email }
+        #expect(queued.count == 2, "the original and its replay are on the mail stream")
+        await redis.shutdown()
     }
 
     @Test func aKilledMailersPendingMailIsSentByAnotherExactlyOnce() async throws {
