@@ -55,15 +55,18 @@ struct Presence: Sendable {
         return zip(userIDs, replies).compactMap { ($0.1.int ?? 0) > 0 ? $0.0 : nil }
     }
 
-    /// Refreshes every connection of this instance in one round trip.
-    func heartbeat(_ connections: [Connection]) async throws {
-        guard !connections.isEmpty else { return }
+    /// Refreshes every connection of this instance in one round trip; returns
+    /// the users this brought back online (their entries had been lost, say
+    /// to a long Redis outage, and swept as offline).
+    func heartbeat(_ connections: [Connection]) async throws -> [UUID] {
+        guard !connections.isEmpty else { return [] }
         var arguments: [RedisArgument] = [RedisArgument(self.ttlMilliseconds)]
         for connection in connections {
             arguments.append(.string(connection.userID.lowercased))
             arguments.append(.string(connection.id.lowercased))
         }
-        _ = try await self.redis.evalsha(Self.heartbeatScript, keys: [Self.index], arguments: arguments)
+        let revived = try await self.redis.evalsha(Self.heartbeatScript, keys: [Self.index], arguments: arguments)
+        return Array(Set((revived.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) }))
     }
 
     /// Removes expired connections; returns the users who are now offline.
@@ -108,13 +111,16 @@ struct Presence: Sendable {
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local expiry = now + tonumber(ARGV[1])
+        local revived = {}
         for i = 2, #ARGV, 2 do
           local key = 'presence:{' .. ARGV[i] .. '}'
+          local before = redis.call('ZCOUNT', key, now, '+inf')
           redis.call('ZADD', key, expiry, ARGV[i + 1])
           redis.call('PEXPIRE', key, ARGV[1])
           redis.call('ZADD', KEYS[1], expiry, ARGV[i] .. '|' .. ARGV[i + 1])
+          if before == 0 then table.insert(revived, ARGV[i]) end
         end
-        return 0
+        return revived
         """
     )
 

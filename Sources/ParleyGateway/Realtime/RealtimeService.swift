@@ -150,7 +150,9 @@ public final class RealtimeService: Service {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: self.presence.heartbeatInterval)
             do {
-                try await self.presence.heartbeat(self.hub.all)
+                for user in try await self.presence.heartbeat(self.hub.all) {
+                    await self.presence.announce(user, online: true, logger: self.logger)
+                }
             } catch {
                 self.logger.warning("presence heartbeat failed", metadata: ["error": "\(error)"])
             }
