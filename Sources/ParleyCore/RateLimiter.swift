@@ -38,31 +38,21 @@ public struct RateLimiter: Sendable {
 
     /// Counts an event if every rule allows it.
     public func hit(_ key: String, _ rules: [RateLimitRule]) async throws -> RateLimitDecision {
-        try await self.run("hit", key, rules, member: UUID().uuidString)
+        try await self.run(key, rules, member: UUID().uuidString)
     }
 
     /// Counts an attempt now (so parallel attempts cannot all slip under the
     /// limit) under `token`; `giveBack` removes it if the attempt is not to count.
     public func reserve(_ key: String, _ rules: [RateLimitRule], token: String) async throws -> RateLimitDecision {
-        try await self.run("hit", key, rules, member: token)
+        try await self.run(key, rules, member: token)
     }
 
     public func giveBack(_ key: String, token: String) async throws {
         _ = try await self.redis.send("ZREM", .string("rl:{\(key)}"), .string(token))
     }
 
-    /// Whether an event would be allowed now, without counting one.
-    public func peek(_ key: String, _ rules: [RateLimitRule]) async throws -> RateLimitDecision {
-        try await self.run("peek", key, rules, member: UUID().uuidString)
-    }
-
-    /// Counts an event regardless of the rules (e.g. a failed login, after the fact).
-    public func record(_ key: String, _ rules: [RateLimitRule]) async throws {
-        _ = try await self.run("record", key, rules, member: UUID().uuidString)
-    }
-
-    private func run(_ mode: String, _ key: String, _ rules: [RateLimitRule], member: String) async throws -> RateLimitDecision {
-        var arguments: [RedisArgument] = [.string(mode), .string(member)]
+    private func run(_ key: String, _ rules: [RateLimitRule], member: String) async throws -> RateLimitDecision {
+        var arguments: [RedisArgument] = [.string(member)]
         for rule in rules {
             arguments += [RedisArgument(rule.windowMilliseconds), RedisArgument(rule.limit)]
         }
@@ -74,28 +64,23 @@ public struct RateLimiter: Sendable {
         """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local mode = ARGV[1]
         local longest = 0
         local wait = 0
-        for i = 3, #ARGV, 2 do
+        for i = 2, #ARGV, 2 do
           local window = tonumber(ARGV[i])
           local limit = tonumber(ARGV[i + 1])
           if window > longest then longest = window end
-          if mode ~= 'record' then
-            local count = redis.call('ZCOUNT', KEYS[1], now - window + 1, '+inf')
-            if count >= limit then
-              local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], now - window + 1, '+inf', 'WITHSCORES', 'LIMIT', count - limit, 1)
-              local w = tonumber(oldest[2]) + window - now
-              if w > wait then wait = w end
-            end
+          local count = redis.call('ZCOUNT', KEYS[1], now - window + 1, '+inf')
+          if count >= limit then
+            local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], now - window + 1, '+inf', 'WITHSCORES', 'LIMIT', count - limit, 1)
+            local w = tonumber(oldest[2]) + window - now
+            if w > wait then wait = w end
           end
         end
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
         if wait > 0 then return wait end
-        if mode ~= 'peek' then
-          redis.call('ZADD', KEYS[1], now, ARGV[2])
-          redis.call('PEXPIRE', KEYS[1], longest)
-        end
+        redis.call('ZADD', KEYS[1], now, ARGV[1])
+        redis.call('PEXPIRE', KEYS[1], longest)
         return 0
         """
     )

@@ -1,5 +1,6 @@
 import Foundation
 import HiredisNIO
+import PostgresNIO
 public import HTTPTypes
 public import Hummingbird
 
@@ -56,6 +57,8 @@ extension APIError {
             return APIError(error.status, Self.code(for: error.status), error.body ?? error.status.reasonPhrase, extra: [:])
         case let error as any HTTPResponseError:
             return APIError(error.status, Self.code(for: error.status), error.status.reasonPhrase)
+        case let error as PSQLError where Self.postgresUnavailable.contains(error.code):
+            return .unavailable("PostgreSQL is unavailable; retry shortly", retryAfter: 2)
         case let error as RedisError where error.code != .serverError:
             // Redis unreachable or timing out: our dependency is down, not the client's fault.
             return .unavailable("Redis is unavailable (\(error.code)); retry shortly", retryAfter: 2)
@@ -63,6 +66,9 @@ extension APIError {
             return nil
         }
     }
+
+    /// PostgreSQL failures that mean the database is down or unreachable, not a bug.
+    static let postgresUnavailable: [PSQLError.Code] = [.connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed]
 
     static func code(for status: HTTPResponse.Status) -> String {
         switch status {

@@ -19,8 +19,7 @@ struct MailerCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(name: .customLong("redis-url"), help: "Redis URL (env PARLEY_REDIS_URL).")
-    var redisURL: String?
+    @OptionGroup var redis: RedisOptions
 
     @Flag(name: .customLong("replay-dead"), help: "Move every dead-lettered mail back onto the mail stream, then exit.")
     var replayDead = false
@@ -30,7 +29,7 @@ struct MailerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runCommand {
-            let reader = self.common.settings(["PARLEY_REDIS_URL": self.redisURL])
+            let reader = self.common.settings(self.redis.overlay)
             let configuration = try MailerConfiguration.load(reader)
             let port = try SettingsReader(["PARLEY_MAILER_METRICS_PORT": self.metricsPort ?? ProcessInfo.processInfo.environment["PARLEY_MAILER_METRICS_PORT"]].compactMapValues { $0 })
                 .integer("PARLEY_MAILER_METRICS_PORT", default: -1, range: -1...65535)

@@ -20,6 +20,14 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
+/// `--redis-url`, for the commands that talk to Redis.
+struct RedisOptions: ParsableArguments {
+    @Option(name: .customLong("redis-url"), help: "Redis URL (env PARLEY_REDIS_URL).")
+    var redisURL: String?
+
+    var overlay: [String: String?] { [RedisSettings.variable: self.redisURL] }
+}
+
 /// Runs a command body; a configuration error becomes one line on stderr and
 /// exit code 78 (EX_CONFIG), any other failure one line and exit code 1.
 func runCommand(_ body: () async throws -> Void) async throws {

@@ -13,8 +13,7 @@ struct RedisBenchCommand: AsyncParsableCommand {
         abstract: "Pipelined SET and PUBLISH throughput of the Redis client over one connection."
     )
 
-    @Option(name: .customLong("redis-url"), help: "Redis URL (env PARLEY_REDIS_URL).")
-    var redisURL: String?
+    @OptionGroup var redis: RedisOptions
 
     @Option(help: "Commands per test.")
     var requests = 1_000_000
@@ -40,7 +39,7 @@ struct RedisBenchCommand: AsyncParsableCommand {
     func run() async throws {
         try await runCommand {
             var values = ProcessInfo.processInfo.environment
-            if let redisURL { values[RedisSettings.variable] = redisURL }
+            for case (let name, let value?) in self.redis.overlay { values[name] = value }
             let configuration = try RedisSettings.load(SettingsReader(values))
             let logger = Logger(label: "parley.bench")
             let connection = try await RedisConnection.connect(configuration: configuration, logger: logger)

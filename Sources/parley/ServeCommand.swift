@@ -16,8 +16,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(name: .customLong("redis-url"), help: "Redis URL (env PARLEY_REDIS_URL).")
-    var redisURL: String?
+    @OptionGroup var redis: RedisOptions
 
     @Option(name: .customLong("host"), help: "Address to listen on (env PARLEY_HTTP_HOST, default 127.0.0.1).")
     var host: String?
@@ -33,10 +32,10 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runCommand {
-            let reader = self.common.settings([
-                "PARLEY_REDIS_URL": self.redisURL, "PARLEY_HTTP_HOST": self.host, "PARLEY_HTTP_PORT": self.port,
+            let reader = self.common.settings(self.redis.overlay.merging([
+                "PARLEY_HTTP_HOST": self.host, "PARLEY_HTTP_PORT": self.port,
                 "PARLEY_ALLOWED_ORIGINS": self.allowedOrigins,
-            ])
+            ]) { $1 })
             let configuration = try GatewayConfiguration.load(reader)
             var logger = bootstrapLogging(level: configuration.logLevel, label: "parley.serve")
             logger[metadataKey: "instance.id"] = "\(configuration.instanceID)"

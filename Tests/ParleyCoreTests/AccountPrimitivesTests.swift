@@ -119,12 +119,18 @@ import Testing
         #expect(longRetry > 30, "the 60 s rule must be the binding one")
     }
 
-    @Test func peekDoesNotCountAndRecordAlwaysCounts() async throws {
+    @Test func aReservedSlotGivenBackDoesNotCount() async throws {
         let rules = [RateLimitRule(2, per: .seconds(60))]
-        for _ in 0..<5 { #expect(try await self.limiter.peek(self.key, rules) == .allowed) }
-        try await self.limiter.record(self.key, rules)
-        try await self.limiter.record(self.key, rules)
-        #expect(try await self.limiter.peek(self.key, rules) != .allowed)
+        // successful attempts give their slot back: any number of them pass
+        for _ in 0..<5 {
+            let token = UUID().uuidString
+            #expect(try await self.limiter.reserve(self.key, rules, token: token) == .allowed)
+            try await self.limiter.giveBack(self.key, token: token)
+        }
+        // failures keep theirs: the third is refused
+        #expect(try await self.limiter.reserve(self.key, rules, token: UUID().uuidString) == .allowed)
+        #expect(try await self.limiter.reserve(self.key, rules, token: UUID().uuidString) == .allowed)
+        #expect(try await self.limiter.reserve(self.key, rules, token: UUID().uuidString) != .allowed)
     }
 
     @Test func concurrentHitsNeverExceedTheLimit() async throws {

@@ -43,22 +43,27 @@ import Testing
         let email = "refuse-\(UUID().uuidString.prefix(8).lowercased())@example.test"
         try await Self.requestCode(gateway, email)
         // five failed deliveries, then the dead-letter stream with the last error
+        let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        var deadEntry: RedisStreamEntry?
         let deadline = ContinuousClock.now + .seconds(30)
-        while !mailer.child.outputText.contains("mail moved to the dead-letter stream") && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(100))
+        while deadEntry == nil && ContinuousClock.now < deadline {
+            deadEntry = try await redis.xrange("mail:dead", count: 100_000).first { $0["to"] == email }
+            if deadEntry == nil { try await Task.sleep(for: .milliseconds(100)) }
         }
-        let log = mailer.child.outputText
-        #expect(log.contains("mail.deliveries=5"))
-        #expect(log.contains("mail moved to the dead-letter stream"))
-        #expect(log.contains("550"))
+        let entry = try #require(deadEntry, "the refused mail reaches the dead-letter stream")
+        #expect(entry["deliveries"] == "5")
+        #expect(entry["error"]?.contains("550") == true)
+        #expect(mailer.child.outputText.contains("mail moved to the dead-letter stream"))
         #expect(try MailCatcher.mails(to: email).isEmpty)
+        // stop the worker, so that the replayed entry stays where the replay put it
+        mailer.child.signal(SIGKILL)
+        await mailer.child.waitForExit()
         // --replay-dead puts it back on the stream (where it fails again, as the catcher still refuses)
         let replay = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["mailer", "--replay-dead"], environment: [
             "PARLEY_DATABASE_URL": try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"), "PARLEY_REDIS_URL": try TestEnvironment.require("PARLEY_TEST_REDIS_URL"),
             "PARLEY_JWT_SECRET": GatewayProcess.secret, "PARLEY_SMTP_URL": try TestEnvironment.require("PARLEY_TEST_SMTP_URL"),
         ])
         #expect(replay.status == 0, "\(replay.output)")
-        let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
         let dead = try await redis.xrange("mail:dead", count: 100_000)
         #expect(!dead.contains { $0["to"] == email }, "replayed entries leave the dead-letter stream")
         let queued = try await redis.xrange(OneTimeCodes.mailStream, count: 100_000).filter { $0["to"] == email }

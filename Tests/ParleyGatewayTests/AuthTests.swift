@@ -158,6 +158,16 @@ import Testing
             #expect(limited.status == 429)
             #expect(limited.code == "rate_limited")
             #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 > 0)
+            // parallel guesses from a fresh address cannot all slip under the limit
+            let guesser = APITestClient(raw)
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for i in 0..<8 {
+                    group.addTask { try await guesser.call(.post, "/v1/auth/login", json: ["email": email, "password": "guess \(i)"]).status }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == 401 }.count == 3, "\(statuses)")
+            #expect(statuses.filter { $0 == 429 }.count == 5, "\(statuses)")
             // another address is not affected
             #expect(try await APITestClient(raw).call(.post, "/v1/auth/login", json: ["email": email, "password": "correct horse battery"]).status == 200)
         }
