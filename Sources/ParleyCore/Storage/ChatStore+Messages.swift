@@ -22,89 +22,203 @@ public struct NewMessage: Sendable {
     }
 }
 
+/// What became of one send of a batch: the stored message (`created` false
+/// for a resend of a `client_id` already used), or the refusal.
+public typealias SendOutcome = Result<(message: MessageRecord, created: Bool), ChatError>
+
 extension ChatStore {
     /// Stores a message with the chat's next seq, or returns the message this
     /// sender already sent with the same client id (`created` false).
     public func send(_ new: NewMessage) async throws -> (message: MessageRecord, created: Bool) {
-        try await self.client.transaction(logger: self.logger) { connection in
-            // Membership check and the per-chat lock that orders seqs, in one statement.
-            var lastSeq: Int64?
-            for try await seq in try await connection.query(
+        try await self.send(batch: [new])[0].get()
+    }
+
+    /// Stores several sends in one transaction (group commit), in a fixed
+    /// number of statements whatever the batch size. Each send gets its chat's
+    /// next seq in the order given, the original message for a resend (also
+    /// of a send earlier in the same batch), or its refusal; refusals do not
+    /// affect the others. Throws only when the transaction fails, and then
+    /// nothing of the batch is stored.
+    ///
+    /// The chat rows are locked in id order, so concurrent batches (on any
+    /// instance) touching the same chats wait for each other instead of
+    /// deadlocking, and seqs stay gapless. Messages are never removed (a
+    /// delete leaves a tombstone), so a reply target exists iff it is a seq
+    /// between 1 and the chat's last seq.
+    public func send(batch: [NewMessage]) async throws -> [SendOutcome] {
+        guard !batch.isEmpty else { return [] }
+        let chatIDs = Array(Set(batch.map(\.chatID)))
+        let senderIDs = Array(Set(batch.map(\.senderID)))
+        return try await self.client.transaction(logger: self.logger) { connection in
+            var lastSeq: [UUID: Int64] = [:]
+            for try await (id, seq) in try await connection.query(
+                "SELECT id, last_seq FROM chats WHERE id = ANY(\(chatIDs)) ORDER BY id FOR UPDATE", logger: self.logger
+            ).decode((UUID, Int64).self) {
+                lastSeq[id] = seq
+            }
+            var members = Set<SenderKey>()
+            for try await (chat, user) in try await connection.query(
+                "SELECT chat_id, user_id FROM chat_members WHERE chat_id = ANY(\(chatIDs)) AND user_id = ANY(\(senderIDs))", logger: self.logger
+            ).decode((UUID, UUID).self) {
+                members.insert(SenderKey(chat: chat, sender: user))
+            }
+            // resends of messages stored before this batch
+            var stored: [ResendKey: MessageRecord] = [:]
+            for try await row in try await connection.query(
                 """
-                SELECT c.last_seq FROM chats c
-                JOIN chat_members m ON m.chat_id = c.id AND m.user_id = \(new.senderID)
-                WHERE c.id = \(new.chatID) FOR UPDATE OF c
+                SELECT \(unescaped: Self.messageColumns) FROM messages m
+                JOIN unnest(\(batch.map(\.chatID))::uuid[], \(batch.map(\.senderID))::uuid[], \(batch.map(\.clientID))::uuid[]) AS k(c, s, cl)
+                ON m.chat_id = k.c AND m.sender_id = k.s AND m.client_id = k.cl
                 """,
                 logger: self.logger
-            ).decode(Int64.self) {
-                lastSeq = seq
+            ) {
+                let message = try Self.message(row)
+                stored[ResendKey(message.chatID, message.senderID, message.clientID)] = message
             }
-            guard let lastSeq else { throw ChatError.chatNotFound }
-            if let existing = try await Self.message(on: connection, chatID: new.chatID, senderID: new.senderID, clientID: new.clientID, logger: self.logger) {
-                return (existing, false)
+            if !stored.isEmpty {
+                let attachments = try await Self.attachments(of: stored.values.map { ($0.chatID, $0.seq) }, on: connection, logger: self.logger)
+                for (key, message) in stored { stored[key]?.attachments = attachments[Key(message.chatID, message.seq)] ?? [] }
             }
-            if let reply = new.replyToSeq {
-                var found = false
-                for try await _ in try await connection.query("SELECT 1 FROM messages WHERE chat_id = \(new.chatID) AND seq = \(reply)", logger: self.logger) {
-                    found = true
+            var uploads: [UUID: (owner: UUID, ref: AttachmentRef)] = [:]
+            let attachmentIDs = Array(Set(batch.flatMap(\.attachmentIDs)))
+            if !attachmentIDs.isEmpty {
+                for try await (id, owner, type, size) in try await connection.query(
+                    "SELECT id, owner_id, content_type, size FROM attachments WHERE id = ANY(\(attachmentIDs))", logger: self.logger
+                ).decode((UUID, UUID, String, Int).self) {
+                    uploads[id] = (owner, AttachmentRef(id: id, contentType: type, size: size))
                 }
-                guard found else { throw ChatError.invalidReply }
             }
-            var attachments: [AttachmentRef] = []
-            if !new.attachmentIDs.isEmpty {
-                var byID: [UUID: AttachmentRef] = [:]
-                for try await (id, type, size) in try await connection.query(
-                    "SELECT id, content_type, size FROM attachments WHERE id = ANY(\(new.attachmentIDs)) AND owner_id = \(new.senderID)",
-                    logger: self.logger
-                ).decode((UUID, String, Int).self) {
-                    byID[id] = AttachmentRef(id: id, contentType: type, size: size)
+
+            // Assign seqs in batch order.
+            enum Plan { case done(SendOutcome), insert(seq: Int64, attachments: [AttachmentRef]), sameAs(Int) }
+            var plans: [Plan] = []
+            var firstInBatch: [ResendKey: Int] = [:]
+            var rows = InsertRows()
+            for (index, new) in batch.enumerated() {
+                let key = ResendKey(new.chatID, new.senderID, new.clientID)
+                guard let last = lastSeq[new.chatID], members.contains(SenderKey(chat: new.chatID, sender: new.senderID)) else {
+                    plans.append(.done(.failure(.chatNotFound)))
+                    continue
                 }
-                guard byID.count == Set(new.attachmentIDs).count, byID.count == new.attachmentIDs.count else { throw ChatError.invalidAttachments }
-                attachments = new.attachmentIDs.compactMap { byID[$0] }
+                if let message = stored[key] {
+                    plans.append(.done(.success((message, false))))
+                    continue
+                }
+                if let earlier = firstInBatch[key] {
+                    plans.append(.sameAs(earlier))
+                    continue
+                }
+                if let reply = new.replyToSeq, reply < 1 || reply > last {
+                    plans.append(.done(.failure(.invalidReply)))
+                    continue
+                }
+                let refs = new.attachmentIDs.compactMap { id in uploads[id].flatMap { $0.owner == new.senderID ? $0.ref : nil } }
+                guard refs.count == new.attachmentIDs.count, Set(new.attachmentIDs).count == refs.count else {
+                    plans.append(.done(.failure(.invalidAttachments)))
+                    continue
+                }
+                let seq = last + 1
+                lastSeq[new.chatID] = seq
+                firstInBatch[key] = index
+                rows.append(new, seq: seq, attachments: refs)
+                plans.append(.insert(seq: seq, attachments: refs))
             }
-            let seq = lastSeq + 1
-            let rows = try await connection.query(
-                """
-                WITH bump AS (
-                    UPDATE chats SET last_seq = \(seq), activity_at = now() WHERE id = \(new.chatID)
-                ), reader AS (
-                    UPDATE chat_members SET last_read_seq = GREATEST(last_read_seq, \(seq))
-                    WHERE chat_id = \(new.chatID) AND user_id = \(new.senderID)
-                )
-                INSERT INTO messages AS m (chat_id, seq, id, sender_id, client_id, body, reply_to_seq)
-                VALUES (\(new.chatID), \(seq), \(UUID.v7()), \(new.senderID), \(new.clientID), \(new.body), \(new.replyToSeq))
-                RETURNING \(unescaped: Self.messageColumns)
-                """,
-                logger: self.logger
-            )
-            var stored: MessageRecord?
-            for try await row in rows { stored = try Self.message(row) }
-            guard var message = stored else { throw StoreError("insert returned no row") }
-            if !attachments.isEmpty {
-                try await connection.query(
+
+            var inserted: [Key: MessageRecord] = [:]
+            if !rows.chatIDs.isEmpty {
+                for try await row in try await connection.query(
                     """
-                    INSERT INTO message_attachments (chat_id, seq, attachment_id, position)
-                    SELECT \(new.chatID), \(seq), a, p - 1 FROM unnest(\(attachments.map(\.id))::uuid[]) WITH ORDINALITY AS t(a, p)
+                    WITH input AS (
+                        SELECT * FROM unnest(
+                            \(rows.chatIDs)::uuid[], \(rows.seqs)::bigint[], \(rows.ids)::uuid[], \(rows.senderIDs)::uuid[],
+                            \(rows.clientIDs)::uuid[], \(rows.bodies)::text[], \(rows.replies)::bigint[]
+                        ) AS t(chat_id, seq, id, sender_id, client_id, body, reply_to_seq)
+                    ), bump AS (
+                        UPDATE chats c SET last_seq = u.last_seq, activity_at = now()
+                        FROM (SELECT chat_id, max(seq) AS last_seq FROM input GROUP BY chat_id) u WHERE c.id = u.chat_id
+                    ), reader AS (
+                        UPDATE chat_members cm SET last_read_seq = GREATEST(cm.last_read_seq, u.last_seq)
+                        FROM (SELECT chat_id, sender_id, max(seq) AS last_seq FROM input GROUP BY chat_id, sender_id) u
+                        WHERE cm.chat_id = u.chat_id AND cm.user_id = u.sender_id
+                    )
+                    INSERT INTO messages AS m (chat_id, seq, id, sender_id, client_id, body, reply_to_seq)
+                    SELECT chat_id, seq, id, sender_id, client_id, NULLIF(body, ''), NULLIF(reply_to_seq, 0) FROM input
+                    RETURNING \(unescaped: Self.messageColumns)
                     """,
                     logger: self.logger
-                )
-                message.attachments = attachments
+                ) {
+                    let message = try Self.message(row)
+                    inserted[Key(message.chatID, message.seq)] = message
+                }
+                guard inserted.count == rows.chatIDs.count else { throw StoreError("insert returned \(inserted.count) of \(rows.chatIDs.count) rows") }
+                if !rows.attachmentChatIDs.isEmpty {
+                    try await connection.query(
+                        """
+                        INSERT INTO message_attachments (chat_id, seq, attachment_id, position)
+                        SELECT c, s, a, p FROM unnest(
+                            \(rows.attachmentChatIDs)::uuid[], \(rows.attachmentSeqs)::bigint[], \(rows.attachmentIDs)::uuid[], \(rows.attachmentPositions)::smallint[]
+                        ) AS t(c, s, a, p)
+                        """,
+                        logger: self.logger
+                    )
+                }
             }
-            return (message, true)
+
+            var outcomes: [SendOutcome] = []
+            for (index, plan) in plans.enumerated() {
+                switch plan {
+                case .done(let outcome):
+                    outcomes.append(outcome)
+                case .insert(let seq, let attachments):
+                    var message = inserted[Key(batch[index].chatID, seq)]!
+                    message.attachments = attachments
+                    outcomes.append(.success((message, true)))
+                case .sameAs(let earlier):
+                    outcomes.append(outcomes[earlier].map { ($0.message, false) })
+                }
+            }
+            return outcomes
         }
     }
 
-    static func message(on connection: PostgresConnection, chatID: UUID, senderID: UUID, clientID: UUID, logger: Logger) async throws -> MessageRecord? {
-        var found: MessageRecord?
-        for try await row in try await connection.query(
-            "SELECT \(unescaped: Self.messageColumns) FROM messages m WHERE m.chat_id = \(chatID) AND m.sender_id = \(senderID) AND m.client_id = \(clientID)",
-            logger: logger
-        ) {
-            found = try Self.message(row)
+    struct SenderKey: Hashable {
+        let chat: UUID
+        let sender: UUID
+    }
+
+    struct ResendKey: Hashable {
+        let chat: UUID
+        let sender: UUID
+        let client: UUID
+        init(_ chat: UUID, _ sender: UUID, _ client: UUID) {
+            self.chat = chat
+            self.sender = sender
+            self.client = client
         }
-        guard var message = found else { return nil }
-        message.attachments = try await Self.attachments(on: connection, chatID: chatID, seq: message.seq, logger: logger)
-        return message
+    }
+
+    /// The columns of a batch insert, as arrays for `unnest`.
+    struct InsertRows {
+        var chatIDs: [UUID] = [], seqs: [Int64] = [], ids: [UUID] = [], senderIDs: [UUID] = [], clientIDs: [UUID] = []
+        /// "" for none (a valid body is never empty), 0 for no reply (seqs start at 1): arrays carry no NULLs here.
+        var bodies: [String] = [], replies: [Int64] = []
+        var attachmentChatIDs: [UUID] = [], attachmentSeqs: [Int64] = [], attachmentIDs: [UUID] = [], attachmentPositions: [Int16] = []
+
+        mutating func append(_ new: NewMessage, seq: Int64, attachments: [AttachmentRef]) {
+            self.chatIDs.append(new.chatID)
+            self.seqs.append(seq)
+            self.ids.append(UUID.v7())
+            self.senderIDs.append(new.senderID)
+            self.clientIDs.append(new.clientID)
+            self.bodies.append(new.body ?? "")
+            self.replies.append(new.replyToSeq ?? 0)
+            for (position, attachment) in attachments.enumerated() {
+                self.attachmentChatIDs.append(new.chatID)
+                self.attachmentSeqs.append(seq)
+                self.attachmentIDs.append(attachment.id)
+                self.attachmentPositions.append(Int16(position))
+            }
+        }
     }
 
     /// The attachments of one message, in order, inside a transaction.

@@ -5,9 +5,9 @@ public import PostgresNIO
 
 /// Chats, members, messages, receipts and attachments in PostgreSQL.
 ///
-/// Ordering guarantee: a send locks its chat row (`SELECT … FOR UPDATE`), so
-/// concurrent senders of one chat take seqs one after another inside their
-/// own transactions: no gaps, no reuse. Idempotency: `(chat_id, sender_id,
+/// Ordering guarantee: a send (or a batch of sends) locks its chat rows
+/// (`SELECT … FOR UPDATE`), so concurrent senders of one chat take seqs one
+/// after another inside their own transactions: no gaps, no reuse. Idempotency: `(chat_id, sender_id,
 /// client_id)` is unique and checked under the same lock.
 public struct ChatStore: Sendable {
     let client: PostgresClient
@@ -213,15 +213,25 @@ public struct ChatStore: Sendable {
     /// Attachments of many messages in one query.
     func attachments(of messages: [(UUID, Int64)]) async throws -> [Key: [AttachmentRef]] {
         guard !messages.isEmpty else { return [:] }
-        let rows = try await self.client.query(
-            """
-            SELECT ma.chat_id, ma.seq, a.id, a.content_type, a.size
-            FROM message_attachments ma JOIN attachments a ON a.id = ma.attachment_id
-            WHERE (ma.chat_id, ma.seq) IN (SELECT * FROM unnest(\(messages.map(\.0))::uuid[], \(messages.map(\.1))::bigint[]))
-            ORDER BY ma.chat_id, ma.seq, ma.position
-            """,
-            logger: self.logger
-        )
+        return try await Self.attachments(from: self.client.query(Self.attachmentsQuery(messages), logger: self.logger))
+    }
+
+    /// The same inside a transaction.
+    static func attachments(of messages: [(UUID, Int64)], on connection: PostgresConnection, logger: Logger) async throws -> [Key: [AttachmentRef]] {
+        guard !messages.isEmpty else { return [:] }
+        return try await Self.attachments(from: connection.query(Self.attachmentsQuery(messages), logger: logger))
+    }
+
+    private static func attachmentsQuery(_ messages: [(UUID, Int64)]) -> PostgresQuery {
+        """
+        SELECT ma.chat_id, ma.seq, a.id, a.content_type, a.size
+        FROM message_attachments ma JOIN attachments a ON a.id = ma.attachment_id
+        WHERE (ma.chat_id, ma.seq) IN (SELECT * FROM unnest(\(messages.map(\.0))::uuid[], \(messages.map(\.1))::bigint[]))
+        ORDER BY ma.chat_id, ma.seq, ma.position
+        """
+    }
+
+    private static func attachments(from rows: PostgresRowSequence) async throws -> [Key: [AttachmentRef]] {
         var result: [Key: [AttachmentRef]] = [:]
         for try await (chat, seq, id, type, size) in rows.decode((UUID, Int64, UUID, String, Int).self) {
             result[Key(chat, seq), default: []].append(AttachmentRef(id: id, contentType: type, size: size))

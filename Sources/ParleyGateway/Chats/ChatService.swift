@@ -9,6 +9,8 @@ public import ParleyCore
 public struct ChatService: Sendable {
     public let store: ChatStore
     public let publisher: ChatEventPublisher
+    /// Group commit of sends (every send goes through it).
+    public let writer: MessageWriter
     let limiter: RateLimiter
     /// Sends per user: 10/s sustained with bursts of 30 (PROTOCOL.md).
     public var sendLimit = [RateLimitRule(30, per: .seconds(3))]
@@ -16,6 +18,7 @@ public struct ChatService: Sendable {
     public init(store: ChatStore, publisher: ChatEventPublisher, limiter: RateLimiter) {
         self.store = store
         self.publisher = publisher
+        self.writer = MessageWriter(store: store, publisher: publisher)
         self.limiter = limiter
     }
 
@@ -34,12 +37,13 @@ public struct ChatService: Sendable {
         }
     }
 
-    /// Stores and publishes a message; `created` is false for an idempotent resend.
-    /// `onStored` runs after the commit and before the publish (the WebSocket
-    /// path sends its ack there, so the ack precedes the message event).
+    /// Stores (group-committed with concurrent sends) and publishes a message;
+    /// `created` is false for an idempotent resend. `onStored` runs after the
+    /// commit and before the publish (the WebSocket path sends its ack there,
+    /// so the ack precedes the message event).
     public func send(
         _ request: SendRequest, chatID: UUID, senderID: UUID, logger: Logger,
-        onStored: @Sendable (MessageRecord) async -> Void = { _ in }
+        onStored: @escaping MessageWriter.OnStored = { _ in }
     ) async throws -> (message: MessageRecord, created: Bool) {
         guard let clientID = UUID(uuidString: request.clientID) else {
             throw APIError.badRequest("invalid_client_id", "client_id must be a UUID")
@@ -58,16 +62,13 @@ public struct ChatService: Sendable {
         if case .limited(let retryAfter) = try await self.limiter.hit("send:\(senderID.lowercased)", self.sendLimit) {
             throw APIError(.tooManyRequests, "rate_limited", "too many messages; slow down", retryAfter: retryAfter)
         }
-        let result = try await Self.mapping {
-            try await self.store.send(
-                NewMessage(chatID: chatID, senderID: senderID, clientID: clientID, body: body, attachmentIDs: attachmentIDs, replyToSeq: request.replyToSeq)
+        return try await Self.mapping {
+            try await self.writer.send(
+                NewMessage(chatID: chatID, senderID: senderID, clientID: clientID, body: body, attachmentIDs: attachmentIDs, replyToSeq: request.replyToSeq),
+                logger: logger,
+                onStored: onStored
             )
         }
-        await onStored(result.message)
-        if result.created {
-            await self.publisher.publish(.messageCreated(result.message), logger: logger)
-        }
-        return result
     }
 
     public func edit(chatID: UUID, seq: Int64, actor: UUID, body: String, logger: Logger) async throws -> MessageRecord {

@@ -1,0 +1,110 @@
+import Foundation
+public import Logging
+import Metrics
+public import ParleyCore
+import Synchronization
+
+/// Group commit for sends: concurrent sends share one transaction.
+///
+/// A send joins a queue. While fewer than `maxInFlight` batches are being
+/// written, a batch is started at once (so a lone send is not delayed);
+/// otherwise the send waits, and the next batch to start takes everything
+/// queued, up to `maxBatch`. Under load, each commit (one WAL flush) thus
+/// carries all the sends that arrived during the previous one.
+///
+/// After a batch commits, for each send in order the writer runs its
+/// `onStored` (the WebSocket ack goes out there, before the message event),
+/// then publishes the batch's new messages in one pipelined Redis round trip
+/// (in seq order per chat), then completes the sends. A failed transaction
+/// fails every send of its batch and stores none of them; the clients resend
+/// with the same `client_id`.
+public final class MessageWriter: Sendable {
+    public typealias OnStored = @Sendable (MessageRecord) async -> Void
+
+    struct Pending {
+        let new: NewMessage
+        let logger: Logger
+        let onStored: OnStored
+        let continuation: CheckedContinuation<(message: MessageRecord, created: Bool), any Error>
+    }
+
+    struct State {
+        var queue: [Pending] = []
+        var inFlight = 0
+    }
+
+    let store: ChatStore
+    let publisher: ChatEventPublisher
+    let maxBatch: Int
+    let maxInFlight: Int
+    private let state = Mutex(State())
+    private let batches = Mutex((count: 0, sends: 0))
+    private let batchCounter = Counter(label: "parley_send_batches_total")
+    private let batchSize = Recorder(label: "parley_send_batch_size", aggregate: true)
+
+    public init(store: ChatStore, publisher: ChatEventPublisher, maxBatch: Int = 500, maxInFlight: Int = 2) {
+        precondition(maxBatch > 0 && maxInFlight > 0)
+        self.store = store
+        self.publisher = publisher
+        self.maxBatch = maxBatch
+        self.maxInFlight = maxInFlight
+    }
+
+    /// Batches written and sends they carried, since start (for metrics and tests).
+    public var written: (batches: Int, sends: Int) { self.batches.withLock { ($0.count, $0.sends) } }
+
+    public func send(_ new: NewMessage, logger: Logger, onStored: @escaping OnStored) async throws -> (message: MessageRecord, created: Bool) {
+        try await withCheckedThrowingContinuation { continuation in
+            let start = self.state.withLock { state in
+                state.queue.append(Pending(new: new, logger: logger, onStored: onStored, continuation: continuation))
+                guard state.inFlight < self.maxInFlight else { return false }
+                state.inFlight += 1
+                return true
+            }
+            // Unstructured: a send whose caller goes away must not cancel the others' transaction.
+            if start { Task { await self.drain() } }
+        }
+    }
+
+    private func drain() async {
+        while true {
+            let batch: [Pending] = self.state.withLock { state in
+                guard !state.queue.isEmpty else {
+                    state.inFlight -= 1
+                    return []
+                }
+                let count = min(self.maxBatch, state.queue.count)
+                defer { state.queue.removeFirst(count) }
+                return Array(state.queue.prefix(count))
+            }
+            if batch.isEmpty { return }
+            await self.write(batch)
+        }
+    }
+
+    private func write(_ batch: [Pending]) async {
+        let outcomes: [SendOutcome]
+        do {
+            outcomes = try await self.store.send(batch: batch.map(\.new))
+        } catch {
+            for pending in batch { pending.continuation.resume(throwing: error) }
+            return
+        }
+        self.batches.withLock {
+            $0.count += 1
+            $0.sends += batch.count
+        }
+        self.batchCounter.increment()
+        self.batchSize.record(batch.count)
+        var events: [ChatEvent] = []
+        for (pending, outcome) in zip(batch, outcomes) {
+            guard case .success(let result) = outcome else { continue }
+            await pending.onStored(result.message)
+            if result.created { events.append(.messageCreated(result.message)) }
+        }
+        if !events.isEmpty { await self.publisher.publish(events, logger: batch[0].logger) }
+        for (pending, outcome) in zip(batch, outcomes) {
+            pending.continuation.resume(with: outcome.mapError { $0 as any Error })
+        }
+    }
+}
