@@ -65,6 +65,10 @@ public struct DatabaseSettings: Sendable {
         )
         configuration.options.maximumConnections = self.maxConnections
         configuration.options.connectionIdleTimeout = .seconds(60)
+        // A client that stalls inside a transaction must not keep its row
+        // locks (a chat's lock stops every send to that chat): the server
+        // ends such a session after 15 s.
+        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "15000")]
         return configuration
     }
 }

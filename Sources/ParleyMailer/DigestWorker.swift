@@ -59,7 +59,7 @@ public final class DigestWorker: Service {
                 let entries: [RedisStreamEntry]
                 do {
                     entries = try await connection.xreadgroup(
-                        Self.stream, group: Self.group, consumer: self.configuration.consumer, id: cursor, count: 100,
+                        Self.stream, group: Self.group, consumer: self.configuration.consumer, id: cursor, count: Self.readCount,
                         blockMilliseconds: cursor == ">" ? 1000 : nil
                     )
                 } catch {
@@ -68,28 +68,47 @@ public final class DigestWorker: Service {
                     continue
                 }
                 let readingOwnPending = cursor != ">"
-                for entry in entries {
+                if !entries.isEmpty {
                     do {
-                        try await self.schedule(entry)
-                        try await self.redis.xack(Self.stream, group: Self.group, ids: [entry.id])
+                        // one PostgreSQL query and two Redis round trips per read, however many events it brought
+                        try await self.schedule(entries)
+                        try await self.redis.xack(Self.stream, group: Self.group, ids: entries.map(\.id))
                     } catch {
-                        self.logger.warning("could not schedule digests; the event stays pending", metadata: ["error": "\(error)"])
+                        self.logger.warning("could not schedule digests; the events stay pending", metadata: ["error": "\(error)"])
                     }
                 }
                 if readingOwnPending { cursor = entries.last?.id ?? ">" }
+                // Caught up: let events gather for a moment (digests are due minutes later), so
+                // that each round serves hundreds of messages instead of one at a time.
+                if !readingOwnPending && entries.count < Self.readCount { try await Task.sleep(for: Self.gatherTime) }
             }
         }
     }
 
-    func schedule(_ entry: RedisStreamEntry) async throws {
-        guard entry["type"] == "message.created", let chatID = entry["chat_id"].flatMap(UUID.init(uuidString:)),
-            let seq = entry["seq"].flatMap(Int64.init), let senderID = entry["sender_id"].flatMap(UUID.init(uuidString:))
-        else { return }
+    static let readCount = 500
+    static let gatherTime: Duration = .milliseconds(250)
+
+    /// Schedules the digests that new messages call for: every other member
+    /// of the chat with notifications on, who has not read the message and
+    /// has no open connection, gets a digest due after the delay (one per
+    /// user: `ZADD NX` keeps an earlier due time).
+    func schedule(_ entries: [RedisStreamEntry]) async throws {
+        var chats: [UUID] = [], seqs: [Int64] = [], senders: [UUID] = []
+        for entry in entries {
+            guard entry["type"] == "message.created", let chatID = entry["chat_id"].flatMap(UUID.init(uuidString:)),
+                let seq = entry["seq"].flatMap(Int64.init), let senderID = entry["sender_id"].flatMap(UUID.init(uuidString:))
+            else { continue }
+            chats.append(chatID)
+            seqs.append(seq)
+            senders.append(senderID)
+        }
+        guard !chats.isEmpty else { return }
         var recipients: [UUID] = []
         for try await id in try await self.postgres.query(
             """
-            SELECT u.id FROM chat_members m JOIN users u ON u.id = m.user_id
-            WHERE m.chat_id = \(chatID) AND m.user_id <> \(senderID) AND u.email_notifications AND m.last_read_seq < \(seq)
+            SELECT DISTINCT u.id FROM unnest(\(chats)::uuid[], \(seqs)::bigint[], \(senders)::uuid[]) AS e(chat_id, seq, sender_id)
+            JOIN chat_members m ON m.chat_id = e.chat_id AND m.user_id <> e.sender_id AND m.last_read_seq < e.seq
+            JOIN users u ON u.id = m.user_id AND u.email_notifications
             """,
             logger: self.logger
         ).decode(UUID.self) {
@@ -101,7 +120,7 @@ public final class DigestWorker: Service {
         let dueAt = now + self.delayMilliseconds
         let offline = zip(recipients, online).filter { ($0.1.int ?? 0) == 0 }.map(\.0)
         guard !offline.isEmpty else { return }
-        // NX: a user with a digest already pending keeps its time; this message joins it
+        // NX: a user with a digest already pending keeps its time; these messages join it
         _ = try await self.redis.send(RedisCommand("ZADD", [.string(Self.due), "NX"] + offline.flatMap { [RedisArgument(dueAt), .string($0.uuidString.lowercased())] }))
     }
 

@@ -17,7 +17,9 @@ import Synchronization
 /// then publishes the batch's new messages in one pipelined Redis round trip
 /// (in seq order per chat), then completes the sends. A failed transaction
 /// fails every send of its batch and stores none of them; the clients resend
-/// with the same `client_id`.
+/// with the same `client_id`. A batch that takes longer than `timeout` fails
+/// the same way (its transaction may still commit: a resend then returns the
+/// stored message), so that one stalled batch never stops the writer.
 public final class MessageWriter: Sendable {
     public typealias OnStored = @Sendable (MessageRecord) async -> Void
 
@@ -37,13 +39,15 @@ public final class MessageWriter: Sendable {
     let publisher: ChatEventPublisher
     let maxBatch: Int
     let maxInFlight: Int
+    let timeout: Duration
     private let state = Mutex(State())
     private let batches = Mutex((count: 0, sends: 0))
     private let batchCounter = Counter(label: "parley_send_batches_total")
     private let batchSize = Recorder(label: "parley_send_batch_size", aggregate: true)
 
-    public init(store: ChatStore, publisher: ChatEventPublisher, maxBatch: Int = 500, maxInFlight: Int = 2) {
+    public init(store: ChatStore, publisher: ChatEventPublisher, maxBatch: Int = 500, maxInFlight: Int = 2, timeout: Duration = .seconds(10)) {
         precondition(maxBatch > 0 && maxInFlight > 0)
+        self.timeout = timeout
         self.store = store
         self.publisher = publisher
         self.maxBatch = maxBatch
@@ -84,10 +88,16 @@ public final class MessageWriter: Sendable {
 
     private func write(_ batch: [Pending]) async {
         let outcomes: [SendOutcome]
+        let sends = batch.map(\.new)
         do {
-            outcomes = try await self.store.send(batch: batch.map(\.new))
+            outcomes = try await withDeadline(self.timeout) { [store = self.store] in try await store.send(batch: sends) }
         } catch {
-            for pending in batch { pending.continuation.resume(throwing: error) }
+            var failure = error
+            if error is DeadlineExceeded {
+                batch[0].logger.error("a batch of sends did not commit in time; failing it", metadata: ["sends": "\(batch.count)", "timeout": "\(self.timeout)"])
+                failure = APIError.unavailable("the message was not stored in time; resend it with the same client_id", retryAfter: 1)
+            }
+            for pending in batch { pending.continuation.resume(throwing: failure) }
             return
         }
         self.batches.withLock {
@@ -102,7 +112,11 @@ public final class MessageWriter: Sendable {
             await pending.onStored(result.message)
             if result.created { events.append(.messageCreated(result.message)) }
         }
-        if !events.isEmpty { await self.publisher.publish(events, logger: batch[0].logger) }
+        if !events.isEmpty {
+            // committed: a publish that fails or stalls only delays the events (clients catch up from PostgreSQL)
+            let (publisher, logger, created) = (self.publisher, batch[0].logger, events)
+            _ = try? await withDeadline(self.timeout) { await publisher.publish(created, logger: logger) }
+        }
         for (pending, outcome) in zip(batch, outcomes) {
             pending.continuation.resume(with: outcome.mapError { $0 as any Error })
         }
