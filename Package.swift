@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(
@@ -121,12 +122,26 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        // `parley bench`: a load generator that talks to gateways as clients do.
+        .target(
+            name: "ParleyBench",
+            dependencies: [
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
         .executableTarget(
             name: "parley",
             dependencies: [
                 "ParleyCore",
                 "ParleyGateway",
                 "ParleyMailer",
+                "ParleyBench",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 "HiredisNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -201,6 +216,11 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "ParleyBenchTests",
+            dependencies: ["ParleyBench"],
             swiftSettings: upcoming
         ),
         .testTarget(

@@ -1,0 +1,83 @@
+public import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A user the benchmark registered.
+struct BenchUser: Sendable {
+    let id: String
+    let email: String
+    let token: String
+}
+
+/// The REST calls of PROTOCOL.md that the scenarios make.
+struct BenchAPI: Sendable {
+    static let password = "bench password 1234"
+    let connection: HTTPConnection
+    /// Sent as X-Forwarded-For: gateways that trust loopback as a proxy then
+    /// apply their per-IP limits to this address instead of to the benchmark's one.
+    let clientAddress: String
+
+    static func connect(_ base: URL, clientIndex: Int) async throws -> BenchAPI {
+        BenchAPI(connection: try await HTTPConnection.connect(base), clientAddress: "10.\(clientIndex / 65536 % 256).\(clientIndex / 256 % 256).\(clientIndex % 256)")
+    }
+
+    func call(_ method: HTTPMethod, _ path: String, json: Any? = nil, token: String? = nil) async throws -> HTTPConnection.Response {
+        var headers = [("X-Forwarded-For", self.clientAddress)]
+        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        return try await self.connection.request(method, path, json: json, headers: headers)
+    }
+
+    func expect(_ status: Int, _ response: HTTPConnection.Response, _ what: String) throws {
+        guard response.status == status else { throw BenchError("\(what): HTTP \(response.status) \(response.text.prefix(300))") }
+    }
+
+    func register(email: String, name: String) async throws -> BenchUser {
+        let response = try await self.call(.POST, "/v1/auth/register", json: ["email": email, "password": Self.password, "display_name": name])
+        try self.expect(201, response, "register")
+        return try Self.user(response.json, email: email)
+    }
+
+    static func user(_ tokens: [String: Any], email: String) throws -> BenchUser {
+        guard let token = tokens["access_token"] as? String, let id = (tokens["user"] as? [String: Any])?["id"] as? String else {
+            throw BenchError("no tokens in the answer")
+        }
+        return BenchUser(id: id, email: email, token: token)
+    }
+
+    func createGroup(owner: BenchUser, members: [BenchUser], title: String) async throws -> String {
+        let response = try await self.call(.POST, "/v1/chats", json: ["kind": "group", "title": title, "member_ids": members.map(\.id)], token: owner.token)
+        try self.expect(201, response, "create group")
+        guard let id = response.json["id"] as? String else { throw BenchError("create group: no id") }
+        return id
+    }
+
+    func close() async { await self.connection.close() }
+}
+
+/// Runs `count` jobs with at most `width` at a time, each on its own client
+/// connection to `urls[index % urls.count]`; reports progress.
+func parallel<T: Sendable>(
+    _ count: Int, width: Int, urls: [URL], progress: Progress, label: String,
+    _ job: @escaping @Sendable (BenchAPI, Int) async throws -> T
+) async throws -> [T] {
+    let lanes = max(1, min(width, count))
+    return try await withThrowingTaskGroup(of: [(Int, T)].self) { group in
+        for lane in 0..<lanes {
+            group.addTask {
+                var apis: [Int: BenchAPI] = [:]
+                defer { for api in apis.values { Task { await api.close() } } }
+                var done: [(Int, T)] = []
+                for index in stride(from: lane, to: count, by: lanes) {
+                    let urlIndex = index % urls.count
+                    if apis[urlIndex] == nil { apis[urlIndex] = try await BenchAPI.connect(urls[urlIndex], clientIndex: lane * 7 + urlIndex + 1) }
+                    done.append((index, try await job(apis[urlIndex]!, index)))
+                    progress.step(label, total: count)
+                }
+                return done
+            }
+        }
+        var results = [T?](repeating: nil, count: count)
+        for try await part in group { for (index, value) in part { results[index] = value } }
+        return results.map { $0! }
+    }
+}
