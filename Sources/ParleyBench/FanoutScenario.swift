@@ -4,7 +4,8 @@ import Synchronization
 /// `parley bench fanout`: `users` users in groups of `groupSize`, each with
 /// one WebSocket, spread over the gateway URLs (a group spans them all).
 /// Sends go out on an open-loop schedule at `rate` messages/s in total,
-/// round-robin over the users, each into the sender's group; latencies are
+/// spread evenly over the groups (consecutive sends go to different groups,
+/// whose members take turns), each into the sender's group; latencies are
 /// measured from the scheduled send time, so a server that falls behind
 /// shows as queueing, not as a lower offered load. Every member connection
 /// checks that it gets each acknowledged message once and in order.
@@ -83,7 +84,9 @@ public struct FanoutScenario: Sendable {
             if due > ContinuousClock.now { try await Task.sleep(until: due, tolerance: .microseconds(200)) }
             let now = ContinuousClock.now
             while index < total, start + interval * index <= now {
-                let sender = index % userCount
+                // consecutive sends go to different groups (group = index % groups), and each
+                // group's members take turns: every chat gets an even share of the rate
+                let sender = (index % groups) * size + (index / groups) % size
                 let clientID = UUID().uuidString.lowercased()
                 let scheduled = start + interval * index
                 live.withLock {

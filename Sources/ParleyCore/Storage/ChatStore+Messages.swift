@@ -50,17 +50,19 @@ extension ChatStore {
         let chatIDs = Array(Set(batch.map(\.chatID)))
         let senderIDs = Array(Set(batch.map(\.senderID)))
         return try await self.client.transaction(logger: self.logger) { connection in
+            // the chats locked in id order, with which of the senders are members
             var lastSeq: [UUID: Int64] = [:]
-            for try await (id, seq) in try await connection.query(
-                "SELECT id, last_seq FROM chats WHERE id = ANY(\(chatIDs)) ORDER BY id FOR UPDATE", logger: self.logger
-            ).decode((UUID, Int64).self) {
-                lastSeq[id] = seq
-            }
             var members = Set<SenderKey>()
-            for try await (chat, user) in try await connection.query(
-                "SELECT chat_id, user_id FROM chat_members WHERE chat_id = ANY(\(chatIDs)) AND user_id = ANY(\(senderIDs))", logger: self.logger
-            ).decode((UUID, UUID).self) {
-                members.insert(SenderKey(chat: chat, sender: user))
+            for try await (id, seq, member) in try await connection.query(
+                """
+                SELECT c.id, c.last_seq, m.user_id FROM chats c
+                LEFT JOIN chat_members m ON m.chat_id = c.id AND m.user_id = ANY(\(senderIDs))
+                WHERE c.id = ANY(\(chatIDs)) ORDER BY c.id FOR UPDATE OF c
+                """,
+                logger: self.logger
+            ).decode((UUID, Int64, UUID?).self) {
+                lastSeq[id] = seq
+                if let member { members.insert(SenderKey(chat: id, sender: member)) }
             }
             // resends of messages stored before this batch
             var stored: [ResendKey: MessageRecord] = [:]
@@ -239,36 +241,52 @@ extension ChatStore {
     /// A page of history in ascending seq. With `after`: the oldest messages
     /// after it; otherwise the newest before `before` (or the newest of all).
     /// `hasMore` says whether more exist further in the paging direction.
+    /// One query when the page has no attachments: the membership check rides
+    /// along with it (an empty page checks membership on its own, to tell
+    /// "not a member" from "nothing there").
     public func history(chatID: UUID, viewer: UUID, before: Int64?, after: Int64?, limit: Int) async throws -> (messages: [MessageRecord], hasMore: Bool) {
-        guard try await self.role(of: viewer, in: chatID) != nil else { throw ChatError.chatNotFound }
-        return try await self.messages(chatID: chatID, before: before, after: after, limit: limit)
+        let page = try await self.page(chatID: chatID, viewer: viewer, before: before, after: after, limit: limit)
+        if page.messages.isEmpty, try await self.role(of: viewer, in: chatID) == nil { throw ChatError.chatNotFound }
+        return page
     }
 
     /// History without a membership check, for callers that did it (the realtime resume).
     public func messages(chatID: UUID, before: Int64?, after: Int64?, limit: Int) async throws -> (messages: [MessageRecord], hasMore: Bool) {
+        try await self.page(chatID: chatID, viewer: nil, before: before, after: after, limit: limit)
+    }
+
+    private func page(chatID: UUID, viewer: UUID?, before: Int64?, after: Int64?, limit: Int) async throws -> (messages: [MessageRecord], hasMore: Bool) {
         let upper = before ?? Int64.max
-        let query: PostgresQuery
-        if let after {
-            query = """
-                SELECT \(unescaped: Self.messageColumns) FROM messages m
-                WHERE m.chat_id = \(chatID) AND m.seq > \(after) AND m.seq < \(upper)
-                ORDER BY m.seq ASC LIMIT \(limit + 1)
-                """
-        } else {
-            query = """
-                SELECT \(unescaped: Self.messageColumns) FROM messages m
-                WHERE m.chat_id = \(chatID) AND m.seq < \(upper)
-                ORDER BY m.seq DESC LIMIT \(limit + 1)
-                """
+        var query: PostgresQuery = """
+            SELECT \(unescaped: Self.messageColumns),
+                EXISTS (SELECT 1 FROM message_attachments ma WHERE ma.chat_id = m.chat_id AND ma.seq = m.seq) AS has_attachments
+            FROM messages m WHERE m.chat_id = \(chatID) AND m.seq > \(after ?? 0) AND m.seq < \(upper)
+            """
+        if let viewer {
+            query.sql += " AND EXISTS (SELECT 1 FROM chat_members cm WHERE cm.chat_id = m.chat_id AND cm.user_id = $\(query.binds.count + 1))"
+            query.binds.append(viewer)
         }
+        query.sql += after != nil ? " ORDER BY m.seq ASC" : " ORDER BY m.seq DESC"
+        query.sql += " LIMIT $\(query.binds.count + 1)"
+        query.binds.append(limit + 1)
         var messages: [MessageRecord] = []
-        for try await row in try await self.client.query(query, logger: self.logger) { messages.append(try Self.message(row)) }
+        var withAttachments: [(UUID, Int64)] = []
+        for try await row in try await self.client.query(query, logger: self.logger) {
+            let (id, chat, seq, sender, clientID, body, reply, created, edited, deleted, hasAttachments) = try row.decode(
+                (UUID, UUID, Int64, UUID, UUID, String?, Int64?, Date, Date?, Date?, Bool).self
+            )
+            messages.append(MessageRecord(
+                id: id, chatID: chat, seq: seq, senderID: sender, clientID: clientID, body: body, attachments: [], replyToSeq: reply,
+                createdAt: created, editedAt: edited, deletedAt: deleted
+            ))
+            if hasAttachments, deleted == nil { withAttachments.append((chat, seq)) }
+        }
         let hasMore = messages.count > limit
         messages = Array(messages.prefix(limit))
         if after == nil { messages.reverse() }
-        let attachments = try await self.attachments(of: messages.filter { !$0.isDeleted }.map { ($0.chatID, $0.seq) })
+        let attachments = try await self.attachments(of: withAttachments)
         for index in messages.indices {
-            messages[index].attachments = attachments[Key(chatID, messages[index].seq)] ?? []
+            messages[index].attachments = attachments[Key(messages[index].chatID, messages[index].seq)] ?? []
         }
         return (messages, hasMore)
     }

@@ -27,6 +27,9 @@ final class Connection: Sendable {
     let id = UUID.v7()
     let userID: UUID
     let sessionID: UUID
+    /// When the access token that opened it expires: the socket is closed
+    /// with 4001 then (RealtimeService's expiry sweep; the client refreshes and resumes).
+    let expiresAt: Date
     let stream: AsyncStream<Outgoing>
     private let continuation: AsyncStream<Outgoing>.Continuation
     private let queued = Atomic<Int>(0)
@@ -35,9 +38,10 @@ final class Connection: Sendable {
     let closeCode = Mutex<UInt16?>(nil)
     let queueLimit: Int
 
-    init(userID: UUID, sessionID: UUID, chats: Set<UUID>, queueLimit: Int) {
+    init(userID: UUID, sessionID: UUID, expiresAt: Date, chats: Set<UUID>, queueLimit: Int) {
         self.userID = userID
         self.sessionID = sessionID
+        self.expiresAt = expiresAt
         self.chatSet = Mutex(chats)
         self.queueLimit = queueLimit
         (self.stream, self.continuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)

@@ -39,6 +39,7 @@ struct WebSocketSession {
         do {
             guard let first = try await messages.next() else { return }
             helloArrived.store(true, ordering: .relaxed)
+            timer.cancel()
             guard case .text(let text) = first, case .hello(let token, let resume) = try ClientFrame.parse(text) else {
                 try? await outbound.close(.unknown(4001), reason: "the first frame must be hello")
                 return
@@ -68,7 +69,9 @@ struct WebSocketSession {
             try? await outbound.close(.unknown(1011), reason: "temporarily unavailable")
             return
         }
-        let connection = Connection(userID: identity.userID, sessionID: identity.sessionID, chats: Set(positions.keys), queueLimit: self.limits.queuedFrames)
+        let connection = Connection(
+            userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: Set(positions.keys), queueLimit: self.limits.queuedFrames
+        )
         var logger = self.logger
         logger[metadataKey: "ws.connection"] = "\(connection.id.lowercased)"
         logger[metadataKey: "user.id"] = "\(identity.userID.lowercased)"
@@ -98,12 +101,6 @@ struct WebSocketSession {
                     Task { try? await outbound.close(.unknown(code), reason: reason) }
                 }
                 if let code = connection.closeCode.withLock({ $0 }) { Task { try? await outbound.close(.unknown(code), reason: "") } }
-                // the access token's end closes the socket (the client refreshes and resumes)
-                group.addTask {
-                    let remaining = identity.expiresAt.timeIntervalSinceNow
-                    try? await Task.sleep(for: .milliseconds(Int64(max(0, remaining) * 1000)))
-                    if !Task.isCancelled { connection.close(4001, "access token expired") }
-                }
                 await self.readLoop(&messages, connection: connection, logger: logger)
                 connection.finish()
                 group.cancelAll()
