@@ -53,28 +53,17 @@ extension ChatStore {
             // the chats locked in id order, with which of the senders are members
             var lastSeq: [UUID: Int64] = [:]
             var members = Set<SenderKey>()
-            for try await (id, seq, member) in try await connection.query(
-                """
-                SELECT c.id, c.last_seq, m.user_id FROM chats c
-                LEFT JOIN chat_members m ON m.chat_id = c.id AND m.user_id = ANY(\(senderIDs))
-                WHERE c.id = ANY(\(chatIDs)) ORDER BY c.id FOR UPDATE OF c
-                """,
-                logger: self.logger
-            ).decode((UUID, Int64, UUID?).self) {
+            for try await (id, seq, member) in try await connection.execute(
+                SendStatements.LockChats(chatIDs: chatIDs, senderIDs: senderIDs), logger: self.logger
+            ) {
                 lastSeq[id] = seq
                 if let member { members.insert(SenderKey(chat: id, sender: member)) }
             }
             // resends of messages stored before this batch
             var stored: [ResendKey: MessageRecord] = [:]
-            for try await row in try await connection.query(
-                """
-                SELECT \(unescaped: Self.messageColumns) FROM messages m
-                JOIN unnest(\(batch.map(\.chatID))::uuid[], \(batch.map(\.senderID))::uuid[], \(batch.map(\.clientID))::uuid[]) AS k(c, s, cl)
-                ON m.chat_id = k.c AND m.sender_id = k.s AND m.client_id = k.cl
-                """,
-                logger: self.logger
+            for try await message in try await connection.execute(
+                SendStatements.Resends(chatIDs: batch.map(\.chatID), senderIDs: batch.map(\.senderID), clientIDs: batch.map(\.clientID)), logger: self.logger
             ) {
-                let message = try Self.message(row)
                 stored[ResendKey(message.chatID, message.senderID, message.clientID)] = message
             }
             if !stored.isEmpty {
@@ -128,28 +117,7 @@ extension ChatStore {
 
             var inserted: [Key: MessageRecord] = [:]
             if !rows.chatIDs.isEmpty {
-                for try await row in try await connection.query(
-                    """
-                    WITH input AS (
-                        SELECT * FROM unnest(
-                            \(rows.chatIDs)::uuid[], \(rows.seqs)::bigint[], \(rows.ids)::uuid[], \(rows.senderIDs)::uuid[],
-                            \(rows.clientIDs)::uuid[], \(rows.bodies)::text[], \(rows.replies)::bigint[]
-                        ) AS t(chat_id, seq, id, sender_id, client_id, body, reply_to_seq)
-                    ), bump AS (
-                        UPDATE chats c SET last_seq = u.last_seq, activity_at = now()
-                        FROM (SELECT chat_id, max(seq) AS last_seq FROM input GROUP BY chat_id) u WHERE c.id = u.chat_id
-                    ), reader AS (
-                        UPDATE chat_members cm SET last_read_seq = GREATEST(cm.last_read_seq, u.last_seq)
-                        FROM (SELECT chat_id, sender_id, max(seq) AS last_seq FROM input GROUP BY chat_id, sender_id) u
-                        WHERE cm.chat_id = u.chat_id AND cm.user_id = u.sender_id
-                    )
-                    INSERT INTO messages AS m (chat_id, seq, id, sender_id, client_id, body, reply_to_seq)
-                    SELECT chat_id, seq, id, sender_id, client_id, NULLIF(body, ''), NULLIF(reply_to_seq, 0) FROM input
-                    RETURNING \(unescaped: Self.messageColumns)
-                    """,
-                    logger: self.logger
-                ) {
-                    let message = try Self.message(row)
+                for try await message in try await connection.execute(SendStatements.Insert(rows: rows), logger: self.logger) {
                     inserted[Key(message.chatID, message.seq)] = message
                 }
                 guard inserted.count == rows.chatIDs.count else { throw StoreError("insert returned \(inserted.count) of \(rows.chatIDs.count) rows") }
@@ -200,7 +168,7 @@ extension ChatStore {
     }
 
     /// The columns of a batch insert, as arrays for `unnest`.
-    struct InsertRows {
+    struct InsertRows: Sendable {
         var chatIDs: [UUID] = [], seqs: [Int64] = [], ids: [UUID] = [], senderIDs: [UUID] = [], clientIDs: [UUID] = []
         /// "" for none (a valid body is never empty), 0 for no reply (seqs start at 1): arrays carry no NULLs here.
         var bodies: [String] = [], replies: [Int64] = []

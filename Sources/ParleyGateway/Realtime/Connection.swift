@@ -34,7 +34,13 @@ final class Connection: Sendable {
     private let continuation: AsyncStream<Outgoing>.Continuation
     private let queued = Atomic<Int>(0)
     private let chatSet: Mutex<Set<UUID>>
-    private let closer: Mutex<(@Sendable (UInt16, String) -> Void)?> = Mutex(nil)
+    /// Boxed, not a bare closure in the Mutex (see SubscriptionManager.Provider).
+    private final class Closer: Sendable {
+        let close: @Sendable (UInt16, String) -> Void
+        init(_ close: @escaping @Sendable (UInt16, String) -> Void) { self.close = close }
+    }
+
+    private let closer = Mutex<Closer?>(nil)
     let closeCode = Mutex<UInt16?>(nil)
     let queueLimit: Int
 
@@ -79,7 +85,7 @@ final class Connection: Sendable {
     }
 
     func setCloser(_ closer: @escaping @Sendable (UInt16, String) -> Void) {
-        self.closer.withLock { $0 = closer }
+        self.closer.withLock { $0 = Closer(closer) }
     }
 
     /// Closes with `code` (the first code asked for wins).
@@ -90,7 +96,7 @@ final class Connection: Sendable {
             return true
         }
         guard first, let closer = self.closer.withLock({ $0 }) else { return }
-        closer(code, reason)
+        closer.close(code, reason)
     }
 }
 

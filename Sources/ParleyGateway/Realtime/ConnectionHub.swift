@@ -110,7 +110,15 @@ final class SubscriptionManager: Sendable {
     private let logger: Logger
     private let requests: AsyncStream<CheckedContinuation<Void, Never>>
     private let continuation: AsyncStream<CheckedContinuation<Void, Never>>.Continuation
-    private let wanted = Mutex<(@Sendable () -> Set<String>)?>(nil)
+    /// Boxed: a closure kept directly in a Mutex is re-wrapped in conversion
+    /// thunks on every `withLock` (inout of a generic value), and the chain
+    /// grows with each call — each pass got slower than the one before.
+    private final class Provider: Sendable {
+        let wanted: @Sendable () -> Set<String>
+        init(_ wanted: @escaping @Sendable () -> Set<String>) { self.wanted = wanted }
+    }
+
+    private let wanted = Mutex<Provider?>(nil)
 
     init(subscriber: RedisSubscriber, logger: Logger) {
         self.subscriber = subscriber
@@ -119,7 +127,7 @@ final class SubscriptionManager: Sendable {
     }
 
     func setWanted(_ provider: @escaping @Sendable () -> Set<String>) {
-        self.wanted.withLock { $0 = provider }
+        self.wanted.withLock { $0 = Provider(provider) }
     }
 
     /// Returns once a pass that started after this call has been applied.
@@ -133,7 +141,7 @@ final class SubscriptionManager: Sendable {
         var applied = Set<String>()
         var iterator = self.requests.makeAsyncIterator()
         while let first = await iterator.next() {
-            let wanted = self.wanted.withLock { $0 }?() ?? []
+            let wanted = self.wanted.withLock { $0 }?.wanted() ?? []
             let toAdd = wanted.subtracting(applied)
             let toRemove = applied.subtracting(wanted)
             do {
