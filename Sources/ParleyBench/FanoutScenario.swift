@@ -95,7 +95,7 @@ public struct FanoutScenario: Sendable {
                 }
                 let frame = #"{"type":"send","ref":"\#(index)","chat_id":"\#(chatOfUser[sender])","client_id":"\#(clientID)","body":"m\#(index)"}"#
                 do {
-                    try await sockets[sender].send(frame)
+                    try sockets[sender].send(frame)
                 } catch {
                     live.withLock { $0.errors["socket_closed", default: 0] += 1 }
                 }
