@@ -74,6 +74,12 @@ final class BenchSocket: Sendable {
             socket.state.withLock { $0.closed = true }
             ready.fail(BenchError("closed before ready (code \(socket.closeCode.map(String.init) ?? "none"))"))
         }
+        // a gateway that upgrades but never answers hello must not hang the run
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(30)) {
+            ready.fail(BenchError("no ready within 30 s of hello"))
+            channel.close(promise: nil)
+        }
+        defer { timeout.cancel() }
         try await ready.futureResult.get()
         return socket
     }

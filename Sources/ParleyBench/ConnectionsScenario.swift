@@ -52,7 +52,7 @@ public struct ConnectionsScenario: Sendable {
 
         var report = BenchReport(scenario: "connections")
         report.parameters = [("connections", .count(self.connections)), ("per_user", .count(self.perUser)), ("hold_s", .number(self.hold.seconds, ""))]
-        let perConnection = Double(after - before) / Double(self.connections)
+        let perConnection = Double(after - before) / Double(max(1, sockets.count - closedEarly))
         report.results = [
             ("open_connections", .count(sockets.count - closedEarly)),
             ("connects_per_s", .rate(Double(self.connections) / connectTime.seconds)),

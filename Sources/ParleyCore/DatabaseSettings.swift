@@ -54,7 +54,12 @@ public struct DatabaseSettings: Sendable {
         try DatabaseSettings(url: reader.required(Self.variable, hint: "set it or pass --database-url, e.g. postgres://parley@127.0.0.1:5432/parley"))
     }
 
-    public var clientConfiguration: PostgresClient.Configuration {
+    public var clientConfiguration: PostgresClient.Configuration { self.clientConfiguration(lockTimeout: nil) }
+
+    /// `lockTimeout`: the longest any statement of these sessions waits for a
+    /// row lock before failing (the gateway's sends give up before their own
+    /// deadline, so a batch they report as failed is never committed later).
+    public func clientConfiguration(lockTimeout: Duration?) -> PostgresClient.Configuration {
         var configuration = PostgresClient.Configuration(
             host: self.host,
             port: self.port,
@@ -69,6 +74,10 @@ public struct DatabaseSettings: Sendable {
         // locks (a chat's lock stops every send to that chat): the server
         // ends such a session after 15 s.
         configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "15000")]
+        if let lockTimeout {
+            let milliseconds = lockTimeout.components.seconds * 1000 + lockTimeout.components.attoseconds / 1_000_000_000_000_000
+            configuration.options.additionalStartupParameters.append(("lock_timeout", String(milliseconds)))
+        }
         return configuration
     }
 }

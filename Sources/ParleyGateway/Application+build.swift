@@ -23,7 +23,8 @@ public struct GatewayDependencies: Sendable {
         limits: AccountLimits = AccountLimits(), passwordCost: PasswordHasher.Cost = .owaspMinimum
     ) async {
         self.configuration = configuration
-        self.postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+        // row locks are waited for at most 5 s: under the send writer's 10 s deadline
+        self.postgres = PostgresClient(configuration: configuration.database.clientConfiguration(lockTimeout: .seconds(5)), backgroundLogger: logger)
         self.redis = RedisClient(configuration: configuration.redis, logger: logger)
         self.metrics = metrics
         let store = AccountStore(client: self.postgres, logger: logger)

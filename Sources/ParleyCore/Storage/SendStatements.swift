@@ -6,6 +6,11 @@ import PostgresNIO
 /// every batch (planning was about half of their server time).
 enum SendStatements {
     /// Locks the chats in id order and says which of the senders are members.
+    /// The membership rows come from the statement's snapshot, taken before
+    /// any lock wait: a membership change that commits during the wait is
+    /// not seen (a send racing a removal by milliseconds may still be stored,
+    /// one racing an addition is refused and retried). One statement instead
+    /// of two keeps the chat locks held for one round trip less.
     struct LockChats: PostgresPreparedStatement {
         static let sql = """
             SELECT c.id, c.last_seq, m.user_id FROM chats c

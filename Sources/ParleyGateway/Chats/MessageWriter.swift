@@ -14,12 +14,13 @@ import Synchronization
 ///
 /// After a batch commits, for each send in order the writer runs its
 /// `onStored` (the WebSocket ack goes out there, before the message event),
-/// then publishes the batch's new messages in one pipelined Redis round trip
-/// (in seq order per chat), then completes the sends. A failed transaction
+/// then publishes the batch's messages (resends included) in one pipelined
+/// Redis round trip (in seq order per chat), then completes the sends. A failed transaction
 /// fails every send of its batch and stores none of them; the clients resend
 /// with the same `client_id`. A batch that takes longer than `timeout` fails
-/// the same way (its transaction may still commit: a resend then returns the
-/// stored message), so that one stalled batch never stops the writer.
+/// the same way, so that one stalled batch never stops the writer; the
+/// gateway's sessions wait at most 5 s for a row lock, so such a batch has
+/// normally rolled back, and if it did commit, the resend publishes it.
 public final class MessageWriter: Sendable {
     public typealias OnStored = @Sendable (MessageRecord) async -> Void
 
@@ -92,11 +93,11 @@ public final class MessageWriter: Sendable {
         do {
             outcomes = try await withDeadline(self.timeout) { [store = self.store] in try await store.send(batch: sends) }
         } catch {
-            var failure = error
-            if error is DeadlineExceeded {
-                batch[0].logger.error("a batch of sends did not commit in time; failing it", metadata: ["sends": "\(batch.count)", "timeout": "\(self.timeout)"])
-                failure = APIError.unavailable("the message was not stored in time; resend it with the same client_id", retryAfter: 1)
-            }
+            // PostgreSQL down, a lock wait over the limit, or the deadline: nothing of
+            // the batch is stored (or, past the deadline, will be announced on resend)
+            let reason = error is DeadlineExceeded ? "did not commit within \(self.timeout)" : "failed"
+            batch[0].logger.error("a batch of sends \(reason); failing its sends", metadata: ["sends": "\(batch.count)", "error": "\(error)"])
+            let failure = APIError.unavailable("the message was not stored; resend it with the same client_id", retryAfter: 1)
             for pending in batch { pending.continuation.resume(throwing: failure) }
             return
         }
@@ -110,7 +111,9 @@ public final class MessageWriter: Sendable {
         for (pending, outcome) in zip(batch, outcomes) {
             guard case .success(let result) = outcome else { continue }
             await pending.onStored(result.message)
-            if result.created { events.append(.messageCreated(result.message)) }
+            // Resends too: if the first attempt committed but was reported as failed
+            // (deadline), this is its only announcement. Receivers drop seqs they already have.
+            events.append(.messageCreated(result.message))
         }
         if !events.isEmpty {
             // committed: a publish that fails or stalls only delays the events (clients catch up from PostgreSQL)
