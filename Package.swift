@@ -225,7 +225,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyMailerTests",
-            dependencies: ["ParleyMailer", "ParleyCore"],
+            dependencies: ["ParleyMailer", "ParleyCore", "HiredisNIO", "ParleyTestSupport"],
             swiftSettings: upcoming
         ),
         // Real `parley` processes against the real servers.

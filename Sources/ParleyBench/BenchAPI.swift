@@ -69,7 +69,7 @@ func parallel<T: Sendable>(
                 var done: [(Int, T)] = []
                 for index in stride(from: lane, to: count, by: lanes) {
                     let urlIndex = index % urls.count
-                    if apis[urlIndex] == nil { apis[urlIndex] = try await BenchAPI.connect(urls[urlIndex], clientIndex: lane * 7 + urlIndex + 1) }
+                    if apis[urlIndex] == nil { apis[urlIndex] = try await BenchAPI.connect(urls[urlIndex], clientIndex: lane * urls.count + urlIndex + 1) }
                     done.append((index, try await job(apis[urlIndex]!, index)))
                     progress.step(label, total: count)
                 }
@@ -80,4 +80,52 @@ func parallel<T: Sendable>(
         for try await part in group { for (index, value) in part { results[index] = value } }
         return results.map { $0! }
     }
+}
+
+/// What `closedLoop` measured.
+struct ClosedLoop {
+    var latency: Latency
+    var rate: Double
+    var failed: Int
+}
+
+/// `clients` clients, each on its own connection, doing `call` back to back
+/// for `duration` (closed loop); `call` returns whether the answer was the
+/// expected one. Client `c` is called with indices c, c + clients, …
+func closedLoop(
+    clients: Int, urls: [URL], duration: Duration, progress: Progress, label: String,
+    _ call: @escaping @Sendable (BenchAPI, Int) async throws -> Bool
+) async throws -> ClosedLoop {
+    let latency = Locked(Latency())
+    let failed = Locked(0)
+    let started = ContinuousClock.now
+    let end = started + duration
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for client in 0..<clients {
+            group.addTask {
+                let api = try await BenchAPI.connect(urls[client % urls.count], clientIndex: 1000 + client)
+                defer { Task { await api.close() } }
+                var local = Latency()
+                var index = client
+                while ContinuousClock.now < end {
+                    let sent = ContinuousClock.now
+                    let ok = try await call(api, index)
+                    local.record(ContinuousClock.now - sent)
+                    if !ok { failed.withLock { $0 += 1 } }
+                    index += clients
+                }
+                latency.withLock { $0.add(local) }
+            }
+        }
+        group.addTask {
+            while ContinuousClock.now < end {
+                try await Task.sleep(for: .seconds(1))
+                progress.show("\(label) t=\(Int((ContinuousClock.now - started).seconds))s")
+            }
+        }
+        try await group.waitForAll()
+    }
+    progress.done()
+    let result = latency.withLock { $0 }
+    return ClosedLoop(latency: result, rate: Double(result.count) / (ContinuousClock.now - started).seconds, failed: failed.withLock { $0 })
 }

@@ -3,7 +3,6 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
-import Synchronization
 
 /// An authenticated WebSocket to a gateway, as a client opens it: `hello`
 /// with the access token, then `ready`. Every later text frame goes to
@@ -19,11 +18,12 @@ final class BenchSocket: Sendable {
     }
 
     let channel: any Channel
-    private let state: Mutex<State>
+    /// Shared with the socket's frame handler, which records the server's close code.
+    private let state: Locked<State>
 
-    private init(channel: any Channel) {
+    private init(channel: any Channel, state: Locked<State>) {
         self.channel = channel
-        self.state = Mutex(State())
+        self.state = state
     }
 
     /// Opens `ws://…/v1/ws` of the gateway at `base` (http://host:port) and waits for `ready`.
@@ -32,7 +32,7 @@ final class BenchSocket: Sendable {
         let port = base.port ?? 80
         let hello = String(decoding: try JSONSerialization.data(withJSONObject: ["type": "hello", "token": token]), as: UTF8.self)
         let ready = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)  // completing twice is a no-op
-        let box = Locked<BenchSocket?>(nil)
+        let state = Locked(State())
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -46,7 +46,7 @@ final class BenchSocket: Sendable {
                                 channel.eventLoop.makeCompletedFuture {
                                     try channel.pipeline.syncOperations.addHandler(
                                         FrameHandler(hello: hello, ready: ready, onFrame: onFrame) { code in
-                                            box.withLock { $0 }?.state.withLock {
+                                            state.withLock {
                                                 $0.closed = true
                                                 if $0.closeCode == nil { $0.closeCode = code }
                                             }
@@ -57,10 +57,10 @@ final class BenchSocket: Sendable {
                         )
                         try channel.pipeline.syncOperations.addHTTPClientHandlers(
                             withClientUpgrade: (upgraders: [upgrader], completionHandler: { context in
-                                context.pipeline.syncOperations.removeHandler(request, promise: nil)
+                                context.pipeline.removeHandler(name: UpgradeRequestHandler.name, promise: nil)
                             })
                         )
-                        try channel.pipeline.syncOperations.addHandler(request)
+                        try channel.pipeline.syncOperations.addHandler(request, name: UpgradeRequestHandler.name)
                     }
                 }
                 .connect(host: host, port: port).get()
@@ -68,8 +68,7 @@ final class BenchSocket: Sendable {
             ready.fail(error)
             throw error
         }
-        let socket = BenchSocket(channel: channel)
-        box.withLock { $0 = socket }
+        let socket = BenchSocket(channel: channel, state: state)
         channel.closeFuture.whenComplete { _ in
             socket.state.withLock { $0.closed = true }
             ready.fail(BenchError("closed before ready (code \(socket.closeCode.map(String.init) ?? "none"))"))
@@ -116,6 +115,7 @@ final class BenchSocket: Sendable {
 private final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundOut = HTTPClientRequestPart
+    static let name = "bench.upgrade-request"
     let host: String
 
     init(host: String) {
@@ -165,7 +165,7 @@ private final class FrameHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var frame = self.unwrapInboundIn(data)
+        let frame = self.unwrapInboundIn(data)
         switch frame.opcode {
         case .text, .continuation:
             var data = frame.unmaskedData
@@ -201,7 +201,6 @@ private final class FrameHandler: ChannelInboundHandler {
         default:
             break
         }
-        _ = frame
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -42,47 +42,20 @@ public struct HistoryScenario: Sendable {
         guard (page.json["messages"] as? [Any])?.count == 50 else { throw BenchError("history: expected a page of 50 messages") }
         await check.close()
 
-        let latency = Locked(Latency())
-        let failures = Locked(0)
-        let started = ContinuousClock.now
-        let end = started + self.duration
-        let urls = self.urls
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for reader in 0..<self.readers {
-                group.addTask {
-                    let api = try await BenchAPI.connect(urls[reader % urls.count], clientIndex: 100 + reader)
-                    defer { Task { await api.close() } }
-                    var local = Latency()
-                    while ContinuousClock.now < end {
-                        let sent = ContinuousClock.now
-                        let response = try await api.call(.GET, path, token: users[reader % 2].token)
-                        local.record(ContinuousClock.now - sent)
-                        if response.status != 200 { failures.withLock { $0 += 1 } }
-                    }
-                    latency.withLock { $0.add(local) }
-                }
-            }
-            group.addTask {
-                while ContinuousClock.now < end {
-                    try await Task.sleep(for: .seconds(1))
-                    progress.show(String(format: "reading t=%.0fs", (ContinuousClock.now - started).seconds))
-                }
-            }
-            try await group.waitForAll()
+        let reads = try await closedLoop(clients: self.readers, urls: self.urls, duration: self.duration, progress: progress, label: "reading") { api, index in
+            try await api.call(.GET, path, token: users[index % 2].token).status == 200
         }
-        progress.done()
-        let elapsed = (ContinuousClock.now - started).seconds
-        let summary = latency.withLock { $0.summary }
+        let summary = reads.latency.summary
         var report = BenchReport(scenario: "history")
         report.parameters = [("messages", .count(self.messages)), ("readers", .count(self.readers)), ("page", .count(50)), ("duration_s", .number(self.duration.seconds, ""))]
         report.results = [
             ("requests", .count(Int(summary.count))),
-            ("requests_per_s", .rate(Double(summary.count) / elapsed)),
-            ("failed_requests", .count(failures.withLock { $0 })),
+            ("requests_per_s", .rate(reads.rate)),
+            ("failed_requests", .count(reads.failed)),
             ("seed_sends_per_s", .rate(Double(self.messages) / seedTime.seconds)),
         ]
         report.latencies = [("latest_page", summary)]
-        if failures.withLock({ $0 }) > 0 { report.failures.append("\(failures.withLock { $0 }) history requests failed") }
+        if reads.failed > 0 { report.failures.append("\(reads.failed) history requests failed") }
         return report
     }
 }

@@ -28,7 +28,7 @@ public struct LoginScenario: Sendable {
 
         var report = BenchReport(scenario: "login")
         report.parameters = [("users", .count(self.users)), ("concurrency", .count(self.concurrency)), ("duration_s", .number(self.duration.seconds, ""))]
-        let logins = try await self.closedLoop(progress: progress, label: "logging in") { api, index in
+        let logins = try await closedLoop(clients: self.concurrency, urls: self.urls, duration: self.duration, progress: progress, label: "logging in") { api, index in
             let user = users[index % users.count]
             let response = try await api.call(.POST, "/v1/auth/login", json: ["email": user.email, "password": BenchAPI.password])
             return response.status == 200
@@ -69,44 +69,6 @@ public struct LoginScenario: Sendable {
         report.latencies.append(("otp_verify", verified.withLock { $0.summary }))
         if failures > 0 { report.failures.append("\(failures) code verifications failed") }
         return report
-    }
-
-    struct ClosedLoop {
-        var latency: Latency
-        var rate: Double
-        var failed: Int
-    }
-
-    /// `concurrency` clients doing `call` back to back for `duration`.
-    func closedLoop(progress: Progress, label: String, _ call: @escaping @Sendable (BenchAPI, Int) async throws -> Bool) async throws -> ClosedLoop {
-        let latency = Locked(Latency())
-        let failed = Locked(0)
-        let started = ContinuousClock.now
-        let end = started + self.duration
-        let urls = self.urls
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for client in 0..<self.concurrency {
-                group.addTask {
-                    let api = try await BenchAPI.connect(urls[client % urls.count], clientIndex: 50 + client)
-                    defer { Task { await api.close() } }
-                    var local = Latency()
-                    var index = client
-                    while ContinuousClock.now < end {
-                        let sent = ContinuousClock.now
-                        let ok = try await call(api, index)
-                        local.record(ContinuousClock.now - sent)
-                        if !ok { failed.withLock { $0 += 1 } }
-                        index += self.concurrency
-                    }
-                    latency.withLock { $0.add(local) }
-                }
-            }
-            try await group.waitForAll()
-        }
-        progress.show("\(label): done")
-        let elapsed = (ContinuousClock.now - started).seconds
-        let result = latency.withLock { $0 }
-        return ClosedLoop(latency: result, rate: Double(result.count) / elapsed, failed: failed.withLock { $0 })
     }
 
     /// Reads the sign-in codes mailed to `emails` from the mailer's outbox folder.

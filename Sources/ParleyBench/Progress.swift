@@ -33,16 +33,3 @@ final class Progress: Sendable {
         if self.interactive { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
-
-/// A value shared between tasks and NIO callbacks, behind a lock.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-
-    init(_ value: Value) {
-        self.mutex = Mutex(value)
-    }
-
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        try self.mutex.withLock { try body(&$0) }
-    }
-}

@@ -75,8 +75,7 @@ public struct DatabaseSettings: Sendable {
         // ends such a session after 15 s.
         configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "15000")]
         if let lockTimeout {
-            let milliseconds = lockTimeout.components.seconds * 1000 + lockTimeout.components.attoseconds / 1_000_000_000_000_000
-            configuration.options.additionalStartupParameters.append(("lock_timeout", String(milliseconds)))
+            configuration.options.additionalStartupParameters.append(("lock_timeout", String(lockTimeout.milliseconds)))
         }
         return configuration
     }

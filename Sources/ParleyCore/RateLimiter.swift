@@ -11,10 +11,7 @@ public struct RateLimitRule: Sendable, Hashable {
         self.window = window
     }
 
-    var windowMilliseconds: Int64 {
-        let c = self.window.components
-        return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
-    }
+    var windowMilliseconds: Int64 { self.window.milliseconds }
 }
 
 public enum RateLimitDecision: Sendable, Hashable {

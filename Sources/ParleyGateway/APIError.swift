@@ -29,7 +29,18 @@ public struct APIError: Error, Sendable {
         APIError(.serviceUnavailable, "unavailable", detail, retryAfter: retryAfter, extra: extra)
     }
 
+    /// A WebSocket upgrade from a browser origin that is not allowed.
+    static let forbiddenOrigin = APIError(.forbidden, "forbidden_origin", "this Origin may not open WebSockets (PARLEY_ALLOWED_ORIGINS)")
+
     public func response() -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/problem+json"
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        return Response(status: self.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: self.body())))
+    }
+
+    /// The problem+json document.
+    func body() -> Data {
         var object: [String: Any] = [
             "type": "about:blank",
             "title": self.status.reasonPhrase.isEmpty ? "Error" : self.status.reasonPhrase,
@@ -38,11 +49,7 @@ public struct APIError: Error, Sendable {
             "detail": self.detail,
         ]
         for (key, value) in self.extra where object[key] == nil { object[key] = value }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        var headers = HTTPFields()
-        headers[.contentType] = "application/problem+json"
-        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        return Response(status: self.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
     }
 }
 

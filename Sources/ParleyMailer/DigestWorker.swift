@@ -28,6 +28,7 @@ public final class DigestWorker: Service {
     let postgres: PostgresClient
     let transport: any MailTransport
     let logger: Logger
+    let sent = Counter(label: "parley_mails_sent_total", dimensions: [("kind", "digest")])
 
     public init(configuration: MailerConfiguration, redis: RedisClient, postgres: PostgresClient, transport: any MailTransport, logger: Logger) {
         self.configuration = configuration
@@ -37,7 +38,7 @@ public final class DigestWorker: Service {
         self.logger = logger
     }
 
-    var delayMilliseconds: Int64 { Int64(self.configuration.digestDelay.components.seconds * 1000 + self.configuration.digestDelay.components.attoseconds / 1_000_000_000_000_000) }
+    var delayMilliseconds: Int64 { self.configuration.digestDelay.milliseconds }
 
     public func run() async throws {
         try await self.redis.xgroupCreate(Self.stream, group: Self.group, startID: "$")
@@ -52,41 +53,25 @@ public final class DigestWorker: Service {
 
     // MARK: scheduling
 
+    /// Events come in reads of up to 500; once caught up, they gather for
+    /// 250 ms between reads (digests are due minutes later), so each round
+    /// is one PostgreSQL query and two Redis round trips for hundreds of
+    /// messages. A round that fails leaves its events pending: they are
+    /// claimed and scheduled again after `retryAfter`.
     func consumeEvents() async throws {
-        try await self.redis.withDedicatedConnection { connection in
-            var cursor = "0"
-            while !Task.isCancelled {
-                let entries: [RedisStreamEntry]
-                do {
-                    entries = try await connection.xreadgroup(
-                        Self.stream, group: Self.group, consumer: self.configuration.consumer, id: cursor, count: Self.readCount,
-                        blockMilliseconds: cursor == ">" ? 1000 : nil
-                    )
-                } catch {
-                    self.logger.warning("reading the message events failed; retrying", metadata: ["error": "\(error)"])
-                    try await Task.sleep(for: .seconds(1))
-                    continue
-                }
-                let readingOwnPending = cursor != ">"
-                if !entries.isEmpty {
-                    do {
-                        // one PostgreSQL query and two Redis round trips per read, however many events it brought
-                        try await self.schedule(entries)
-                        try await self.redis.xack(Self.stream, group: Self.group, ids: entries.map(\.id))
-                    } catch {
-                        self.logger.warning("could not schedule digests; the events stay pending", metadata: ["error": "\(error)"])
-                    }
-                }
-                if readingOwnPending { cursor = entries.last?.id ?? ">" }
-                // Caught up: let events gather for a moment (digests are due minutes later), so
-                // that each round serves hundreds of messages instead of one at a time.
-                if !readingOwnPending && entries.count < Self.readCount { try await Task.sleep(for: Self.gatherTime) }
+        let consumer = StreamGroupConsumer(
+            redis: self.redis, stream: Self.stream, group: Self.group, consumer: self.configuration.consumer, count: 500,
+            claimIdle: self.configuration.retryAfter, gather: .milliseconds(250), logger: self.logger
+        )
+        try await consumer.run { entries, _ in
+            do {
+                try await self.schedule(entries)
+                try await self.redis.xack(Self.stream, group: Self.group, ids: entries.map(\.id))
+            } catch {
+                self.logger.warning("could not schedule digests; the events stay pending and are tried again", metadata: ["error": "\(error)"])
             }
         }
     }
-
-    static let readCount = 500
-    static let gatherTime: Duration = .milliseconds(250)
 
     /// Schedules the digests that new messages call for: every other member
     /// of the chat with notifications on, who has not read the message and
@@ -115,10 +100,9 @@ public final class DigestWorker: Service {
             recipients.append(id)
         }
         guard !recipients.isEmpty else { return }
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let online = try await self.redis.pipeline(recipients.map { RedisCommand("ZCOUNT", [.string(PresenceKeys.user($0)), RedisArgument(now), "+inf"]) })
-        let dueAt = now + self.delayMilliseconds
-        let offline = zip(recipients, online).filter { ($0.1.int ?? 0) == 0 }.map(\.0)
+        let online = Set(try await PresenceKeys.online(recipients, redis: self.redis))
+        let dueAt = Int64(Date().timeIntervalSince1970 * 1000) + self.delayMilliseconds
+        let offline = recipients.filter { !online.contains($0) }
         guard !offline.isEmpty else { return }
         // NX: a user with a digest already pending keeps its time; these messages join it
         _ = try await self.redis.send(RedisCommand("ZADD", [.string(Self.due), "NX"] + offline.flatMap { [RedisArgument(dueAt), .string($0.uuidString.lowercased())] }))
@@ -140,7 +124,7 @@ public final class DigestWorker: Service {
                     _ = try await self.redis.zrem(Self.due, [user])
                 } catch {
                     self.logger.warning("digest failed; retrying later", metadata: ["error": "\(error)"])
-                    try? await self.redis.zadd(Self.due, [(score: Double(now + 30_000), member: user)])
+                    _ = try? await self.redis.zadd(Self.due, [(score: Double(now + 30_000), member: user)])
                 }
             }
         }
@@ -192,7 +176,7 @@ public final class DigestWorker: Service {
             chats.append(ChatDigest(chatID: chatID, title: name, unread: lastSeq - lastRead, previouslyMailed: mailed, throughSeq: lastSeq, messages: []))
         }
         for index in chats.indices {
-            let after = max(chats[index].previouslyMailed ?? 0, 0)
+            let after = chats[index].previouslyMailed ?? 0
             var newest: [(String, String)] = []
             for try await (sender, body) in try await self.postgres.query(
                 """
@@ -237,7 +221,7 @@ public final class DigestWorker: Service {
         guard fresh else { return }
         do {
             try await self.transport.send(Self.digestMail(chats, to: .init(email: recipient.email, name: recipient.name), from: self.configuration.from, messageID: "\(UUID.v7().lowercased)@parley"))
-            Counter(label: "parley_mails_sent_total", dimensions: [("kind", "digest")]).increment()
+            self.sent.increment()
             self.logger.info("digest sent", metadata: ["user.id": "\(userID.uuidString.lowercased())", "digest.chats": "\(chats.count)"])
         } catch {
             // not sent: forget the record so that the next attempt mails it

@@ -50,31 +50,13 @@ public final class MailWorker: Service {
         try await self.redis.xgroupCreate(OneTimeCodes.mailStream, group: Self.group, startID: "0")
         self.logger.info("mailer started", metadata: ["mail.transport": "\(self.transport.description)"])
         try await cancelWhenGracefulShutdown {
-            try await self.redis.withDedicatedConnection { connection in
-                // first what this consumer already had (a restart), then new entries
-                var cursor = "0"
-                var lastClaim = ContinuousClock.now
-                while !Task.isCancelled {
-                    let entries: [RedisStreamEntry]
-                    do {
-                        entries = try await connection.xreadgroup(
-                            OneTimeCodes.mailStream, group: Self.group, consumer: self.configuration.consumer, id: cursor, count: 16,
-                            blockMilliseconds: cursor == ">" ? 1000 : nil
-                        )
-                    } catch {
-                        self.logger.warning("reading the mail stream failed; retrying", metadata: ["error": "\(error)"])
-                        try await Task.sleep(for: .seconds(1))
-                        continue
-                    }
-                    let readingOwnPending = cursor != ">"
-                    for entry in entries { await self.process(entry) }
-                    if readingOwnPending { cursor = entries.last?.id ?? ">" }
-                    if ContinuousClock.now - lastClaim >= min(self.configuration.retryAfter / 2, .seconds(5)) {
-                        lastClaim = ContinuousClock.now
-                        await self.claimIdle()
-                        await self.measureLag()
-                    }
-                }
+            let consumer = StreamGroupConsumer(
+                redis: self.redis, stream: OneTimeCodes.mailStream, group: Self.group, consumer: self.configuration.consumer, count: 16,
+                claimIdle: self.configuration.retryAfter, logger: self.logger
+            )
+            try await consumer.run(tick: { await self.measureLag() }) { entries, claimed in
+                if claimed { self.retried.increment(by: entries.count) }
+                for entry in entries { await self.process(entry) }
             }
         }
     }
@@ -94,20 +76,6 @@ public final class MailWorker: Service {
             if let lag = info["lag"]?.int { self.lag.record(lag) }
             if let pending = info["pending"]?.int { self.pending.record(pending) }
         }
-    }
-
-    /// Takes over entries nobody acknowledged for `retryAfter` and tries them again.
-    func claimIdle() async {
-        let idle = Int(self.configuration.retryAfter.components.seconds * 1000 + self.configuration.retryAfter.components.attoseconds / 1_000_000_000_000_000)
-        var start = "0-0"
-        repeat {
-            guard let claimed = try? await self.redis.xautoclaim(
-                OneTimeCodes.mailStream, group: Self.group, consumer: self.configuration.consumer, minIdleMilliseconds: idle, start: start, count: 50
-            ) else { return }
-            if !claimed.entries.isEmpty { self.retried.increment(by: claimed.entries.count) }
-            for entry in claimed.entries { await self.process(entry) }
-            start = claimed.next
-        } while start != "0-0"
     }
 
     func process(_ entry: RedisStreamEntry) async {

@@ -29,10 +29,9 @@ struct MailerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runCommand {
-            let reader = self.common.settings(self.redis.overlay)
+            let reader = self.common.settings(self.redis.overlay.merging(["PARLEY_MAILER_METRICS_PORT": self.metricsPort]) { $1 })
             let configuration = try MailerConfiguration.load(reader)
-            let port = try SettingsReader(["PARLEY_MAILER_METRICS_PORT": self.metricsPort ?? ProcessInfo.processInfo.environment["PARLEY_MAILER_METRICS_PORT"]].compactMapValues { $0 })
-                .integer("PARLEY_MAILER_METRICS_PORT", default: -1, range: -1...65535)
+            let port = try reader.integer("PARLEY_MAILER_METRICS_PORT", default: -1, range: -1...65535)
             let logger = bootstrapLogging(level: try LogSettings.load(reader), label: "parley.mailer")
             // before any worker creates its counters
             var registry: PrometheusCollectorRegistry?

@@ -173,6 +173,21 @@ import Testing
         }
     }
 
+    @Test func successfulLoginsDoNotCountAgainstTheLimit() async throws {
+        var limits = AccountLimits()
+        limits.loginFailures = [RateLimitRule(3, per: .seconds(900))]
+        try await self.live(limits: limits) { raw in
+            let api = APITestClient(raw)
+            let email = APITestClient.uniqueEmail("regular")
+            _ = try await api.register(email: email)
+            // each attempt reserves a slot before the password check; a success gives it back
+            for _ in 0..<4 {
+                #expect(try await api.call(.post, "/v1/auth/login", json: ["email": email, "password": "correct horse battery"]).status == 200)
+            }
+            #expect(try await api.call(.post, "/v1/auth/login", json: ["email": email, "password": "wrong password!"]).status == 401)
+        }
+    }
+
     @Test func emailCodeSignsInAndCreatesTheAccount() async throws {
         try await self.live { raw in
             let api = APITestClient(raw)

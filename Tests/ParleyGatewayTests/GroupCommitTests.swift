@@ -155,6 +155,54 @@ import Testing
             }
         }
     }
+
+    @Test func aStalledStoreFailsItsBatchAndTheWriterGoesOn() async throws {
+        // a client that is never run: every query waits forever, as on a hung connection
+        let stalled = PostgresClient(configuration: try TestEnvironment.databaseSettings().clientConfiguration, backgroundLogger: TestEnvironment.logger)
+        let dependencies = try await GatewayTestSupport.dependencies()
+        let writer = MessageWriter(
+            store: ChatStore(client: stalled, logger: TestEnvironment.logger), publisher: dependencies.chats.publisher, timeout: .milliseconds(300)
+        )
+        for _ in 0..<3 {
+            let started = ContinuousClock.now
+            do {
+                _ = try await writer.send(NewMessage(chatID: UUID(), senderID: UUID(), clientID: UUID(), body: "x"), logger: TestEnvironment.logger) { _ in
+                    Issue.record("nothing was stored")
+                }
+                Issue.record("a stalled store must fail the send")
+            } catch let error as APIError {
+                #expect(error.status == .serviceUnavailable)
+                #expect(error.code == "unavailable")
+            }
+            #expect(ContinuousClock.now - started < .seconds(3), "each send fails after the timeout, none waits for another")
+        }
+        #expect(writer.written.batches == 0)
+    }
+
+    @Test func aChatLockedTooLongAnswersUnavailableAndTheResendIsStoredOnce() async throws {
+        try await self.withStore { api, _ in
+            let chats = ChatsTests()
+            let owner = try await chats.user(api, "Owner")
+            let chat = try await chats.group(api, owner: owner, members: [])
+            let clientID = UUID().uuidString.lowercased()
+            // another session holds the chat's row lock for longer than the gateway waits (5 s)
+            try await withPostgresClient(try TestEnvironment.databaseSettings()) { postgres in
+                try await postgres.withTransaction(logger: TestEnvironment.logger) { connection in
+                    try await connection.query("SELECT 1 FROM chats WHERE id = \(UUID(uuidString: chat)!) FOR UPDATE", logger: TestEnvironment.logger)
+                    let started = ContinuousClock.now
+                    let refused = try await chats.send(api, chat, owner, "while locked", clientID: clientID)
+                    #expect(refused.status == 503, "\(refused.text)")
+                    #expect(refused.code == "unavailable")
+                    #expect(ContinuousClock.now - started < .seconds(9), "the lock wait ends before the writer's own deadline")
+                }
+            }
+            let stored = try await chats.send(api, chat, owner, "while locked", clientID: clientID)
+            #expect(stored.status == 201, "\(stored.text)")
+            #expect(try await chats.send(api, chat, owner, "while locked", clientID: clientID).status == 200)
+            let page = try await api.call(.get, "/v1/chats/\(chat)/messages", token: owner.token)
+            #expect((page.json["messages"] as? [[String: Any]])?.count == 1)
+        }
+    }
 }
 
 /// A thread-safe counter for callbacks.

@@ -70,14 +70,25 @@ public struct AccountStore: Sendable {
     /// and their sessions are revoked (returned, to be announced).
     public func upsertVerifiedUser(email: String, displayName: String) async throws -> (user: UserRecord, revokedSessions: [UUID]) {
         try await self.client.transaction(logger: self.logger) { connection in
+            // Insert first: if a registration of this email is in flight, the insert
+            // waits for it and then does nothing, and the next statement (a new
+            // snapshot) sees that row, so it cannot slip past the takeover below.
+            try await connection.query(
+                """
+                INSERT INTO users (id, email, display_name, email_verified) VALUES (\(UUID.v7()), \(email), \(displayName), true)
+                ON CONFLICT (email) DO NOTHING
+                """,
+                logger: self.logger
+            )
             var existing: (id: UUID, verified: Bool)?
             for try await row in try await connection.query(
                 "SELECT id, email_verified FROM users WHERE email = \(email) FOR UPDATE", logger: self.logger
             ).decode((UUID, Bool).self) {
                 existing = (row.0, row.1)
             }
+            guard let existing else { throw StoreError("the verified account is missing") }
             var revoked: [UUID] = []
-            if let existing, !existing.verified {
+            if !existing.verified {
                 try await connection.query(
                     "UPDATE users SET password_hash = NULL, email_verified = true, updated_at = now() WHERE id = \(existing.id)", logger: self.logger
                 )
@@ -90,14 +101,6 @@ public struct AccountStore: Sendable {
                 ).decode(UUID.self) {
                     revoked.append(id)
                 }
-            } else if existing == nil {
-                try await connection.query(
-                    """
-                    INSERT INTO users (id, email, display_name, email_verified) VALUES (\(UUID.v7()), \(email), \(displayName), true)
-                    ON CONFLICT (email) DO NOTHING
-                    """,
-                    logger: self.logger
-                )
             }
             var user: UserRecord?
             for try await row in try await connection.query(

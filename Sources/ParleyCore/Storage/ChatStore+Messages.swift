@@ -27,12 +27,6 @@ public struct NewMessage: Sendable {
 public typealias SendOutcome = Result<(message: MessageRecord, created: Bool), ChatError>
 
 extension ChatStore {
-    /// Stores a message with the chat's next seq, or returns the message this
-    /// sender already sent with the same client id (`created` false).
-    public func send(_ new: NewMessage) async throws -> (message: MessageRecord, created: Bool) {
-        try await self.send(batch: [new])[0].get()
-    }
-
     /// Stores several sends in one transaction (group commit), in a fixed
     /// number of statements whatever the batch size. Each send gets its chat's
     /// next seq in the order given, the original message for a resend (also

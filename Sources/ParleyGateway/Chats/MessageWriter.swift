@@ -115,11 +115,9 @@ public final class MessageWriter: Sendable {
             // (deadline), this is its only announcement. Receivers drop seqs they already have.
             events.append(.messageCreated(result.message))
         }
-        if !events.isEmpty {
-            // committed: a publish that fails or stalls only delays the events (clients catch up from PostgreSQL)
-            let (publisher, logger, created) = (self.publisher, batch[0].logger, events)
-            _ = try? await withDeadline(self.timeout) { await publisher.publish(created, logger: logger) }
-        }
+        // committed: a publish that fails only delays the events (clients catch up
+        // from PostgreSQL); Redis commands time out on their own
+        if !events.isEmpty { await self.publisher.publish(events, logger: batch[0].logger) }
         for (pending, outcome) in zip(batch, outcomes) {
             pending.continuation.resume(with: outcome.mapError { $0 as any Error })
         }

@@ -86,7 +86,7 @@ final class OriginGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
             if name == "origin" { origins.append(value) }
         }
         guard upgrade, !RealtimeRoutes.originAllowed(origins, allowed: self.allowed) else { return nil }
-        let body = #"{"code":"forbidden_origin","detail":"this Origin may not open WebSockets (PARLEY_ALLOWED_ORIGINS)","status":403,"title":"Forbidden","type":"about:blank"}"#
+        let body = String(decoding: APIError.forbiddenOrigin.body(), as: UTF8.self)
         return "HTTP/1.1 403 Forbidden\r\nContent-Type: application/problem+json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
     }
 }

@@ -24,7 +24,7 @@ struct Presence: Sendable {
 
     static let index = PresenceKeys.index
     static func key(_ userID: UUID) -> String { PresenceKeys.user(userID) }
-    var ttlMilliseconds: Int64 { Int64(self.ttl.components.seconds * 1000) }
+    var ttlMilliseconds: Int64 { self.ttl.milliseconds }
 
     /// Registers a connection; true when it is the user's first (they came online).
     func connected(userID: UUID, connectionID: UUID) async throws -> Bool {
@@ -50,9 +50,7 @@ struct Presence: Sendable {
     }
 
     func online(_ userIDs: [UUID]) async throws -> [UUID] {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let replies = try await self.redis.pipeline(userIDs.map { RedisCommand("ZCOUNT", [.string(Self.key($0)), RedisArgument(now), "+inf"]) })
-        return zip(userIDs, replies).compactMap { ($0.1.int ?? 0) > 0 ? $0.0 : nil }
+        try await PresenceKeys.online(userIDs, redis: self.redis)
     }
 
     /// Refreshes every connection of this instance in one round trip; returns

@@ -44,7 +44,7 @@ struct RealtimeRoutes: Sendable {
     func addHTTPRoutes(to router: Router<ParleyRequestContext>, authenticated: RouterGroup<ParleyRequestContext>) {
         router.get("/v1/ws") { request, _ -> Response in
             guard self.originAllowed(request.headers) else {
-                throw APIError(.forbidden, "forbidden_origin", "this Origin may not open WebSockets (PARLEY_ALLOWED_ORIGINS)")
+                throw APIError.forbiddenOrigin
             }
             throw APIError.badRequest("websocket_required", "GET /v1/ws must be a WebSocket upgrade")
         }

@@ -1,0 +1,70 @@
+import HiredisNIO
+import Logging
+import ParleyCore
+
+/// One consumer of a Redis stream consumer group, as both mail workers use it.
+///
+/// It reads its own pending entries first (what it had read but not
+/// acknowledged before a restart under the same name), then new ones. Every
+/// few seconds it claims the entries nobody acknowledged for `claimIdle`,
+/// its own included: those of a consumer that died (consumer names change
+/// across restarts), and those whose handling failed, which are thus tried
+/// again. `handle` gets each batch and acknowledges what it finished.
+struct StreamGroupConsumer: Sendable {
+    let redis: RedisClient
+    let stream: String
+    let group: String
+    let consumer: String
+    /// Entries per read.
+    let count: Int
+    let claimIdle: Duration
+    /// After a read that found less than `count` new entries, wait this long
+    /// before the next one, so that entries gather into bigger batches.
+    var gather: Duration = .zero
+    let logger: Logger
+
+    /// Runs until cancelled. `claimed` is true for entries taken over by a
+    /// claim; `tick` runs after each claim round.
+    func run(
+        tick: @Sendable () async -> Void = {},
+        _ handle: @Sendable (_ entries: [RedisStreamEntry], _ claimed: Bool) async -> Void
+    ) async throws {
+        try await self.redis.withDedicatedConnection { connection in
+            var cursor = "0"
+            var lastClaim = ContinuousClock.now
+            while !Task.isCancelled {
+                let entries: [RedisStreamEntry]
+                do {
+                    entries = try await connection.xreadgroup(
+                        self.stream, group: self.group, consumer: self.consumer, id: cursor, count: self.count,
+                        blockMilliseconds: cursor == ">" ? 1000 : nil
+                    )
+                } catch {
+                    self.logger.warning("reading the stream failed; retrying", metadata: ["stream": "\(self.stream)", "error": "\(error)"])
+                    try await Task.sleep(for: .seconds(1))
+                    continue
+                }
+                let readingOwnPending = cursor != ">"
+                if !entries.isEmpty { await handle(entries, false) }
+                if readingOwnPending { cursor = entries.last?.id ?? ">" }
+                if ContinuousClock.now - lastClaim >= min(self.claimIdle / 2, .seconds(5)) {
+                    lastClaim = ContinuousClock.now
+                    await self.claim(handle)
+                    await tick()
+                }
+                if !readingOwnPending, entries.count < self.count, self.gather > .zero { try await Task.sleep(for: self.gather) }
+            }
+        }
+    }
+
+    private func claim(_ handle: @Sendable ([RedisStreamEntry], Bool) async -> Void) async {
+        var start = "0-0"
+        repeat {
+            guard let claimed = try? await self.redis.xautoclaim(
+                self.stream, group: self.group, consumer: self.consumer, minIdleMilliseconds: Int(self.claimIdle.milliseconds), start: start, count: 50
+            ) else { return }
+            if !claimed.entries.isEmpty { await handle(claimed.entries, true) }
+            start = claimed.next
+        } while start != "0-0"
+    }
+}
