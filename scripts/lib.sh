@@ -13,18 +13,37 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Installs the Debian packages that are missing (nothing if all are there).
+# Swift on PATH, at least 6.1: checked before anything slow happens.
+PARLEY_SWIFT_MINIMUM=6.1
+ensure_swift() {
+  command -v swift >/dev/null \
+    || die "swift is not on PATH: Swift $PARLEY_SWIFT_MINIMUM or newer is needed (https://www.swift.org/install/linux/)"
+  local version
+  version=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([0-9][0-9.]*\).*/\1/p' | head -n 1)
+  [ -n "$version" ] || die "could not read the version of $(command -v swift) (swift --version); Swift $PARLEY_SWIFT_MINIMUM or newer is needed"
+  [ "$(printf '%s\n%s\n' "$PARLEY_SWIFT_MINIMUM" "$version" | sort -V | head -n 1)" = "$PARLEY_SWIFT_MINIMUM" ] \
+    || die "Swift $version is too old: $PARLEY_SWIFT_MINIMUM or newer is needed (https://www.swift.org/install/linux/)"
+}
+
+# Installs the Debian packages that are missing (nothing if all are there);
+# extra arguments are more packages to require.
 ensure_packages() {
+  ensure_swift
+  command -v dpkg-query >/dev/null || die "dpkg-query not found: the scripts need Debian or Ubuntu (packages: ${PARLEY_PACKAGES[*]} $*)"
   local missing=()
-  for pkg in "${PARLEY_PACKAGES[@]}"; do
+  for pkg in "${PARLEY_PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null || die "missing packages: ${missing[*]} (apt-get not found: install them by hand)"
+    if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
+      die "missing packages: ${missing[*]} (run as root, or install sudo, or install them by hand)"
+    fi
     log "installing ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root apt-get update -qq || die "apt-get update failed (missing packages: ${missing[*]})"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || die "apt-get install failed for: ${missing[*]}"
   fi
-  command -v swift >/dev/null || die "swift is not on PATH (Swift 6.1 or newer is needed)"
 }
 
 pg_bindir() {
@@ -39,6 +58,11 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# port_free PORT: true when nothing listens on 127.0.0.1:PORT.
+port_free() {
+  python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()' "$1" 2>/dev/null
+}
+
 random_secret() {
   python3 -c 'import secrets; print(secrets.token_urlsafe(int(__import__("sys").argv[1])))' "${1:-32}"
 }
@@ -46,7 +70,41 @@ random_secret() {
 # PostgreSQL refuses to run as root: when root, the cluster belongs to the
 # 'postgres' system user (created by the Debian package).
 pg_run() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # from /: postgres may not be allowed into the current folder
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# The folder under which a private PostgreSQL cluster lives. As an ordinary
+# user that is .local/ of the checkout. As root the server runs as
+# 'postgres', who cannot enter a checkout below a private folder (root's home
+# is mode 700, and so is anything mktemp -d makes): the clusters of this
+# checkout then live in /var/tmp/parley-<hash of the checkout's path>, owned
+# by 'postgres' and private to it.
+pg_parent_path() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "$PARLEY_ROOT/.local"
+  else
+    echo "/var/tmp/parley-$(printf '%s' "$PARLEY_ROOT" | sha256sum | cut -c1-16)"
+  fi
+}
+
+# The same, created if needed (and checked: /var/tmp is shared).
+pg_parent() {
+  local dir
+  dir="$(pg_parent_path)"
+  if [ "$(id -u)" -ne 0 ]; then
+    mkdir -p "$dir"
+    echo "$dir"
+    return
+  fi
+  id postgres >/dev/null 2>&1 || die "the 'postgres' system user is missing (it comes with Debian's postgresql package)"
+  if [ ! -e "$dir" ]; then
+    mkdir -m 700 "$dir" && chown postgres:postgres "$dir" || die "could not create $dir"
+  fi
+  if [ -L "$dir" ] || [ ! -d "$dir" ] || [ "$(stat -c %U "$dir")" != postgres ]; then
+    die "$dir is not a folder owned by postgres: remove it and try again"
+  fi
+  echo "$dir"
 }
 
 # start_postgres DIR PORT [fast]: initialises DIR on first use, starts the
@@ -58,10 +116,10 @@ start_postgres() {
   mkdir -p "$dir"
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     rm -rf "$dir/data"
-    [ -f "$dir/password" ] || random_secret 24 > "$dir/password"
+    [ -f "$dir/password" ] || (umask 077; random_secret 24 > "$dir/password")
     mkdir -p "$dir/data" "$dir/socket"
+    chmod 700 "$dir" "$dir/data"
     if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$dir"; fi
-    chmod 700 "$dir/data"
     pg_run "$bin/initdb" -D "$dir/data" -U parley --pwfile="$dir/password" \
       --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
