@@ -35,7 +35,7 @@ public struct GatewayDependencies: Sendable {
             tokens: await AccessTokens(secret: configuration.jwtSecret),
             codes: OneTimeCodes(redis: self.redis, secret: configuration.jwtSecret),
             limiter: RateLimiter(redis: self.redis),
-            revocations: SessionRevocations(redis: self.redis, accounts: store),
+            revocations: SessionRevocations(redis: self.redis, accounts: store, logger: logger),
             limits: limits
         )
         var chats = ChatService(
@@ -110,7 +110,7 @@ public func buildApplication(
             )
         },
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
-        services: [dependencies.postgres, dependencies.redis, dependencies.realtime],
+        services: [dependencies.postgres, dependencies.redis, dependencies.accounts.revocations, dependencies.realtime],
         onServerRunning: { channel in
             logger.info(
                 "gateway listening",

@@ -11,7 +11,7 @@ import Testing
         let dependencies = try await GatewayTestSupport.dependencies()
         let presence = dependencies.realtime.presence
         let user = UUID()
-        let connection = Connection(userID: user, sessionID: UUID(), expiresAt: .distantFuture, chats: [], queueLimit: 10)
+        let connection = Connection(userID: user, sessionID: UUID(), expiresAt: .distantFuture, chats: [], queueLimit: 10, socket: SocketClose { _, _ in })
         #expect(try await presence.connected(userID: user, connectionID: connection.id))
         #expect(try await presence.heartbeat([connection]).isEmpty, "a refresh of a live entry changes nothing")
         // Redis lost the entry (a restart, or a sweep after a long outage)

@@ -247,7 +247,17 @@ public struct AccountStore: Sendable {
         return nil
     }
 
-    /// Whether a session is revoked or gone (the fallback when Redis cannot say).
+    /// Sessions revoked within the last `window`.
+    public func revokedSessions(within window: Duration) async throws -> [UUID] {
+        let rows = try await self.client.query(
+            "SELECT id FROM sessions WHERE revoked_at > now() - make_interval(secs => \(Double(window.components.seconds)))", logger: self.logger
+        )
+        var ids: [UUID] = []
+        for try await id in rows.decode(UUID.self) { ids.append(id) }
+        return ids
+    }
+
+    /// Whether a session is revoked or gone (when the in-memory view is stale).
     public func isSessionRevoked(_ sessionID: UUID) async throws -> Bool {
         let rows = try await self.client.query(
             "SELECT revoked_at IS NOT NULL OR expires_at <= now() FROM sessions WHERE id = \(sessionID)", logger: self.logger

@@ -34,17 +34,12 @@ final class Connection: Sendable {
     private let continuation: AsyncStream<Outgoing>.Continuation
     private let queued = Atomic<Int>(0)
     private let chatSet: Mutex<Set<UUID>>
-    /// Boxed, not a bare closure in the Mutex (see SubscriptionManager.Provider).
-    private final class Closer: Sendable {
-        let close: @Sendable (UInt16, String) -> Void
-        init(_ close: @escaping @Sendable (UInt16, String) -> Void) { self.close = close }
-    }
-
-    private let closer = Mutex<Closer?>(nil)
-    let closeCode = Mutex<UInt16?>(nil)
+    /// The server's close decision for this socket.
+    let socket: SocketClose
     let queueLimit: Int
 
-    init(userID: UUID, sessionID: UUID, expiresAt: Date, chats: Set<UUID>, queueLimit: Int) {
+    init(userID: UUID, sessionID: UUID, expiresAt: Date, chats: Set<UUID>, queueLimit: Int, socket: SocketClose) {
+        self.socket = socket
         self.userID = userID
         self.sessionID = sessionID
         self.expiresAt = expiresAt
@@ -84,20 +79,13 @@ final class Connection: Sendable {
         self.continuation.finish()
     }
 
-    func setCloser(_ closer: @escaping @Sendable (UInt16, String) -> Void) {
-        self.closer.withLock { $0 = Closer(closer) }
-    }
-
     /// Closes with `code` (the first code asked for wins).
     func close(_ code: UInt16, _ reason: String) {
-        let first = self.closeCode.withLock { current in
-            guard current == nil else { return false }
-            current = code
-            return true
-        }
-        guard first, let closer = self.closer.withLock({ $0 }) else { return }
-        closer.close(code, reason)
+        self.socket.close(code, reason)
     }
+
+    /// The server decided to close: no client frame is acted on any more.
+    var isClosing: Bool { self.socket.isClosing }
 }
 
 import ParleyCore

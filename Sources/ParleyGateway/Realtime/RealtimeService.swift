@@ -43,6 +43,12 @@ public final class RealtimeService: Service {
         self.chats = chats
         self.limits = limits
         self.logger = logger
+        // a revoked session's sockets close at once, however the revocation became known
+        revocations.onRevoked { [hub] sessionIDs in
+            for sessionID in sessionIDs {
+                for connection in hub.connections(ofSession: sessionID) { connection.close(4001, "session ended") }
+            }
+        }
     }
 
     public func run() async throws {
@@ -85,9 +91,7 @@ public final class RealtimeService: Service {
     func route(channel: String, payload: ByteBuffer) async {
         let text = String(buffer: payload)
         if channel == SessionRevocations.channel {
-            if let sessionID = UUID(uuidString: text) {
-                for connection in self.hub.connections(ofSession: sessionID) { connection.close(4001, "session ended") }
-            }
+            if let sessionID = UUID(uuidString: text) { self.revocations.learn([sessionID]) }
             return
         }
         guard let object = try? JSONSerialization.jsonObject(with: Data(payload.readableBytesView)) as? [String: Any],

@@ -22,14 +22,41 @@ struct WebSocketSession {
     var store: ChatStore { self.realtime.chats.store }
 
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, headers: HTTPFields) async {
+        let close = SocketClose { code, reason in try? await outbound.close(.unknown(code), reason: reason) }
+        // The session, and a watchdog that stops it once the server has closed
+        // and the client let the handshake time run out: whichever ends first
+        // ends the other. Returning ends the TCP connection (Hummingbird waits
+        // for the client's close frame for at most its own close timeout).
+        let connection = await withTaskGroup(of: Connection?.self) { group in
+            group.addTask { await self.serve(inbound: inbound, outbound: outbound, close: close, headers: headers) }
+            group.addTask {
+                await close.handshakeExpired()
+                return nil
+            }
+            var connection = await group.next() ?? nil
+            group.cancelAll()
+            while let result = await group.next() { connection = connection ?? result }
+            return connection
+        }
+        guard let connection else { return }
+        // not in the (possibly cancelled) session task: presence must be cleaned up
+        await self.realtime.hub.unregister(connection)
+        if (try? await self.realtime.presence.disconnected(userID: connection.userID, connectionID: connection.id)) == true {
+            var logger = self.logger
+            logger[metadataKey: "user.id"] = "\(connection.userID.lowercased)"
+            await self.realtime.presence.announce(connection.userID, online: false, logger: logger)
+        }
+    }
+
+    /// hello, registration, then the read loop; returns the registered
+    /// connection (for the caller to unregister), or nil if it never got there.
+    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, close: SocketClose, headers: HTTPFields) async -> Connection? {
         var messages = inbound.messages(maxSize: self.limits.frameBytes).makeAsyncIterator()
         // hello within the time limit; a token may also come with the upgrade request
         let helloArrived = Atomic<Bool>(false)
         let timer = Task {
             try await Task.sleep(for: self.limits.helloTimeout)
-            if !helloArrived.load(ordering: .relaxed) {
-                try? await outbound.close(.unknown(4001), reason: "no hello within \(self.limits.helloTimeout)")
-            }
+            if !helloArrived.load(ordering: .relaxed) { close.close(4001, "no hello within \(self.limits.helloTimeout)") }
         }
         defer { timer.cancel() }
         var headerToken: String?
@@ -37,40 +64,41 @@ struct WebSocketSession {
 
         let helloFrame: (token: String?, resume: [UUID: Int64])
         do {
-            guard let first = try await messages.next() else { return }
+            guard let first = try await messages.next(), !close.isClosing else { return nil }
             helloArrived.store(true, ordering: .relaxed)
             timer.cancel()
             guard case .text(let text) = first, case .hello(let token, let resume) = try ClientFrame.parse(text) else {
-                try? await outbound.close(.unknown(4001), reason: "the first frame must be hello")
-                return
+                close.close(4001, "the first frame must be hello")
+                return nil
             }
             helloFrame = (token, resume)
         } catch {
             if let invalid = error as? ClientFrame.Invalid {
                 try? await outbound.write(.text(ServerFrame.error(ref: invalid.ref, code: invalid.code, detail: invalid.detail)))
             }
-            try? await outbound.close(.unknown(4001), reason: "the first frame must be hello")
-            return
+            close.close(4001, "the first frame must be hello")
+            return nil
         }
         guard let token = helloFrame.token ?? headerToken, let identity = await self.tokens.verify(token),
             (try? await self.revocations.isRevoked(identity.sessionID)) == false
         else {
-            try? await outbound.close(.unknown(4001), reason: "invalid or expired token")
-            return
+            close.close(4001, "invalid or expired token")
+            return nil
         }
         guard (try? await self.realtime.presence.connectionCount(identity.userID)) ?? 0 < self.limits.connectionsPerUser else {
-            try? await outbound.close(.policyViolation, reason: "too many connections for this user")
-            return
+            close.close(1008, "too many connections for this user")
+            return nil
         }
         let positions: [UUID: Int64]
         do {
             positions = try await self.store.chatPositions(of: identity.userID)
         } catch {
-            try? await outbound.close(.unknown(1011), reason: "temporarily unavailable")
-            return
+            close.close(1011, "temporarily unavailable")
+            return nil
         }
         let connection = Connection(
-            userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: Set(positions.keys), queueLimit: self.limits.queuedFrames
+            userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: Set(positions.keys),
+            queueLimit: self.limits.queuedFrames, socket: close
         )
         var logger = self.logger
         logger[metadataKey: "ws.connection"] = "\(connection.id.lowercased)"
@@ -97,10 +125,6 @@ struct WebSocketSession {
             await withTaskGroup(of: Void.self) { group in
                 let writer = Writer(connection: connection, outbound: outbound, store: self.store, delivered: delivered, resumeLimit: self.limits.resumeLimit, logger: logger)
                 group.addTask { await writer.run() }
-                connection.setCloser { code, reason in
-                    Task { try? await outbound.close(.unknown(code), reason: reason) }
-                }
-                if let code = connection.closeCode.withLock({ $0 }) { Task { try? await outbound.close(.unknown(code), reason: "") } }
                 await self.readLoop(&messages, connection: connection, logger: logger)
                 connection.finish()
                 group.cancelAll()
@@ -108,11 +132,7 @@ struct WebSocketSession {
         } onGracefulShutdown: {
             connection.close(1012, "server restarting; reconnect with resume")
         }
-
-        await self.realtime.hub.unregister(connection)
-        if (try? await self.realtime.presence.disconnected(userID: identity.userID, connectionID: connection.id)) == true {
-            await self.realtime.presence.announce(identity.userID, online: false, logger: logger)
-        }
+        return connection
     }
 
     func readLoop(_ messages: inout WebSocketInboundMessageStream.AsyncIterator, connection: Connection, logger: Logger) async {
@@ -125,6 +145,9 @@ struct WebSocketSession {
                 return  // too big (closed 1009 by the framework) or the connection failed
             }
             guard let message else { return }
+            // Once the server closed, frames are read (the client's close
+            // frame ends the loop) but never acted on.
+            if connection.isClosing { continue }
             guard case .text(let text) = message else {
                 self.reject(connection, ref: nil, code: "invalid_frame", detail: "frames are JSON text", &badFrames)
                 continue
@@ -169,6 +192,13 @@ struct WebSocketSession {
             connection.enqueue(.frame(ServerFrame.json(pong)))
         case .send(let ref, let chatID, let request):
             guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
+            // nothing is stored for a socket the server is closing, or whose
+            // session ended (a lookup in memory while the revocation view is fresh)
+            guard !connection.isClosing else { return }
+            if try await self.revocations.isRevoked(connection.sessionID) {
+                connection.close(4001, "session ended")
+                return
+            }
             // the ack goes out before the message event reaches this connection
             _ = try await self.realtime.chats.send(request, chatID: chatID, senderID: connection.userID, logger: logger) { message in
                 connection.enqueue(.frame(ServerFrame.encoded(ServerFrame.Ack(ref: ref, message: MessageBody(message)))))

@@ -1,0 +1,84 @@
+import Foundation
+import ParleyTestSupport
+import Testing
+
+/// A close the server decides really closes: a raw client that ignores the
+/// close frame and keeps sending gets nothing stored and loses its TCP
+/// connection after the handshake time (5 s).
+@Suite struct SocketCloseTests {
+    /// Says hello on a raw socket and reads up to `ready`.
+    static func rawHello(_ user: E2EUser, on gateway: GatewayProcess) throws -> RawWebSocket {
+        let socket = try RawWebSocket(port: gateway.port)
+        try socket.send(["type": "hello", "token": user.token])
+        while let frame = try socket.next() {
+            if frame.json?["type"] as? String == "ready" { return socket }
+        }
+        throw RawWebSocketError("closed before ready")
+    }
+
+    /// Reads until the close frame; returns its code.
+    static func closeCode(_ socket: RawWebSocket) throws -> UInt16? {
+        while let frame = try socket.next() {
+            if frame.opcode == 0x8 { return frame.closeCode }
+        }
+        return nil
+    }
+
+    /// Sends `count` sends into `chat` while never answering the close, then
+    /// waits for the TCP connection to end; returns the seconds from the close
+    /// frame to the end (nil: still open after 10 s).
+    static func keepSendingAfterClose(_ socket: RawWebSocket, chat: String, count: Int) throws -> Double? {
+        let closedAt = Date()
+        for i in 0..<count {
+            try? socket.send(["type": "send", "ref": "late-\(i)", "chat_id": chat, "client_id": UUID().uuidString, "body": "after the close \(i)"])
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let frames = socket.readUntilClosed(timeout: .seconds(10))
+        #expect(frames?.contains { $0.json?["type"] as? String == "ack" } != true, "no send after the close is acknowledged")
+        return frames == nil ? nil : Date().timeIntervalSince(closedAt)
+    }
+
+    static func storedBodies(_ reader: E2EUser, on gateway: GatewayProcess, chat: String) async throws -> [String] {
+        let page = try await HTTP.json("GET", "\(gateway.baseURL)/v1/chats/\(chat)/messages", token: reader.token)
+        return ((page.json["messages"] as? [[String: Any]]) ?? []).compactMap { $0["body"] as? String }
+    }
+
+    @Test func afterALogoutNothingTheSocketSendsIsStoredAndTheConnectionEnds() async throws {
+        let (g1, g2) = try await twoGateways()
+        let leaver = try await E2EUser.register(on: g1, name: "Leaver")
+        let reader = try await E2EUser.register(on: g1, name: "Reader")
+        let chat = try await leaver.group(on: g1, members: [reader])
+        let socket = try Self.rawHello(leaver, on: g2)
+        #expect(try await HTTP.json("POST", "\(g1.baseURL)/v1/auth/logout", ["refresh_token": leaver.refresh]).status == 204)
+        #expect(try Self.closeCode(socket) == 4001)
+        let seconds = try Self.keepSendingAfterClose(socket, chat: chat, count: 20)
+        #expect(seconds != nil, "the TCP connection is dropped when the client ignores the close")
+        if let seconds { #expect(seconds < 8, "dropped \(seconds) s after the close frame") }
+        #expect(try await Self.storedBodies(reader, on: g1, chat: chat).isEmpty)
+    }
+
+    @Test func afterA1008ForBadFramesNothingIsActedOn() async throws {
+        let (g1, _) = try await twoGateways()
+        let flooder = try await E2EUser.register(on: g1, name: "Flood")
+        let reader = try await E2EUser.register(on: g1, name: "Reader")
+        let chat = try await flooder.group(on: g1, members: [reader])
+        let socket = try Self.rawHello(flooder, on: g1)
+        for _ in 0..<25 { try socket.send(Array("nonsense".utf8)) }
+        #expect(try Self.closeCode(socket) == 1008)
+        let seconds = try Self.keepSendingAfterClose(socket, chat: chat, count: 10)
+        #expect(seconds != nil, "the TCP connection is dropped when the client ignores the close")
+        #expect(try await Self.storedBodies(reader, on: g1, chat: chat).isEmpty)
+    }
+
+    @Test func aClientThatAnswersTheCloseIsReleasedAtOnce() async throws {
+        let (g1, _) = try await twoGateways()
+        let user = try await E2EUser.register(on: g1, name: "Polite")
+        let socket = try Self.rawHello(user, on: g1)
+        #expect(try await HTTP.json("POST", "\(g1.baseURL)/v1/auth/logout", ["refresh_token": user.refresh]).status == 204)
+        #expect(try Self.closeCode(socket) == 4001)
+        let answered = Date()
+        try socket.send(opcode: 0x8, [0x03, 0xE8])
+        #expect(socket.readUntilClosed(timeout: .seconds(10)) != nil)
+        #expect(Date().timeIntervalSince(answered) < 2, "a completed handshake ends the connection without waiting")
+    }
+}
