@@ -79,6 +79,7 @@ public struct GatewayConfiguration: Sendable {
         configuration.trustedProxies = try Self.parseAddresses(reader.optional("PARLEY_TRUSTED_PROXIES"))
         configuration.sendsPerSecond = try reader.integer("PARLEY_SENDS_PER_SECOND", default: 10, range: 1...100_000)
         configuration.realtime.queuedFrames = try reader.integer("PARLEY_WS_QUEUE_LIMIT", default: 1000, range: 10...1_000_000)
+        configuration.realtime.queuedBytes = try reader.integer("PARLEY_WS_QUEUE_BYTES", default: 4 << 20, range: (256 << 10)...(1 << 30))
         configuration.realtime.connectionsPerUser = try reader.integer("PARLEY_WS_CONNECTIONS_PER_USER", default: 20, range: 1...10_000)
         configuration.startupWarnings = warnings
         return configuration

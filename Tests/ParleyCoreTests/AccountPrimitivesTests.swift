@@ -26,6 +26,14 @@ import Testing
         #expect(AccountValidation.displayName(String(repeating: "é", count: 65)) == nil)
         #expect(AccountValidation.displayName("   ") == nil)
         #expect(AccountValidation.displayName("a\u{0}b") == nil)
+        // length as PostgreSQL counts it: one "e" with 70 combining accents is 71 code points
+        #expect(AccountValidation.displayName("e" + String(repeating: "\u{301}", count: 70)) == nil)
+        #expect(AccountValidation.displayName("e" + String(repeating: "\u{301}", count: 63)) != nil)
+        // bidirectional overrides and isolates could make a name read as another one
+        for scalar in [0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069] {
+            #expect(AccountValidation.displayName("admin\(Character(Unicode.Scalar(scalar)!))nimda") == nil)
+        }
+        #expect(AccountValidation.label("Team \u{202E}txt.exe", length: 1...128) == nil)
         #expect(AccountValidation.displayName("a\nb") == nil)
         #expect(AccountValidation.defaultDisplayName(email: "jane.doe@example.com") == "jane.doe")
     }

@@ -159,7 +159,7 @@ import Testing
         let sentID = UUID().uuidString.lowercased()
         let sentEmail = "sent-\(UUID().uuidString.prefix(8).lowercased())@example.test"
         let database = try TestEnvironment.databaseSettings()
-        try await withPostgresClient(database) { client in
+        _ = try await withPostgresClient(database) { client in
             try await client.query("INSERT INTO mail_sent (idempotency_key, kind) VALUES (\(sentID), 'otp')", logger: TestEnvironment.logger)
         }
         try await Self.queueCodeJob(id: sentID, to: sentEmail, expiresAt: Date().addingTimeInterval(300))

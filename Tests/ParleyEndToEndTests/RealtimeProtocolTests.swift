@@ -141,13 +141,24 @@ import Testing
             try await group.waitForAll()
         }
         for i in 1...3 { _ = try await a.post(g1, "/v1/chats/\(quiet)/messages", ["client_id": UUID().uuidString, "body": "q\(i)"]) }
-        let socket = try await b.connect(g2, resume: [busy: 10, quiet: 1])
+        // more than one catch-up page (100), less than a resync
+        let medium = try await a.group(on: g1, members: [b])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<2 {
+                group.addTask { for _ in 0..<125 { _ = try await a.post(g1, "/v1/chats/\(medium)/messages", ["client_id": UUID().uuidString, "body": "m"]) } }
+            }
+            try await group.waitForAll()
+        }
+        let socket = try await b.connect(g2, resume: [busy: 10, quiet: 1, medium: 0])
         // chats are caught up in no particular order: look at everything that came
         _ = try await socket.next("resync")
         try await Task.sleep(for: .milliseconds(500))
         let frames = socket.allFrames
         #expect(frames.filter { $0["type"] as? String == "resync" }.compactMap { $0["chat_id"] as? String } == [busy])
         #expect(DeliveryUnderFaultsTests.seqs(socket, chat: quiet) == [2, 3], "the small gap is replayed as messages, in order")
+        let deadline0 = ContinuousClock.now + .seconds(10)
+        while DeliveryUnderFaultsTests.seqs(socket, chat: medium).count < 250 && ContinuousClock.now < deadline0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(DeliveryUnderFaultsTests.seqs(socket, chat: medium) == Array(1...250), "three pages, every message once, in order")
         #expect(DeliveryUnderFaultsTests.seqs(socket, chat: busy).isEmpty)
         // live messages of the resynced chat flow again
         _ = try await a.post(g1, "/v1/chats/\(busy)/messages", ["client_id": UUID().uuidString, "body": "live"])

@@ -87,6 +87,9 @@ import Testing
                 (["email": APITestClient.uniqueEmail(), "password": "long enough pw", "display_name": "  "], "invalid_display_name"),
                 (["email": APITestClient.uniqueEmail(), "password": "long enough pw", "display_name": "bad\u{7}name"], "invalid_display_name"),
                 (["email": APITestClient.uniqueEmail(), "password": "long enough pw", "display_name": String(repeating: "n", count: 65)], "invalid_display_name"),
+                // one character on screen, 71 for PostgreSQL (it was a 500)
+                (["email": APITestClient.uniqueEmail(), "password": "long enough pw", "display_name": "e" + String(repeating: "\u{301}", count: 70)], "invalid_display_name"),
+                (["email": APITestClient.uniqueEmail(), "password": "long enough pw", "display_name": "evil\u{202E}gnp.exe"], "invalid_display_name"),
                 (["email": APITestClient.uniqueEmail(), "password": 12345678, "display_name": "A"], "invalid_request"),
                 (["email": APITestClient.uniqueEmail(), "display_name": "A"], "invalid_request"),
             ]

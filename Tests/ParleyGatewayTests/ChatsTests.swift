@@ -251,6 +251,8 @@ import Testing
             #expect(try await api.call(.patch, "/v1/chats/\(chat)", json: ["title": "Renamed"], token: member.token).status == 403)
             #expect(try await api.call(.patch, "/v1/chats/\(chat)", json: ["title": "Renamed"], token: admin.token).json["title"] as? String == "Renamed")
             #expect(try await api.call(.patch, "/v1/chats/\(chat)", json: ["title": ""], token: admin.token).code == "invalid_title")
+            #expect(try await api.call(.patch, "/v1/chats/\(chat)", json: ["title": "a\u{2066}b"], token: admin.token).code == "invalid_title")
+            #expect(try await api.call(.patch, "/v1/chats/\(chat)", json: ["title": "e" + String(repeating: "\u{301}", count: 128)], token: admin.token).code == "invalid_title")
             // members may delete only their own messages; admins anyone's
             try await self.send(api, chat, member, "by member")
             try await self.send(api, chat, owner, "by owner")

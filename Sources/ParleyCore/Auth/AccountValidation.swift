@@ -23,11 +23,26 @@ public enum AccountValidation {
 
     public static let displayNameLength = 1...64
 
-    /// Trimmed; nil when empty, longer than 64 characters, or containing control characters.
+    /// Trimmed; nil when empty, longer than 64 characters, or containing
+    /// control or bidirectional override characters.
     public static func displayName(_ raw: String) -> String? {
+        Self.label(raw, length: Self.displayNameLength)
+    }
+
+    /// A name people read (display names, chat titles): trimmed, then
+    /// `length` counted in Unicode code points, as PostgreSQL's
+    /// `char_length` counts (an "e" followed by 70 combining accents is one
+    /// character on screen and 71 here); no control characters, line or
+    /// paragraph separators, or bidirectional embeddings, overrides and
+    /// isolates (U+202A–U+202E, U+2066–U+2069), which could make a name
+    /// display as another one.
+    public static func label(_ raw: String, length: ClosedRange<Int>) -> String? {
         let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard Self.displayNameLength.contains(name.count),
-            !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}" })
+        guard length.contains(name.unicodeScalars.count),
+            !name.unicodeScalars.contains(where: { scalar in
+                scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}"
+                    || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
+            })
         else { return nil }
         return name
     }

@@ -92,3 +92,19 @@ public enum ChatError: Error, Sendable, Hashable {
     case messageDeleted
     case selfChat
 }
+
+/// The messages of one chat after `after` up to and including `through`.
+public struct SeqRange: Sendable, Hashable {
+    public var chatID: UUID
+    public var after: Int64
+    public var through: Int64
+
+    public init(chatID: UUID, after: Int64, through: Int64) {
+        self.chatID = chatID
+        self.after = after
+        self.through = through
+    }
+
+    /// How many messages it holds (seqs are gapless).
+    public var count: Int64 { max(0, self.through - self.after) }
+}

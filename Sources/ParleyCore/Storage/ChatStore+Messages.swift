@@ -392,29 +392,27 @@ extension ChatStore {
         Array(try await self.chatPositions(of: userID).keys)
     }
 
-    /// For each chat, the messages after the given seq (at most `limit` + 1
-    /// per chat, so callers can tell "more than limit"), in seq order. One query.
-    public func messages(after positions: [UUID: Int64], limit: Int) async throws -> [UUID: [MessageRecord]] {
-        guard !positions.isEmpty else { return [:] }
-        let chats = Array(positions.keys)
+    /// The messages of several seq ranges (`after` exclusive, `through`
+    /// inclusive), in chat then seq order, in one query. Seqs are gapless, so
+    /// a caller knows how many rows it asks for: keep the ranges small.
+    public func messages(in ranges: [SeqRange]) async throws -> [MessageRecord] {
+        let ranges = ranges.filter { $0.through > $0.after }
+        guard !ranges.isEmpty else { return [] }
         let rows = try await self.client.query(
             """
-            SELECT \(unescaped: Self.messageColumns) FROM (
-                SELECT m.*, row_number() OVER (PARTITION BY m.chat_id ORDER BY m.seq) AS rn
-                FROM messages m JOIN unnest(\(chats)::uuid[], \(chats.map { positions[$0] ?? 0 })::bigint[]) AS t(chat_id, after)
-                  ON m.chat_id = t.chat_id AND m.seq > t.after
-            ) m WHERE m.rn <= \(limit + 1) ORDER BY m.chat_id, m.seq
+            SELECT \(unescaped: Self.messageColumns)
+            FROM unnest(\(ranges.map(\.chatID))::uuid[], \(ranges.map(\.after))::bigint[], \(ranges.map(\.through))::bigint[]) AS t(chat_id, after, through)
+            JOIN messages m ON m.chat_id = t.chat_id AND m.seq > t.after AND m.seq <= t.through
+            ORDER BY m.chat_id, m.seq
             """,
             logger: self.logger
         )
-        var result: [UUID: [MessageRecord]] = [:]
-        var all: [MessageRecord] = []
-        for try await row in rows { all.append(try Self.message(row)) }
-        let attachments = try await self.attachments(of: all.filter { !$0.isDeleted }.map { ($0.chatID, $0.seq) })
-        for var message in all {
-            message.attachments = attachments[Key(message.chatID, message.seq)] ?? []
-            result[message.chatID, default: []].append(message)
+        var messages: [MessageRecord] = []
+        for try await row in rows { messages.append(try Self.message(row)) }
+        let attachments = try await self.attachments(of: messages.filter { !$0.isDeleted }.map { ($0.chatID, $0.seq) })
+        for index in messages.indices {
+            messages[index].attachments = attachments[Key(messages[index].chatID, messages[index].seq)] ?? []
         }
-        return result
+        return messages
     }
 }

@@ -30,7 +30,7 @@ public struct AuthController: Sendable {
             throw APIError.badRequest("invalid_password", "password must be 8 to 256 characters")
         }
         guard let displayName = AccountValidation.displayName(body.displayName) else {
-            throw APIError.badRequest("invalid_display_name", "display_name must be 1 to 64 characters without control characters")
+            throw APIError.badRequest("invalid_display_name", "display_name must be 1 to 64 characters without control or bidirectional override characters")
         }
         let hash = try await self.services.hasher.hash(body.password)
         guard let user = try await self.services.accounts.createUser(email: email, displayName: displayName, passwordHash: hash) else {

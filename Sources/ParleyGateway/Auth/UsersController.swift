@@ -19,7 +19,7 @@ public struct UsersController: Sendable {
             var displayName: String?
             if let raw = body.displayName {
                 guard let valid = AccountValidation.displayName(raw) else {
-                    throw APIError.badRequest("invalid_display_name", "display_name must be 1 to 64 characters without control characters")
+                    throw APIError.badRequest("invalid_display_name", "display_name must be 1 to 64 characters without control or bidirectional override characters")
                 }
                 displayName = valid
             }

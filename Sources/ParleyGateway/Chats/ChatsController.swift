@@ -198,9 +198,8 @@ public struct ChatsController: Sendable {
     }
 
     static func validTitle(_ raw: String) throws -> String {
-        let title = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...128).contains(title.count), !title.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw APIError.badRequest("invalid_title", "title must be 1 to 128 characters without control characters")
+        guard let title = AccountValidation.label(raw, length: 1...128) else {
+            throw APIError.badRequest("invalid_title", "title must be 1 to 128 characters without control or bidirectional override characters")
         }
         return title
     }

@@ -16,13 +16,19 @@ enum ClientFrame {
         let detail: String
     }
 
+    static let maxRefLength = 128
+
     static func parse(_ text: String) throws(Invalid) -> ClientFrame {
         guard let data = text.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw Invalid(ref: nil, code: "invalid_json", detail: "a frame is one JSON object")
         }
+        if let raw = object["ref"], !(raw is String) { throw Invalid(ref: nil, code: "invalid_frame", detail: "ref must be a string") }
+        // echoed in replies: bounded, so that a client cannot make the server repeat a large blob
+        if let raw = object["ref"] as? String, raw.count > Self.maxRefLength {
+            throw Invalid(ref: nil, code: "invalid_frame", detail: "ref must be at most \(Self.maxRefLength) characters")
+        }
         let ref = object["ref"] as? String
         func fail(_ code: String, _ detail: String) -> Invalid { Invalid(ref: ref, code: code, detail: detail) }
-        if let raw = object["ref"], !(raw is String) { throw fail("invalid_frame", "ref must be a string") }
         guard let type = object["type"] as? String else { throw fail("invalid_frame", "type is required") }
         func chatID() throws(Invalid) -> UUID {
             guard let raw = object["chat_id"] else { throw fail("invalid_frame", "chat_id is required") }

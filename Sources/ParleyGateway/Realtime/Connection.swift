@@ -18,13 +18,23 @@ enum Outgoing: Sendable {
     case chatAdded(UUID, since: Int64)
     case chatChanged(UUID)
     case chatRemoved(UUID)
+
+    /// What it holds in the queue, in bytes (the frame's UTF-8 length).
+    var cost: Int {
+        switch self {
+        case .frame(let text), .message(_, _, let text), .chatEvent(_, let text), .typing(_, _, let text), .presence(_, _, let text):
+            return text.utf8.count
+        case .catchUp, .chatAdded, .chatChanged, .chatRemoved:
+            return 64
+        }
+    }
 }
 
 /// One WebSocket on this instance: who it is, which chats it follows, and a
 /// bounded outbound queue drained by its own writer task (a slow reader only
 /// ever slows itself down).
 final class Connection: Sendable {
-    let id = UUID.v7()
+    let id: UUID
     let userID: UUID
     let sessionID: UUID
     /// When the access token that opened it expires: the socket is closed
@@ -33,12 +43,16 @@ final class Connection: Sendable {
     let stream: AsyncStream<Outgoing>
     private let continuation: AsyncStream<Outgoing>.Continuation
     private let queued = Atomic<Int>(0)
+    private let queuedBytes = Atomic<Int>(0)
     private let chatSet: Mutex<Set<UUID>>
     /// The server's close decision for this socket.
     let socket: SocketClose
     let queueLimit: Int
+    let byteLimit: Int
 
-    init(userID: UUID, sessionID: UUID, expiresAt: Date, chats: Set<UUID>, queueLimit: Int, socket: SocketClose) {
+    init(id: UUID = .v7(), userID: UUID, sessionID: UUID, expiresAt: Date, chats: Set<UUID>, queueLimit: Int, byteLimit: Int = 4 << 20, socket: SocketClose) {
+        self.byteLimit = byteLimit
+        self.id = id
         self.socket = socket
         self.userID = userID
         self.sessionID = sessionID
@@ -53,26 +67,31 @@ final class Connection: Sendable {
     func addChat(_ chatID: UUID) { self.chatSet.withLock { _ = $0.insert(chatID) } }
     func removeChat(_ chatID: UUID) { self.chatSet.withLock { _ = $0.remove(chatID) } }
 
-    /// Queues an item. Typing and presence are dropped once the queue is half
-    /// full; a full queue closes the connection with 4008.
+    /// Queues an item. The queue is bounded in frames and in bytes: typing
+    /// and presence are dropped once it is half full by either measure; a
+    /// full queue closes the connection with 4008.
     func enqueue(_ item: Outgoing) {
         let depth = self.queued.load(ordering: .relaxed)
+        let bytes = self.queuedBytes.load(ordering: .relaxed)
+        let cost = item.cost
         switch item {
         case .typing, .presence:
-            if depth >= self.queueLimit / 2 { return }
+            if depth >= self.queueLimit / 2 || bytes + cost > self.byteLimit / 2 { return }
         default:
-            if depth >= self.queueLimit {
+            if depth >= self.queueLimit || bytes + cost > self.byteLimit {
                 self.close(4008, "too slow: send queue overflow; reconnect with resume")
                 return
             }
         }
         self.queued.add(1, ordering: .relaxed)
+        self.queuedBytes.add(cost, ordering: .relaxed)
         self.continuation.yield(item)
     }
 
     /// Called by the writer for each item it takes.
-    func dequeued() {
+    func dequeued(_ item: Outgoing) {
         self.queued.subtract(1, ordering: .relaxed)
+        self.queuedBytes.subtract(item.cost, ordering: .relaxed)
     }
 
     func finish() {

@@ -26,13 +26,23 @@ struct Presence: Sendable {
     static func key(_ userID: UUID) -> String { PresenceKeys.user(userID) }
     var ttlMilliseconds: Int64 { self.ttl.milliseconds }
 
-    /// Registers a connection; true when it is the user's first (they came online).
-    func connected(userID: UUID, connectionID: UUID) async throws -> Bool {
+    /// What registering a connection led to.
+    enum Admission: Equatable {
+        /// Registered; `first` when the user had no other live connection (they came online).
+        case admitted(first: Bool)
+        /// The user has `limit` live connections already: nothing was registered.
+        case refused
+    }
+
+    /// Registers a connection unless the user has `limit` live ones already,
+    /// in one atomic step (no check-then-act race between instances).
+    func admit(userID: UUID, connectionID: UUID, limit: Int) async throws -> Admission {
         let before = try await self.redis.evalsha(
             Self.addScript, keys: [Self.key(userID), Self.index],
-            arguments: [.string(connectionID.lowercased), RedisArgument(self.ttlMilliseconds), .string(userID.lowercased)]
+            arguments: [.string(connectionID.lowercased), RedisArgument(self.ttlMilliseconds), .string(userID.lowercased), RedisArgument(limit)]
         )
-        return before.int == 0
+        guard let live = before.int, live >= 0 else { return .refused }
+        return .admitted(first: live == 0)
     }
 
     /// Removes a connection; true when it was the user's last (they went offline).
@@ -41,12 +51,6 @@ struct Presence: Sendable {
             Self.removeScript, keys: [Self.key(userID), Self.index], arguments: [.string(connectionID.lowercased), .string(userID.lowercased)]
         )
         return after.int == 0
-    }
-
-    /// Live connections of a user on all instances.
-    func connectionCount(_ userID: UUID) async throws -> Int {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        return Int(try await self.redis.send("ZCOUNT", .string(Self.key(userID)), RedisArgument(now), "+inf").int ?? 0)
     }
 
     func online(_ userIDs: [UUID]) async throws -> [UUID] {
@@ -82,11 +86,14 @@ struct Presence: Sendable {
         }
     }
 
+    /// Returns the user's live connections before this one, or -1 (and adds
+    /// nothing) when there are ARGV[4] already.
     static let addScript = RedisScript(
         """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local before = redis.call('ZCOUNT', KEYS[1], now, '+inf')
+        if before >= tonumber(ARGV[4]) then return -1 end
         redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
         redis.call('PEXPIRE', KEYS[1], ARGV[2])
         redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3] .. '|' .. ARGV[1])

@@ -9,6 +9,8 @@ public import ServiceLifecycle
 public struct RealtimeLimits: Sendable {
     public var frameBytes = 64 * 1024
     public var queuedFrames = 1000
+    /// Bytes of frames queued per connection (then 4008, like `queuedFrames`).
+    public var queuedBytes = 4 << 20
     public var connectionsPerUser = 20
     public var helloTimeout: Duration = .seconds(10)
     public var heartbeat: Duration = .seconds(25)

@@ -85,20 +85,31 @@ struct WebSocketSession {
             close.close(4001, "invalid or expired token")
             return nil
         }
-        guard (try? await self.realtime.presence.connectionCount(identity.userID)) ?? 0 < self.limits.connectionsPerUser else {
+        // a slot among the user's connections, taken atomically on every instance;
+        // if Redis cannot say, the connection is refused (1013: try again later)
+        let connectionID = UUID.v7()
+        let cameOnline: Bool
+        switch try? await self.realtime.presence.admit(userID: identity.userID, connectionID: connectionID, limit: self.limits.connectionsPerUser) {
+        case .admitted(let first)?:
+            cameOnline = first
+        case .refused?:
             close.close(1008, "too many connections for this user")
+            return nil
+        case nil:
+            close.close(1013, "temporarily unavailable; try again later")
             return nil
         }
         let positions: [UUID: Int64]
         do {
             positions = try await self.store.chatPositions(of: identity.userID)
         } catch {
+            _ = try? await self.realtime.presence.disconnected(userID: identity.userID, connectionID: connectionID)
             close.close(1011, "temporarily unavailable")
             return nil
         }
         let connection = Connection(
-            userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: Set(positions.keys),
-            queueLimit: self.limits.queuedFrames, socket: close
+            id: connectionID, userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: Set(positions.keys),
+            queueLimit: self.limits.queuedFrames, byteLimit: self.limits.queuedBytes, socket: close
         )
         var logger = self.logger
         logger[metadataKey: "ws.connection"] = "\(connection.id.lowercased)"
@@ -118,7 +129,6 @@ struct WebSocketSession {
         // Membership or a logout may have changed between the first read and
         // the subscriptions taking effect: look again now that nothing can be missed.
         await self.realtime.reconcile(user: identity.userID)
-        let cameOnline = (try? await self.realtime.presence.connected(userID: identity.userID, connectionID: connection.id)) ?? false
         if cameOnline { await self.realtime.presence.announce(identity.userID, online: true, logger: logger) }
 
         await withGracefulShutdownHandler {
@@ -249,7 +259,7 @@ struct Writer {
         var writer = self
         do {
             for await item in self.connection.stream {
-                self.connection.dequeued()
+                self.connection.dequeued(item)
                 try await writer.process(item)
             }
         } catch {
@@ -283,18 +293,11 @@ struct Writer {
             self.presenceSent[userID] = online
             try await self.write(payload)
         case .catchUp:
-            let pending = try await self.store.messages(after: self.delivered, limit: self.resumeLimit)
-            for (chatID, messages) in pending where self.connection.follows(chatID) {
-                if messages.count > self.resumeLimit {
-                    try await self.write(ServerFrame.json(["type": "resync", "chat_id": chatID.lowercased]))
-                    self.delivered[chatID] = try await self.store.chatPositions(of: self.connection.userID)[chatID] ?? messages.last?.seq
-                    continue
-                }
-                for message in messages where message.seq > (self.delivered[chatID] ?? 0) {
-                    try await self.write(ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))
-                    self.delivered[chatID] = message.seq
-                }
-            }
+            // everything after the delivered seq of every chat, up to where each chat is now
+            let latest = try await self.store.chatPositions(of: self.connection.userID)
+            try await self.replay(self.delivered.compactMap { chatID, seq in
+                latest[chatID].map { SeqRange(chatID: chatID, after: seq, through: $0) }
+            })
         case .chatAdded(let chatID, let since):
             guard self.connection.follows(chatID), let chat = try await self.store.chat(chatID, viewer: self.connection.userID) else { return }
             try await self.write(ServerFrame.encoded(ServerFrame.ChatEvent(chat: ChatBody(chat: chat, members: nil))))
@@ -314,18 +317,29 @@ struct Writer {
     /// Sends the messages a live event skipped over (out-of-order publishes
     /// from other instances, or events lost while Redis was away).
     mutating func fill(_ chatID: UUID, after: Int64, before: Int64) async throws {
-        let page = try await self.store.messages(chatID: chatID, before: before, after: after, limit: self.resumeLimit)
-        if page.hasMore {
+        try await self.replay([SeqRange(chatID: chatID, after: after, through: before - 1)])
+    }
+
+    /// Messages a page at a time (`CatchUpPlan`): one page in memory, each
+    /// write waiting for the socket; `resync` for a chat too far behind.
+    mutating func replay(_ ranges: [SeqRange]) async throws {
+        let plan = CatchUpPlan(ranges.filter { self.connection.follows($0.chatID) }, pageSize: Self.pageSize, resyncAbove: self.resumeLimit)
+        for range in plan.resync {
             // too much to replay: the client pages through REST history
-            try await self.write(ServerFrame.json(["type": "resync", "chat_id": chatID.lowercased]))
-            self.delivered[chatID] = before - 1
-            return
+            try await self.write(ServerFrame.json(["type": "resync", "chat_id": range.chatID.lowercased]))
+            self.delivered[range.chatID] = max(self.delivered[range.chatID] ?? 0, range.through)
         }
-        for message in page.messages {
-            try await self.write(ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))
-            self.delivered[chatID] = message.seq
+        for page in plan.pages {
+            for message in try await self.store.messages(in: page) where self.connection.follows(message.chatID) {
+                guard let last = self.delivered[message.chatID], message.seq > last else { continue }
+                try await self.write(ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))
+                self.delivered[message.chatID] = message.seq
+            }
         }
     }
+
+    /// Messages read from PostgreSQL at once during a catch-up.
+    static let pageSize = 100
 
     func write(_ text: String) async throws {
         try await self.outbound.write(.text(text))
