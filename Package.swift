@@ -40,6 +40,10 @@ let package = Package(
             name: "CSodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        .systemLibrary(
+            name: "CCrack",
+            providers: [.apt(["libcrack2-dev", "cracklib-runtime"])]
+        ),
         // SMTP through libcurl (Debian's libcurl4-openssl-dev): one C function,
         // because curl_easy_setopt is variadic and Swift cannot call it.
         .target(
@@ -64,7 +68,7 @@ let package = Package(
         .target(
             name: "ParleySchema",
             path: "sql",
-            resources: [.embedInCode("001_init.sql")],
+            resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql")],
             swiftSettings: upcoming
         ),
         // Configuration, schema migrations, storage.
@@ -74,12 +78,14 @@ let package = Package(
                 "HiredisNIO",
                 "ParleySchema",
                 "CSodium",
+                "CCrack",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: upcoming
         ),
@@ -234,6 +240,7 @@ let package = Package(
             dependencies: [
                 "ParleyTestSupport",
                 "ParleyCore",
+                "ParleySchema",
                 "HiredisNIO",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PARLEY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PARLEY_PACKAGES=(libhiredis-dev libsodium-dev libcurl4-openssl-dev libssl-dev postgresql redis-server python3-aiosmtpd curl)
+PARLEY_PACKAGES=(libhiredis-dev libsodium-dev libcurl4-openssl-dev libssl-dev libcrack2-dev cracklib-runtime postgresql redis-server python3-aiosmtpd curl)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

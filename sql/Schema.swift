@@ -18,6 +18,7 @@ public struct SchemaMigration: Sendable, Hashable {
 
 public enum Schema {
     public static let migrations: [SchemaMigration] = [
-        SchemaMigration(version: 1, name: "001_init", sql: String(decoding: PackageResources._01_init_sql, as: UTF8.self))
+        SchemaMigration(version: 1, name: "001_init", sql: String(decoding: PackageResources._01_init_sql, as: UTF8.self)),
+        SchemaMigration(version: 2, name: "002_accounts", sql: String(decoding: PackageResources._02_accounts_sql, as: UTF8.self)),
     ]
 }

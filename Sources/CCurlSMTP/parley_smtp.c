@@ -21,7 +21,7 @@ static size_t read_callback(char *buffer, size_t size, size_t count, void *userd
 
 int parley_smtp_send(const char *url, const char *user, const char *password,
                      const char *from, const char *const *recipients, size_t recipient_count,
-                     const char *data, size_t length, long timeout_seconds, char *error) {
+                     const char *data, size_t length, long timeout_seconds, int require_tls, char *error) {
     error[0] = 0;
     CURL *curl = curl_easy_init();
     if (!curl) {
@@ -36,7 +36,7 @@ int parley_smtp_send(const char *url, const char *user, const char *password,
     curl_easy_setopt(curl, CURLOPT_URL, url);
     if (user) curl_easy_setopt(curl, CURLOPT_USERNAME, user);
     if (password) curl_easy_setopt(curl, CURLOPT_PASSWORD, password);
-    curl_easy_setopt(curl, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+    curl_easy_setopt(curl, CURLOPT_USE_SSL, require_tls ? (long)CURLUSESSL_ALL : (long)CURLUSESSL_NONE);
     curl_easy_setopt(curl, CURLOPT_MAIL_FROM, from);
     curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, rcpt);
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_callback);

@@ -41,5 +41,15 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         return self.message.split(separator: " ", maxSplits: 1).first.map(String.init)
     }
 
+    /// The server cannot be used right now (not reachable, not answering,
+    /// or still loading or failing over), as opposed to a command it refused.
+    public var isUnavailable: Bool {
+        switch self.code {
+        case .connectionRefused, .connectTimeout, .commandTimeout, .connectionClosed, .shutdown: return true
+        case .serverError: return ["LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY"].contains(self.serverErrorPrefix ?? "")
+        default: return false
+        }
+    }
+
     public var description: String { "redis \(self.code): \(self.message)" }
 }

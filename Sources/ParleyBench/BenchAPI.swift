@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -27,12 +27,22 @@ struct BenchAPI: Sendable {
         return try await self.connection.request(method, path, json: json, headers: headers)
     }
 
+    /// An IPv6 address in a /64 of its own, derived from `key` (fd00::/8, unique local).
+    static func address(for key: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
+        for byte in key.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let groups = (0..<3).map { String(UInt16(truncatingIfNeeded: hash >> (16 * $0)), radix: 16) }
+        return "fd00:\(groups[0]):\(groups[1]):\(groups[2])::1"
+    }
+
     func expect(_ status: Int, _ response: HTTPConnection.Response, _ what: String) throws {
         guard response.status == status else { throw BenchError("\(what): HTTP \(response.status) \(response.text.prefix(300))") }
     }
 
     func register(email: String, name: String) async throws -> BenchUser {
-        let response = try await self.call(.POST, "/v1/auth/register", json: ["email": email, "password": Self.password, "display_name": name])
+        // each registration from an address of its own: gateways allow a few per address and hour
+        let registrar = BenchAPI(connection: self.connection, clientAddress: Self.address(for: email))
+        let response = try await registrar.call(.POST, "/v1/auth/register", json: ["email": email, "password": Self.password, "display_name": name])
         try self.expect(201, response, "register")
         return try Self.user(response.json, email: email)
     }

@@ -45,3 +45,20 @@ public enum DeploymentEnvironment: String, Sendable, CaseIterable {
         return value
     }
 }
+
+/// `PARLEY_JWT_SECRET`: signs access tokens; the keys of one-time codes and
+/// mail jobs are derived from it. At least 32 bytes.
+public enum JWTSecretSettings {
+    public static let variable = "PARLEY_JWT_SECRET"
+    public static let minimumBytes = 32
+
+    /// The secret, or nil when it is not set.
+    public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> [UInt8]? {
+        guard let raw = reader.optional(Self.variable) else { return nil }
+        let secret = Array(raw.utf8)
+        guard secret.count >= Self.minimumBytes else {
+            throw ConfigurationError(Self.variable, "must be at least \(Self.minimumBytes) bytes (got \(secret.count))")
+        }
+        return secret
+    }
+}

@@ -35,7 +35,12 @@ public struct SettingsReader: Sendable {
     }
 
     public func integer(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
-        guard let raw = self.optional(name) else { return defaultValue }
+        try self.optionalInteger(name, range: range) ?? defaultValue
+    }
+
+    /// An integer in `range`, or nil when it is not set.
+    public func optionalInteger(_ name: String, range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+        guard let raw = self.optional(name) else { return nil }
         guard let value = Int(raw) else { throw ConfigurationError(name, "must be an integer (got \"\(raw)\")") }
         guard range.contains(value) else {
             throw ConfigurationError(name, "must be between \(range.lowerBound) and \(range.upperBound) (got \(value))")

@@ -1,5 +1,6 @@
 import Foundation
 import HiredisNIO
+import ParleyCore
 import PostgresNIO
 public import HTTPTypes
 public import Hummingbird
@@ -27,6 +28,11 @@ public struct APIError: Error, Sendable {
     public static func notFound(_ code: String, _ detail: String) -> APIError { APIError(.notFound, code, detail) }
     public static func unavailable(_ detail: String, retryAfter: Int = 5, extra: [String: String] = [:]) -> APIError {
         APIError(.serviceUnavailable, "unavailable", detail, retryAfter: retryAfter, extra: extra)
+    }
+
+    /// 429 `rate_limited`, always with Retry-After.
+    public static func rateLimited(_ detail: String, retryAfter: Int) -> APIError {
+        APIError(.tooManyRequests, "rate_limited", detail, retryAfter: retryAfter)
     }
 
     /// A WebSocket upgrade from a browser origin that is not allowed.
@@ -66,7 +72,11 @@ extension APIError {
             return APIError(error.status, Self.code(for: error.status), error.status.reasonPhrase)
         case let error as PSQLError where Self.postgresUnavailable.contains(error.code):
             return .unavailable("PostgreSQL is unavailable; retry shortly", retryAfter: 2)
-        case let error as RedisError where error.code != .serverError:
+        case is PasswordHasher.Busy:
+            return .unavailable("too many sign-ins are being checked; retry shortly", retryAfter: 1)
+        case is PasswordStrength.Unavailable:
+            return .unavailable("passwords cannot be checked right now; retry shortly", retryAfter: 5)
+        case let error as RedisError where error.isUnavailable:
             // Redis unreachable or timing out: our dependency is down, not the client's fault.
             return .unavailable("Redis is unavailable (\(error.code)); retry shortly", retryAfter: 2)
         default:
@@ -90,6 +100,15 @@ extension APIError {
         case .tooManyRequests: return "rate_limited"
         case .serviceUnavailable: return "unavailable"
         default: return status.code >= 500 ? "internal" : "invalid_request"
+        }
+    }
+}
+
+extension RateLimiter {
+    /// Counts an event of `weight`, or throws 429 `rate_limited` with Retry-After.
+    func enforce(_ key: String, _ rules: [RateLimitRule], _ detail: String, weight: Int = 1) async throws {
+        if case .limited(let retryAfter) = try await self.hit(key, rules, weight: weight) {
+            throw APIError.rateLimited(detail, retryAfter: retryAfter)
         }
     }
 }

@@ -7,6 +7,7 @@ public import Logging
 public import ParleyCore
 public import PostgresNIO
 public import Prometheus
+import ServiceLifecycle
 
 /// The long-lived clients a gateway process shares across requests.
 public struct GatewayDependencies: Sendable {
@@ -28,26 +29,38 @@ public struct GatewayDependencies: Sendable {
         self.redis = RedisClient(configuration: configuration.redis, logger: logger)
         self.metrics = metrics
         let store = AccountStore(client: self.postgres, logger: logger)
+        // one limiter per process: its in-memory fallback (Redis down) is shared
+        let limiter = RateLimiter(redis: self.redis)
+        let publisher = ChatEventPublisher(redis: self.redis)
         self.accounts = AccountServices(
             environment: configuration.environment,
             accounts: store,
             hasher: PasswordHasher(cost: passwordCost),
             tokens: await AccessTokens(secret: configuration.jwtSecret),
             codes: OneTimeCodes(redis: self.redis, secret: configuration.jwtSecret),
-            limiter: RateLimiter(redis: self.redis),
+            limiter: limiter,
             revocations: SessionRevocations(redis: self.redis, accounts: store, logger: logger),
-            limits: limits
+            limits: limits,
+            passwordStrength: configuration.passwordStrength,
+            refreshTokens: RefreshTokens(secret: configuration.jwtSecret),
+            publisher: publisher
         )
         var chats = ChatService(
             store: ChatStore(client: self.postgres, logger: logger),
-            publisher: ChatEventPublisher(redis: self.redis),
-            limiter: RateLimiter(redis: self.redis)
+            publisher: publisher,
+            limiter: limiter
         )
-        chats.sendLimit = [RateLimitRule(3 * configuration.sendsPerSecond, per: .seconds(3))]
+        chats.limits = configuration.chatLimits
         self.chats = chats
         self.realtime = RealtimeService(
             redisConfiguration: configuration.redis, redis: self.redis, chats: chats, revocations: self.accounts.revocations, limits: configuration.realtime,
             logger: logger
+        )
+    }
+
+    func operations(detailed: Bool) -> OperationsController {
+        OperationsController(
+            postgres: self.postgres, redis: self.redis, registry: self.metrics, readinessTimeout: self.configuration.readinessTimeout, detailed: detailed
         )
     }
 
@@ -69,17 +82,22 @@ public func buildRouter(
     router.add(middleware: ClientAddressMiddleware(trustedProxies: dependencies.configuration.trustedProxies))
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware())
-    OperationsController(
-        postgres: dependencies.postgres, redis: dependencies.redis, registry: dependencies.metrics,
-        readinessTimeout: dependencies.configuration.readinessTimeout
-    )
-        .addRoutes(to: router)
+    dependencies.operations(detailed: false).addRoutes(to: router)
     AuthController(services: dependencies.accounts).addRoutes(to: router.group("v1/auth"))
     let authenticated = router.group("v1").add(middleware: AuthMiddleware(tokens: dependencies.accounts.tokens, revocations: dependencies.accounts.revocations))
     UsersController(services: dependencies.accounts).addRoutes(to: authenticated)
     ChatsController(service: dependencies.chats).addRoutes(to: authenticated)
     dependencies.realtimeRoutes.addHTTPRoutes(to: router, authenticated: authenticated)
     configure(router)
+    return router
+}
+
+/// The operations listener (`PARLEY_METRICS_HOST`:`PARLEY_METRICS_PORT`):
+/// `/metrics`, and `/readyz` naming what is down, kept off the public port.
+public func buildOperationsRouter(_ dependencies: GatewayDependencies) -> Router<BasicRequestContext> {
+    let router = Router()
+    router.add(middleware: ProblemMiddleware())
+    dependencies.operations(detailed: true).addRoutes(to: router)
     return router
 }
 
@@ -97,6 +115,19 @@ public func buildApplication(
     dependencies.realtimeRoutes.addWebSocketRoute(to: webSocketRouter)
     let limits = dependencies.realtime.limits
     let webSocketResponder = webSocketRouter.buildResponder()
+    var services: [any Service] = [dependencies.postgres, dependencies.redis, dependencies.accounts.revocations, dependencies.realtime]
+    if let port = configuration.metricsPort {
+        services.append(
+            Application(
+                router: buildOperationsRouter(dependencies),
+                configuration: .init(address: .hostname(configuration.metricsHost, port: port), serverName: "parley-operations"),
+                onServerRunning: { channel in
+                    logger.info("operations listener (/metrics, /readyz)", metadata: ["http.address": "\(channel.localAddress?.description ?? "?")"])
+                },
+                logger: logger
+            )
+        )
+    }
     return Application(
         router: router,
         server: HTTPServerBuilder { responder in
@@ -104,13 +135,19 @@ public func buildApplication(
                 inner: HTTP1WebSocketUpgradeChannel(
                     responder: responder,
                     webSocketResponder: webSocketResponder,
-                    configuration: .init(ws: .init(maxFrameSize: limits.frameBytes, autoPing: .enabled(timePeriod: limits.heartbeat), closeTimeout: .seconds(5)))
+                    configuration: .init(
+                        // a kept-alive connection with no request for this long is closed, as is
+                        // one whose next request head does not arrive within it
+                        http1: .init(idleTimeout: .milliseconds(configuration.idleTimeout.milliseconds)),
+                        ws: .init(maxFrameSize: limits.frameBytes, autoPing: .enabled(timePeriod: limits.heartbeat), closeTimeout: .seconds(5))
+                    )
                 ),
-                allowed: Set(configuration.allowedOrigins)
+                allowed: Set(configuration.allowedOrigins),
+                headTimeout: configuration.headTimeout
             )
         },
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),
-        services: [dependencies.postgres, dependencies.redis, dependencies.accounts.revocations, dependencies.realtime],
+        services: services,
         onServerRunning: { channel in
             logger.info(
                 "gateway listening",

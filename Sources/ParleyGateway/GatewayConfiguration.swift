@@ -13,11 +13,21 @@ public struct GatewayConfiguration: Sendable {
     public var jwtSecret: [UInt8]
     /// Browser origins allowed to open WebSockets (`scheme://host[:port]`).
     public var allowedOrigins: [String]
-    /// Messages per user per second (bursts of three times as many).
-    public var sendsPerSecond = 10
+    /// Per-user limits of chat writes.
+    public var chatLimits = ChatLimits()
     public var realtime = RealtimeLimits()
+    /// The operations listener (`/metrics`, detailed `/readyz`): off unless a port is set.
+    public var metricsHost = "127.0.0.1"
+    public var metricsPort: Int?
+    /// The first request head of a connection must arrive within this.
+    public var headTimeout: Duration = .seconds(10)
+    /// A kept-alive connection idle this long (no request, or a request head
+    /// that does not complete) is closed.
+    public var idleTimeout: Duration = .seconds(60)
     /// How long `/readyz` waits for each dependency.
     public var readinessTimeout: Duration = .seconds(1)
+    /// Refuses guessable passwords at registration (cracklib).
+    public var passwordStrength = PasswordStrength()
     /// Load balancers whose X-Forwarded-For is believed (IP addresses).
     public var trustedProxies: [String] = []
     public var logLevel: Logger.Level
@@ -26,7 +36,7 @@ public struct GatewayConfiguration: Sendable {
     /// Warnings to log once a logger exists (e.g. a generated development secret).
     public var startupWarnings: [String] = []
 
-    public static let minimumSecretBytes = 32
+    public static let minimumSecretBytes = JWTSecretSettings.minimumBytes
 
     public init(
         environment: DeploymentEnvironment = .production,
@@ -58,11 +68,8 @@ public struct GatewayConfiguration: Sendable {
         let port = try reader.integer("PARLEY_HTTP_PORT", default: 8080, range: 0...65535)
         var warnings: [String] = []
         let secret: [UInt8]
-        if let raw = reader.optional("PARLEY_JWT_SECRET") {
-            secret = Array(raw.utf8)
-            guard secret.count >= Self.minimumSecretBytes else {
-                throw ConfigurationError("PARLEY_JWT_SECRET", "must be at least \(Self.minimumSecretBytes) bytes (got \(secret.count))")
-            }
+        if let configured = try JWTSecretSettings.load(reader) {
+            secret = configured
         } else if environment == .development {
             secret = (0..<48).map { _ in UInt8.random(in: .min ... .max) }
             warnings.append("PARLEY_JWT_SECRET is not set: generated a random one for this process (development mode); tokens will not work on other instances")
@@ -77,7 +84,14 @@ public struct GatewayConfiguration: Sendable {
             instanceID: reader.optional("PARLEY_INSTANCE_ID") ?? "\(ProcessInfo.processInfo.hostName):\(port):\(ProcessInfo.processInfo.processIdentifier)"
         )
         configuration.trustedProxies = try Self.parseAddresses(reader.optional("PARLEY_TRUSTED_PROXIES"))
-        configuration.sendsPerSecond = try reader.integer("PARLEY_SENDS_PER_SECOND", default: 10, range: 1...100_000)
+        configuration.metricsHost = reader.optional("PARLEY_METRICS_HOST") ?? "127.0.0.1"
+        configuration.metricsPort = try reader.optionalInteger("PARLEY_METRICS_PORT", range: 0...65535)
+        configuration.headTimeout = .milliseconds(try reader.integer("PARLEY_HTTP_HEAD_TIMEOUT_MS", default: 10_000, range: 100...600_000))
+        configuration.idleTimeout = .milliseconds(try reader.integer("PARLEY_HTTP_IDLE_TIMEOUT_MS", default: 60_000, range: 100...3_600_000))
+        configuration.passwordStrength = PasswordStrength(dictionary: reader.optional("PARLEY_CRACKLIB_DICT") ?? PasswordStrength.defaultDictionary)
+        try configuration.passwordStrength.validate()
+        let sendsPerSecond = try reader.integer("PARLEY_SENDS_PER_SECOND", default: 10, range: 1...100_000)
+        configuration.chatLimits.sends = [RateLimitRule(3 * sendsPerSecond, per: .seconds(3))]
         configuration.realtime.queuedFrames = try reader.integer("PARLEY_WS_QUEUE_LIMIT", default: 1000, range: 10...1_000_000)
         configuration.realtime.queuedBytes = try reader.integer("PARLEY_WS_QUEUE_BYTES", default: 4 << 20, range: (256 << 10)...(1 << 30))
         configuration.realtime.connectionsPerUser = try reader.integer("PARLEY_WS_CONNECTIONS_PER_USER", default: 20, range: 1...10_000)

@@ -6,18 +6,24 @@ import ParleyCore
 public import PostgresNIO
 public import Prometheus
 
-/// `/healthz`, `/readyz`, `/metrics`.
+/// `/healthz`, `/readyz`, `/metrics`. On the public listener: `/healthz`,
+/// and `/readyz` with its status only. On the operations listener
+/// (`PARLEY_METRICS_PORT`, loopback by default): `/readyz` names what is down
+/// and why, and `/metrics` serves Prometheus text.
 public struct OperationsController: Sendable {
     let postgres: PostgresClient
     let redis: RedisClient
     let registry: PrometheusCollectorRegistry
     let readinessTimeout: Duration
+    /// Whether this is the operations listener (details and metrics).
+    let detailed: Bool
 
-    public init(postgres: PostgresClient, redis: RedisClient, registry: PrometheusCollectorRegistry, readinessTimeout: Duration = .seconds(1)) {
+    public init(postgres: PostgresClient, redis: RedisClient, registry: PrometheusCollectorRegistry, readinessTimeout: Duration = .seconds(1), detailed: Bool) {
         self.postgres = postgres
         self.redis = redis
         self.registry = registry
         self.readinessTimeout = readinessTimeout
+        self.detailed = detailed
     }
 
     public func addRoutes(to router: Router<some RequestContext>) {
@@ -27,6 +33,7 @@ public struct OperationsController: Sendable {
         router.get("/readyz") { _, context in
             try await self.readiness(logger: context.logger)
         }
+        guard self.detailed else { return }
         router.get("/metrics") { _, _ in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,15 +54,13 @@ public struct OperationsController: Sendable {
         let problems = [("postgres", await postgresProblem), ("redis", await redisProblem)]
         let down = problems.compactMap { name, problem in problem.map { (name, $0) } }
         guard down.isEmpty else {
+            logger.warning("not ready", metadata: ["readiness.down": "\(down.map(\.0).joined(separator: ","))"])
+            guard self.detailed else { throw APIError.unavailable("a dependency is unavailable; retry shortly") }
             var extra: [String: String] = [:]
             for (name, problem) in problems { extra[name] = problem ?? "ok" }
-            logger.warning("not ready", metadata: ["readiness.down": "\(down.map(\.0).joined(separator: ","))"])
-            throw APIError.unavailable(
-                down.map { "\($0.0) is down (\($0.1))" }.joined(separator: "; "),
-                extra: extra
-            )
+            throw APIError.unavailable(down.map { "\($0.0) is down (\($0.1))" }.joined(separator: "; "), extra: extra)
         }
-        return Self.json(["status": "ready", "postgres": "ok", "redis": "ok"])
+        return Self.json(self.detailed ? ["status": "ready", "postgres": "ok", "redis": "ok"] : ["status": "ready"])
     }
 
     /// nil when the check passed, else a short reason.

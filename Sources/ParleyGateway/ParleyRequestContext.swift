@@ -1,5 +1,6 @@
 public import Hummingbird
 import NIOCore
+import ParleyCore
 
 /// The request context of every route.
 public struct ParleyRequestContext: RequestContext {
@@ -11,6 +12,8 @@ public struct ParleyRequestContext: RequestContext {
     /// The client's IP address (for per-IP limits): the peer, or, when the
     /// peer is a trusted proxy, what it says in X-Forwarded-For.
     public var clientAddress: String
+    /// The client's address as per-address limits count it (an IPv6 address by its /64).
+    public var limitAddress: String { ClientAddress.limitKey(self.clientAddress) }
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

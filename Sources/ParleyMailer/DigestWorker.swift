@@ -9,7 +9,7 @@ public import ServiceLifecycle
 /// Unread digests: "you have unread messages" for users who are offline.
 ///
 /// 1. Consumes `events:messages` (group `digests`): for each new message,
-///    every other member with email notifications on, the message unread and
+///    every other member with email notifications on and a verified address, the message unread and
 ///    no open connection anywhere gets a digest due after `delay` — one per
 ///    user (`ZADD NX` on `digests:due`): later messages join it.
 /// 2. When a digest is due, one worker leases it, re-reads PostgreSQL and
@@ -93,7 +93,7 @@ public final class DigestWorker: Service {
             """
             SELECT DISTINCT u.id FROM unnest(\(chats)::uuid[], \(seqs)::bigint[], \(senders)::uuid[]) AS e(chat_id, seq, sender_id)
             JOIN chat_members m ON m.chat_id = e.chat_id AND m.user_id <> e.sender_id AND m.last_read_seq < e.seq
-            JOIN users u ON u.id = m.user_id AND u.email_notifications
+            JOIN users u ON u.id = m.user_id AND u.email_notifications AND u.email_verified AND u.deleted_at IS NULL
             """,
             logger: self.logger
         ).decode(UUID.self) {
@@ -154,7 +154,8 @@ public final class DigestWorker: Service {
     func sendDigest(to userID: UUID) async throws {
         var recipient: (email: String, name: String, notify: Bool)?
         for try await row in try await self.postgres.query(
-            "SELECT email, display_name, email_notifications FROM users WHERE id = \(userID)", logger: self.logger
+            // only to an address its owner proved (an unverified one may be someone else's)
+            "SELECT email, display_name, email_notifications AND email_verified AND deleted_at IS NULL FROM users WHERE id = \(userID)", logger: self.logger
         ).decode((String, String, Bool).self) {
             recipient = row
         }

@@ -20,10 +20,13 @@ public struct CurlSMTPTransport: MailTransport {
     let password: String?
     let envelopeFrom: String
     let timeoutSeconds: Int
+    let requireTLS: Bool
     let pool: NIOThreadPool
 
-    /// `url`: smtp://[user:password@]host:port (STARTTLS when offered) or smtps://…
-    public init(url: URLComponents, envelopeFrom: String, timeoutSeconds: Int = 30, pool: NIOThreadPool = .singleton) {
+    /// `url`: smtp://[user:password@]host:port or smtps://…; with `requireTLS`
+    /// (the default) an smtp:// server must take STARTTLS or nothing is sent.
+    public init(url: URLComponents, envelopeFrom: String, requireTLS: Bool = true, timeoutSeconds: Int = 30, pool: NIOThreadPool = .singleton) {
+        self.requireTLS = requireTLS
         var bare = url
         self.username = url.percentEncodedUser?.removingPercentEncoding
         self.password = url.percentEncodedPassword?.removingPercentEncoding
@@ -35,11 +38,13 @@ public struct CurlSMTPTransport: MailTransport {
         self.pool = pool
     }
 
-    public var description: String { "SMTP \(self.url)" }
+    public var description: String { "SMTP \(self.url)\(self.requireTLS ? " (TLS required)" : " (plaintext)")" }
 
     public func send(_ message: MailMessage) async throws {
         let data = Array(message.rendered().utf8)
-        let (url, user, password, from, to, timeout) = (self.url, self.username, self.password, "<\(self.envelopeFrom)>", "<\(message.to.email)>", self.timeoutSeconds)
+        let (url, user, password, from, to, timeout, tls) = (
+            self.url, self.username, self.password, "<\(self.envelopeFrom)>", "<\(message.to.email)>", self.timeoutSeconds, Int32(self.requireTLS ? 1 : 0)
+        )
         let failure: String? = try await self.pool.runIfActive {
             var error = [CChar](repeating: 0, count: 512)
             let rc = to.withCString { rcpt -> Int32 in
@@ -47,7 +52,7 @@ public struct CurlSMTPTransport: MailTransport {
                 return recipients.withUnsafeMutableBufferPointer { list in
                     data.withUnsafeBufferPointer { bytes in
                         bytes.withMemoryRebound(to: CChar.self) { chars in
-                            parley_smtp_send(url, user, password, from, list.baseAddress, 1, chars.baseAddress, chars.count, timeout, &error)
+                            parley_smtp_send(url, user, password, from, list.baseAddress, 1, chars.baseAddress, chars.count, timeout, tls, &error)
                         }
                     }
                 }

@@ -40,7 +40,7 @@ public final class MailWorker: Service {
         self.redis = redis
         self.postgres = postgres
         self.transport = transport
-        self.mailKey = OneTimeCodes.mailJobKey(secret: configuration.secret)
+        self.mailKey = configuration.mailKey
         var logger = logger
         logger[metadataKey: "mailer.consumer"] = "\(configuration.consumer)"
         self.logger = logger

@@ -1,3 +1,4 @@
+public import Crypto
 public import Foundation
 public import HiredisNIO
 public import ParleyCore
@@ -6,9 +7,13 @@ public import ParleyCore
 public struct MailerConfiguration: Sendable {
     public var database: DatabaseSettings
     public var redis: RedisConfiguration
-    /// Opens the codes sealed into mail jobs (the gateways' PARLEY_JWT_SECRET).
-    public var secret: [UInt8]
+    /// Opens the codes sealed into mail jobs: a key the gateways derive from
+    /// their JWT secret (`parley mail-key` prints it). The mailer never holds
+    /// the JWT secret itself, so a compromised mailer cannot mint access tokens.
+    public var mailKey: SymmetricKey
+    /// smtp:// or smtps://; `smtp+insecure://` in PARLEY_SMTP_URL becomes smtp:// with `smtpRequiresTLS` off.
     public var smtpURL: URLComponents?
+    public var smtpRequiresTLS = true
     public var outbox: URL?
     public var from: MailMessage.Address
     public var consumer: String
@@ -21,12 +26,28 @@ public struct MailerConfiguration: Sendable {
     public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> MailerConfiguration {
         let database = try DatabaseSettings.load(reader)
         let redis = try RedisSettings.load(reader)
-        let raw = try reader.required("PARLEY_JWT_SECRET", hint: "the gateways' secret: mail jobs carry codes sealed with a key derived from it")
-        guard raw.utf8.count >= 32 else { throw ConfigurationError("PARLEY_JWT_SECRET", "must be at least 32 bytes (got \(raw.utf8.count))") }
+        guard reader.optional("PARLEY_JWT_SECRET") == nil else {
+            throw ConfigurationError(
+                "PARLEY_JWT_SECRET", "the mailer must not be given the JWT secret: give it PARLEY_MAIL_KEY instead (parley mail-key prints it)"
+            )
+        }
+        let rawKey = try reader.required("PARLEY_MAIL_KEY", hint: "the key that opens the codes in mail jobs: run parley mail-key where PARLEY_JWT_SECRET is set")
+        guard let keyBytes = Secrets.base64URLDecode(rawKey), keyBytes.count == 32 else {
+            throw ConfigurationError("PARLEY_MAIL_KEY", "must be the 32-byte key that parley mail-key prints (base64url)")
+        }
         var smtp: URLComponents?
+        var requireTLS = true
         if let url = reader.optional("PARLEY_SMTP_URL") {
-            guard let components = URLComponents(string: url), ["smtp", "smtps"].contains(components.scheme ?? ""), components.host?.isEmpty == false else {
-                throw ConfigurationError("PARLEY_SMTP_URL", "must be smtp://[user:password@]host:port or smtps://…")
+            guard var components = URLComponents(string: url), ["smtp", "smtps", "smtp+insecure"].contains(components.scheme ?? ""),
+                components.host?.isEmpty == false
+            else {
+                throw ConfigurationError(
+                    "PARLEY_SMTP_URL", "must be smtp://[user:password@]host:port (STARTTLS required), smtps://… or smtp+insecure://… (plaintext, a local catcher)"
+                )
+            }
+            if components.scheme == "smtp+insecure" {
+                components.scheme = "smtp"
+                requireTLS = false
             }
             smtp = components
         }
@@ -39,9 +60,10 @@ public struct MailerConfiguration: Sendable {
             throw ConfigurationError("PARLEY_MAIL_FROM", "must be an address, optionally with a name: Parley <no-reply@example.com>")
         }
         var configuration = MailerConfiguration(
-            database: database, redis: redis, secret: Array(raw.utf8), smtpURL: smtp, outbox: outbox, from: from,
+            database: database, redis: redis, mailKey: SymmetricKey(data: keyBytes), smtpURL: smtp, outbox: outbox, from: from,
             consumer: reader.optional("PARLEY_MAILER_CONSUMER") ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))"
         )
+        configuration.smtpRequiresTLS = requireTLS
         configuration.retryAfter = .milliseconds(try reader.integer("PARLEY_MAILER_RETRY_MS", default: 30_000, range: 50...3_600_000))
         configuration.digestDelay = .milliseconds(try reader.integer("PARLEY_DIGEST_DELAY_MS", default: 120_000, range: 0...86_400_000))
         return configuration

@@ -48,7 +48,8 @@ struct MailerCommand: AsyncParsableCommand {
             }
             let transport: any MailTransport
             if let smtp = configuration.smtpURL {
-                transport = CurlSMTPTransport(url: smtp, envelopeFrom: configuration.from.email)
+                transport = CurlSMTPTransport(url: smtp, envelopeFrom: configuration.from.email, requireTLS: configuration.smtpRequiresTLS)
+                if !configuration.smtpRequiresTLS { logger.warning("PARLEY_SMTP_URL is smtp+insecure://: mails and any SMTP credentials go over the network in plaintext") }
             } else {
                 let outbox = try OutboxTransport(directory: configuration.outbox!)
                 logger.notice("PARLEY_SMTP_URL is not set: mails are written as .eml files into \(configuration.outbox!.path)")

@@ -4,7 +4,7 @@ import Testing
 
 /// Limits, sessions and revocations are shared by every gateway instance.
 @Suite struct AccountsAcrossInstancesTests {
-    static func address() -> String { "2001:db8::\(String(UInt16.random(in: 1...0xFFFE), radix: 16)):\(String(UInt16.random(in: 1...0xFFFE), radix: 16))" }
+    static func address() -> String { TestEnvironment.randomClientAddress() }
     static func email(_ name: String) -> String { "\(name)-\(UUID().uuidString.prefix(8).lowercased())@example.test" }
 
     func twoGateways() async throws -> (GatewayProcess, GatewayProcess) {

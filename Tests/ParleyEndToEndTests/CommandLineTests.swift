@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleySchema
 import ParleyTestSupport
 import PostgresNIO
 import Testing
@@ -63,11 +64,11 @@ import Testing
             #expect(status == 0, "migrate failed:\n\(child.outputText)")
         }
         let applied = children.map { $0.outputText.components(separatedBy: "applied migration").count - 1 }
-        #expect(applied.reduce(0, +) == 1, "001_init must be applied by exactly one process")
+        #expect(applied.reduce(0, +) == Schema.migrations.count, "each migration must be applied by exactly one process")
         let rows = try await database.withClient { client in
-            try await client.query("SELECT name FROM schema_migrations", logger: TestEnvironment.logger).collect().map { try $0.decode(String.self) }
+            try await client.query("SELECT name FROM schema_migrations ORDER BY version", logger: TestEnvironment.logger).collect().map { try $0.decode(String.self) }
         }
-        #expect(rows == ["001_init"])
+        #expect(rows == Schema.migrations.map(\.name))
     }
 
     @Test func twoGatewaysStartTogetherServeAndStopGracefully() async throws {
@@ -78,9 +79,11 @@ import Testing
         for gateway in gateways { try await gateway.waitUntilReady() }
 
         for gateway in gateways {
-            let (status, body) = try await HTTP.get("\(gateway.baseURL)/readyz")
+            let (status, body) = try await HTTP.get("\(gateway.operationsURL)/readyz")
             #expect(status == 200)
             #expect(String(decoding: body, as: UTF8.self).contains("\"postgres\":\"ok\""))
+            #expect(try await HTTP.get("\(gateway.operationsURL)/metrics").status == 200)
+            #expect(try await HTTP.get("\(gateway.baseURL)/metrics").status == 404, "metrics are not public")
             let missing = try await HTTP.request("GET", "\(gateway.baseURL)/v1/missing")
             #expect(missing.status == 404)
             #expect(missing.headers["content-type"] == "application/problem+json")
@@ -94,7 +97,7 @@ import Testing
             #expect(status == 0, "gateway did not exit cleanly:\n\(gateway.child.outputText)")
         }
         let output = gateways.map(\.child.outputText).joined()
-        #expect(output.components(separatedBy: "applied migration").count - 1 == 1)
+        #expect(output.components(separatedBy: "applied migration").count - 1 == Schema.migrations.count)
         #expect(!output.contains("PARLEY_JWT_SECRET") && !output.contains("end-to-end-test-secret"))
     }
 }

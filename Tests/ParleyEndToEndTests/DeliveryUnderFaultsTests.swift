@@ -101,13 +101,20 @@ import Testing
         let s1 = try await other.connect(g1)
         let s2 = try await other.connect(g2)
         let total = 400
-        let loadTask = Task { try await Self.load([owner, other], chat: chat, count: total, gateways: { [g1, g2] }) }
+        let finished = Flag()
+        let loadTask = Task {
+            defer { finished.set() }
+            return try await Self.load([owner, other], chat: chat, count: total, gateways: { [g1, g2] })
+        }
         try await Task.sleep(for: .milliseconds(300))
         await redis.kill()
         try await Task.sleep(for: .milliseconds(800))
+        #expect(!finished.isSet, "the outage must fall in the middle of the sends")
         try await redis.start()
         let (acked, failures) = try await loadTask.value
-        #expect(failures > 0, "the restart must hit sends in flight")
+        // Redis is only the fast path: sends are stored and acknowledged while it is down
+        // (limits fall back to each process), and members catch up once it is back
+        #expect(failures == 0, "sends keep working while Redis is down")
         // after the resync, every connected client has every message
         let deadline = ContinuousClock.now + .seconds(30)
         while (Self.seqs(s1, chat: chat).count < total || Self.seqs(s2, chat: chat).count < total) && ContinuousClock.now < deadline {

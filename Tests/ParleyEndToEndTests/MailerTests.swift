@@ -61,7 +61,7 @@ import Testing
         // --replay-dead puts it back on the stream (where it fails again, as the catcher still refuses)
         let replay = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["mailer", "--replay-dead"], environment: [
             "PARLEY_DATABASE_URL": try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"), "PARLEY_REDIS_URL": try TestEnvironment.require("PARLEY_TEST_REDIS_URL"),
-            "PARLEY_JWT_SECRET": GatewayProcess.secret, "PARLEY_SMTP_URL": try TestEnvironment.require("PARLEY_TEST_SMTP_URL"),
+            "PARLEY_MAIL_KEY": GatewayProcess.mailKey, "PARLEY_SMTP_URL": try TestEnvironment.require("PARLEY_TEST_SMTP_URL"),
         ])
         #expect(replay.status == 0, "\(replay.output)")
         let dead = try await redis.xrange("mail:dead", count: 100_000)
@@ -75,7 +75,7 @@ import Testing
         let gateway = try GatewayProcess(databaseURL: try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"), arguments: ["--no-migrate"])
         try await gateway.waitUntilReady()
         // a mailer whose SMTP server is gone: it takes the job and cannot deliver it
-        let doomed = try MailerProcess(smtpURL: "smtp://127.0.0.1:\(try TestEnvironment.freePort())", retryMilliseconds: 60_000)
+        let doomed = try MailerProcess(smtpURL: "smtp+insecure://127.0.0.1:\(try TestEnvironment.freePort())", retryMilliseconds: 60_000)
         let email = "pending-\(UUID().uuidString.prefix(8).lowercased())@example.test"
         try await Self.requestCode(gateway, email)
         let deadline = ContinuousClock.now + .seconds(20)
@@ -101,7 +101,10 @@ import Testing
         let offline = try await E2EUser.register(on: gateway, name: "Öff Ωmega")
         let reader = try await E2EUser.register(on: gateway, name: "Reader")
         let online = try await E2EUser.register(on: gateway, name: "On")
-        let chat = try await sender.group(on: gateway, members: [offline, reader, online])
+        // digests go only to addresses their owners proved
+        let unproven = try await E2EUser.register(on: gateway, name: "Unproven")
+        for user in [sender, offline, reader, online] { try await user.verifyEmail(on: gateway) }
+        let chat = try await sender.group(on: gateway, members: [offline, reader, online, unproven])
         let socket = try await online.connect(gateway)
         try await Task.sleep(for: .milliseconds(500))  // the mailer's consumer group is in place
 
@@ -114,26 +117,27 @@ import Testing
 
         let mails: [MailCatcher.Mail]
         do {
-            mails = try await MailCatcher.wait(for: offline.email, timeout: .seconds(20))
+            mails = try await MailCatcher.wait(for: offline.email, digestsOnly: true, timeout: .seconds(20))
         } catch {
             Issue.record("no digest; mailer said:\n\(mailer.child.outputText.suffix(3000))")
             throw error
         }
         try await Task.sleep(for: .seconds(3))  // anything more would arrive by now
-        #expect(try MailCatcher.mails(to: offline.email).count == 1, "one digest for the burst")
+        #expect(try MailCatcher.mails(to: offline.email, digestsOnly: true).count == 1, "one digest for the burst")
         let digest = try #require(mails.first)
         #expect(digest.text.contains("5 unread"))
         #expect(digest.text.contains("Zoë 李: привет 👋"))
         #expect(digest.text.contains("третье — ünïcödé"))
         #expect(digest.html.contains("Zoë 李"))
         #expect(digest.headers.contains("To: =?utf-8?B?"), "a non-ASCII display name is encoded in the header")
-        #expect(try MailCatcher.mails(to: reader.email).isEmpty, "read within the delay: no digest")
-        #expect(try MailCatcher.mails(to: online.email).isEmpty, "connected: no digest")
+        #expect(try MailCatcher.mails(to: reader.email, digestsOnly: true).isEmpty, "read within the delay: no digest")
+        #expect(try MailCatcher.mails(to: online.email, digestsOnly: true).isEmpty, "connected: no digest")
+        #expect(try MailCatcher.mails(to: unproven.email).isEmpty, "an address nobody proved gets no digest")
         #expect(mailer.child.outputText.contains("digest sent"))
 
         // new messages later make a new digest with only the new ones
         #expect(try await sender.post(gateway, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": "later"]).status == 201)
-        let again = try await MailCatcher.wait(for: offline.email, count: 2, timeout: .seconds(20))
+        let again = try await MailCatcher.wait(for: offline.email, count: 2, digestsOnly: true, timeout: .seconds(20))
         #expect(again.last?.text.contains("later") == true)
         #expect(again.last?.text.contains("привет") == false, "the same range is never mailed twice")
         await socket.close()
@@ -142,12 +146,30 @@ import Testing
     /// Queues a code job the way a gateway does, with the given id and expiry.
     static func queueCodeJob(id: String, to email: String, expiresAt: Date) async throws {
         let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
-        let key = OneTimeCodes.mailJobKey(secret: Array(GatewayProcess.secret.utf8))
+        let key = OneTimeCodes.mailJobKey(secret: Array(GatewayProcess.secret.utf8))  // as the gateways seal codes
         try await redis.xadd(OneTimeCodes.mailStream, fields: [
             ("kind", "otp"), ("id", .string(id)), ("to", .string(email)), ("code_box", .string(try Secrets.seal("123456", key: key))),
             ("expires_at", RedisArgument(Int64(expiresAt.timeIntervalSince1970 * 1000))),
         ])
         await redis.shutdown()
+    }
+
+    @Test func smtpWithoutTLSIsRefusedUnlessTheURLOptsOut() async throws {
+        // the test catcher speaks plaintext only: smtp:// to it must send nothing
+        let plaintext = try TestEnvironment.require("PARLEY_TEST_SMTP_URL")
+        let strict = try MailerProcess(smtpURL: plaintext.replacingOccurrences(of: "smtp+insecure://", with: "smtp://"), retryMilliseconds: 60_000)
+        let email = "tls-\(UUID().uuidString.prefix(8).lowercased())@example.test"
+        try await Self.queueCodeJob(id: UUID().uuidString.lowercased(), to: email, expiresAt: Date().addingTimeInterval(300))
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !strict.child.outputText.contains("mail delivery failed") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(strict.child.outputText.contains("mail delivery failed"), "\(strict.child.outputText.suffix(2000))")
+        #expect(try MailCatcher.mails(to: email).isEmpty, "nothing went out in plaintext")
+        // a mailer whose URL explicitly opts out of TLS delivers it
+        let relaxed = try MailerProcess(smtpURL: plaintext, retryMilliseconds: 300)
+        let delivered = ContinuousClock.now + .seconds(15)
+        while try MailCatcher.mails(to: email).isEmpty && ContinuousClock.now < delivered { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(try MailCatcher.mails(to: email).count == 1)
+        withExtendedLifetime((strict, relaxed)) {}
     }
 
     @Test func expiredCodesAndMailsAlreadySentAreNeverSent() async throws {

@@ -185,4 +185,19 @@ import Testing
         try await second.send(["type": "ping", "ref": "ok"])
         #expect(try await second.next("pong")["ref"] as? String == "ok")
     }
+
+    @Test func framesAndTypingArePacedPerSocket() async throws {
+        let (g1, _) = try await twoGateways()
+        let user = try await E2EUser.register(on: g1, name: "Pace")
+        let chat = try await user.group(on: g1, members: [])
+        let socket = try await user.connect(g1)
+        // typing: 2 frames a second per socket, start or stop alike
+        for active in [true, false, true, false] { try await socket.send(["type": "typing", "chat_id": chat, "active": active]) }
+        #expect(try await socket.next("error")["code"] as? String == "rate_limited")
+        // any frames: 50 a second per socket, then 1008
+        for i in 0..<80 { try? await socket.send(["type": "ping", "ref": "\(i)"]) }
+        #expect(await socket.waitForClose() == 1008)
+        let pongs = socket.allFrames.filter { $0["type"] as? String == "pong" }.count
+        #expect(pongs >= 40 && pongs <= 52, "\(pongs) pings answered before the close")
+    }
 }

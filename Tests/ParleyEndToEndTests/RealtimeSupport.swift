@@ -18,7 +18,16 @@ struct E2EUser {
         return E2EUser(email: email, id: try #require(user["id"] as? String), token: try #require(response.json["access_token"] as? String), refresh: try #require(response.json["refresh_token"] as? String))
     }
 
-    static func address() -> String { "2001:db8::\(String(UInt16.random(in: 1...0xFFFE), radix: 16)):\(String(UInt16.random(in: 1...0xFFFE), radix: 16))" }
+    static func address() -> String { TestEnvironment.randomClientAddress() }
+
+    /// Proves the user's address with a code mail (a mailer and the test SMTP catcher must run).
+    func verifyEmail(on gateway: GatewayProcess) async throws {
+        #expect(try await HTTP.json("POST", "\(gateway.baseURL)/v1/auth/otp/request", ["email": self.email], clientAddress: Self.address()).status == 202)
+        let mail = try #require(try await MailCatcher.wait(for: self.email).last)
+        let code = try #require(mail.text.range(of: #"\d{6}"#, options: .regularExpression).map { String(mail.text[$0]) })
+        let verified = try await HTTP.json("POST", "\(gateway.baseURL)/v1/me/email/verify", ["code": code], token: self.token)
+        try #require(verified.json["email_verified"] as? Bool == true, "\(verified)")
+    }
 
     /// Opens /v1/ws on `gateway` and says hello; returns after `ready`.
     func connect(_ gateway: GatewayProcess, resume: [String: Int] = [:]) async throws -> TestWebSocket {

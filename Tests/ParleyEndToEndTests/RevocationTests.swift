@@ -50,4 +50,25 @@ import Testing
         let fresh = try await E2EUser.register(on: c, name: "Fresh")
         for gateway in [a, b, c] { #expect(try await Self.status(gateway, fresh.token) == 200) }
     }
+
+    @Test func endingADeviceOrTheAccountClosesItsSocketsOnEveryInstance() async throws {
+        let (a, b) = try await twoGateways()
+        let user = try await E2EUser.register(on: a, name: "Devices")
+        let login = try await HTTP.json("POST", "\(a.baseURL)/v1/auth/login", ["email": user.email, "password": "correct horse battery"], clientAddress: E2EUser.address())
+        let phoneToken = try #require(login.json["access_token"] as? String)
+        let laptop = try await user.connect(a)
+        let phone = try await TestWebSocket.connect("ws://127.0.0.1:\(b.port)/v1/ws")
+        try await phone.send(["type": "hello", "token": phoneToken])
+        _ = try await phone.next("ready")
+
+        let sessions = try await HTTP.json("GET", "\(a.baseURL)/v1/me/sessions", token: user.token)
+        let phoneSession = try #require((sessions.json["sessions"] as? [[String: Any]])?.first { $0["current"] as? Bool == false }?["id"] as? String)
+        #expect(try await HTTP.json("DELETE", "\(a.baseURL)/v1/me/sessions/\(phoneSession)", token: user.token).status == 204)
+        #expect(await phone.waitForClose() == 4001, "the phone's socket on the other instance")
+        try await laptop.send(["type": "ping", "ref": "still here"])
+        #expect(try await laptop.next("pong")["ref"] as? String == "still here")
+
+        #expect(try await HTTP.json("DELETE", "\(b.baseURL)/v1/me", ["password": "correct horse battery"], token: user.token).status == 204)
+        #expect(await laptop.waitForClose() == 4001, "a deleted account's sockets close everywhere")
+    }
 }

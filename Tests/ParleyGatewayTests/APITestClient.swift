@@ -31,10 +31,7 @@ struct APITestClient {
         self.clientAddress = clientAddress
     }
 
-    /// An address from 2001:db8::/32, the range reserved for documentation: only ever a header value.
-    static func randomAddress() -> String {
-        "2001:db8::\(String(UInt16.random(in: 1...0xFFFE), radix: 16)):\(String(UInt16.random(in: 1...0xFFFE), radix: 16))"
-    }
+    static func randomAddress() -> String { TestEnvironment.randomClientAddress() }
 
     @discardableResult
     func call(_ method: HTTPRequest.Method, _ path: String, json: Any? = nil, raw: String? = nil, token: String? = nil) async throws -> APIResponse {
@@ -50,6 +47,14 @@ struct APITestClient {
         }
         return try await self.client.execute(uri: path, method: method, headers: headers, body: body) { response in
             APIResponse(status: Int(response.status.code), headers: response.headers, body: Data(response.body.readableBytesView))
+        }
+    }
+
+    /// Uploads `bytes` as an attachment of `type`.
+    func upload(token: String, type: String, _ bytes: [UInt8]) async throws -> APIResponse {
+        let headers: HTTPFields = [.authorization: "Bearer \(token)", .contentType: type, .init("X-Forwarded-For")!: self.clientAddress]
+        return try await self.client.execute(uri: "/v1/attachments", method: .post, headers: headers, body: ByteBuffer(bytes: bytes)) {
+            APIResponse(status: Int($0.status.code), headers: $0.headers, body: Data($0.body.readableBytesView))
         }
     }
 
@@ -69,9 +74,10 @@ struct APITestClient {
 
 extension GatewayTestSupport {
     /// A live app (real sockets on loopback) with limits suitable for tests.
-    static func liveApp(limits: AccountLimits = AccountLimits()) async throws -> some ApplicationProtocol {
+    static func liveApp(limits: AccountLimits = AccountLimits(), chatLimits: ChatLimits = ChatLimits()) async throws -> some ApplicationProtocol {
         var configuration = try self.configuration()
         configuration.trustedProxies = ["127.0.0.1", "::1"]
+        configuration.chatLimits = chatLimits
         let dependencies = await GatewayDependencies(configuration: configuration, metrics: self.registry, logger: TestEnvironment.logger, limits: limits)
         return buildApplication(dependencies, logger: TestEnvironment.logger)
     }

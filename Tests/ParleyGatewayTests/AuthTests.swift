@@ -99,7 +99,8 @@ import Testing
                 #expect(response.code == code, "\(body): \(response.text)")
             }
             // 256 characters of emoji is a valid password, never truncated: a 255-character prefix does not log in
-            let longPassword = String(repeating: "🔑", count: 256)
+            let emoji: [Character] = ["🔑", "🚀", "🍀", "🎲", "🧭", "🌊", "🐙", "🎈"]
+            let longPassword = String((0..<256).map { emoji[$0 % emoji.count] })
             let longEmail = APITestClient.uniqueEmail("long")
             _ = try await api.register(email: longEmail, password: longPassword)
             #expect(try await api.call(.post, "/v1/auth/login", json: ["email": longEmail, "password": longPassword]).status == 200)
@@ -304,7 +305,9 @@ import Testing
     }
 
     @Test func aReusedRefreshTokenRevokesTheSession() async throws {
-        try await self.live { raw in
+        var limits = AccountLimits()
+        limits.refreshRetryWindow = .zero
+        try await self.live(limits: limits) { raw in
             let api = APITestClient(raw)
             let (access, first, _) = try await api.register()
             let rotated = try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": first])
@@ -316,6 +319,26 @@ import Testing
             #expect(try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": second]).code == "invalid_token")
             #expect(try await api.call(.get, "/v1/me", token: access).status == 401)
             #expect(try await api.call(.get, "/v1/me", token: secondAccess).status == 401)
+        }
+    }
+
+    @Test func aRefreshRetriedSoonAfterItsRotationGetsTheSameSuccessor() async throws {
+        try await self.live { raw in
+            let api = APITestClient(raw)
+            let (_, first, _) = try await api.register()
+            let rotated = try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": first])
+            let second = try #require(rotated.json["refresh_token"] as? String)
+            // the answer was lost: the client sends the same token again
+            let retried = try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": first])
+            #expect(retried.status == 200)
+            #expect(retried.json["refresh_token"] as? String == second, "the same successor")
+            let retriedAccess = try #require(retried.json["access_token"] as? String)
+            #expect(try await api.call(.get, "/v1/me", token: retriedAccess).status == 200)
+            // once the successor is used, the old token is a reuse again: the session ends
+            let third = try #require(try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": second]).json["refresh_token"] as? String)
+            #expect(try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": first]).code == "token_reused")
+            #expect(try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": third]).code == "invalid_token")
+            #expect(try await api.call(.get, "/v1/me", token: retriedAccess).status == 401)
         }
     }
 
@@ -393,8 +416,14 @@ import Testing
             #expect(found.map { $0["id"] as? String } == [otherID])
             #expect(!byPrefix.text.contains("@"))
 
+            // an exact email finds an account only once its owner proved the address
+            let unverified = try await api.call(.get, "/v1/users?query=\(otherEmail.uppercased())", token: access)
+            #expect((unverified.json["users"] as? [Any])?.isEmpty == true)
+            #expect(try await api.call(.post, "/v1/auth/otp/request", json: ["email": otherEmail]).status == 202)
+            let verified = try await api.call(.post, "/v1/auth/otp/verify", json: ["email": otherEmail, "code": try await self.mailedCode(for: otherEmail)])
+            let verifiedID = try #require((verified.json["user"] as? [String: Any])?["id"] as? String)
             let byEmail = try await api.call(.get, "/v1/users?query=\(otherEmail.uppercased())", token: access)
-            #expect((byEmail.json["users"] as? [[String: Any]])?.first?["id"] as? String == otherID)
+            #expect((byEmail.json["users"] as? [[String: Any]])?.first?["id"] as? String == verifiedID)
             #expect(!byEmail.text.contains(otherEmail))
             let byEmailPrefix = try await api.call(.get, "/v1/users?query=\(otherEmail.prefix(8))@", token: access)
             #expect((byEmailPrefix.json["users"] as? [Any])?.isEmpty == true)

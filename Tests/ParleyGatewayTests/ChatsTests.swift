@@ -353,9 +353,7 @@ import Testing
         try await self.live { api in
             let (a, b, c) = (try await self.user(api), try await self.user(api), try await self.user(api))
             func upload(_ token: String, _ type: String, _ bytes: [UInt8]) async throws -> APIResponse {
-                try await api.client.execute(
-                    uri: "/v1/attachments", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: type], body: ByteBuffer(bytes: bytes)
-                ) { APIResponse(status: Int($0.status.code), headers: $0.headers, body: Data($0.body.readableBytesView)) }
+                try await api.upload(token: token, type: type, bytes)
             }
             let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(repeating: 7, count: 100)
             let uploaded = try await upload(a.token, "image/png", png)

@@ -8,6 +8,11 @@ import ParleyTestSupport
 import Testing
 
 @Suite struct OperationsTests {
+    /// The operations listener's routes (`/metrics`, detailed `/readyz`).
+    static func operations(_ dependencies: GatewayDependencies) -> some ApplicationProtocol {
+        Application(router: buildOperationsRouter(dependencies), services: [dependencies.postgres, dependencies.redis], logger: TestEnvironment.logger)
+    }
+
     @Test func healthzAnswers() async throws {
         let app = buildApplication(try await GatewayTestSupport.dependencies(), logger: TestEnvironment.logger)
         try await app.test(.router) { client in
@@ -21,7 +26,7 @@ import Testing
     @Test func readyzFollowsRedisDownAndBackUp() async throws {
         let redis = try RedisServerProcess(password: "ready-secret")
         try await redis.start()
-        let app = buildApplication(try await GatewayTestSupport.dependencies(redis: redis.configuration), logger: TestEnvironment.logger)
+        let app = Self.operations(try await GatewayTestSupport.dependencies(redis: redis.configuration))
         try await app.test(.router) { client in
             // ready once both answer (the first check may race the pools' first connections on a busy machine)
             try await Self.eventuallyReady(client)
@@ -57,8 +62,7 @@ import Testing
         var configuration = try GatewayTestSupport.configuration()
         configuration.database.port = try TestEnvironment.freePort()
         let dependencies = await GatewayDependencies(configuration: configuration, metrics: GatewayTestSupport.registry, logger: TestEnvironment.logger)
-        let app = buildApplication(dependencies, logger: TestEnvironment.logger)
-        try await app.test(.router) { client in
+        try await Self.operations(dependencies).test(.router) { client in
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
                 let problem = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
@@ -66,14 +70,29 @@ import Testing
                 #expect(problem?["redis"] as? String == "ok")
             }
         }
+        // the public port says only that something is down, not what or why
+        let fresh = await GatewayDependencies(configuration: configuration, metrics: GatewayTestSupport.registry, logger: TestEnvironment.logger)
+        try await buildApplication(fresh, logger: TestEnvironment.logger).test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(response.headers[.retryAfter] != nil)
+                let problem = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+                #expect(problem?["code"] as? String == "unavailable")
+                #expect(problem?["postgres"] == nil && problem?["redis"] == nil)
+                let detail = (problem?["detail"] as? String) ?? ""
+                #expect(!detail.contains("postgres"))
+            }
+        }
     }
 
-    @Test func metricsCountRequestsByRouteAndStatus() async throws {
-        let app = buildApplication(try await GatewayTestSupport.dependencies(), logger: TestEnvironment.logger)
-        try await app.test(.router) { client in
+    @Test func metricsCountRequestsByRouteAndStatusOffThePublicPort() async throws {
+        try await buildApplication(try await GatewayTestSupport.dependencies(), logger: TestEnvironment.logger).test(.router) { client in
             for _ in 0..<3 {
                 try await client.execute(uri: "/healthz", method: .get) { _ in }
             }
+            try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .notFound) }
+        }
+        try await Self.operations(try await GatewayTestSupport.dependencies()).test(.router) { client in
             try await client.execute(uri: "/metrics", method: .get) { response in
                 #expect(response.status == .ok)
                 #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)

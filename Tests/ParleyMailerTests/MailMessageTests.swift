@@ -63,7 +63,10 @@ import Testing
     }
 
     @Test func configurationNeedsSomewhereToSend() {
-        let base = ["PARLEY_DATABASE_URL": "postgres://p@h/db", "PARLEY_REDIS_URL": "redis://h:1/0", "PARLEY_JWT_SECRET": String(repeating: "s", count: 32)]
+        let base = [
+            "PARLEY_DATABASE_URL": "postgres://p@h/db", "PARLEY_REDIS_URL": "redis://h:1/0",
+            "PARLEY_MAIL_KEY": OneTimeCodes.mailJobKeyText(secret: Array(String(repeating: "s", count: 32).utf8)),
+        ]
         #expect {
             _ = try MailerConfiguration.load(SettingsReader(base))
         } throws: { ($0 as? ConfigurationError)?.setting == "PARLEY_SMTP_URL" }
@@ -71,5 +74,32 @@ import Testing
             _ = try MailerConfiguration.load(SettingsReader(base.merging(["PARLEY_SMTP_URL": "http://x"]) { $1 }))
         } throws: { ($0 as? ConfigurationError)?.setting == "PARLEY_SMTP_URL" }
         #expect((try? MailerConfiguration.load(SettingsReader(base.merging(["PARLEY_MAIL_OUTBOX": "/tmp/x"]) { $1 }))) != nil)
+    }
+
+    @Test func theMailerHoldsOnlyItsOwnKeyAndSpeaksSMTPOverTLS() throws {
+        let base = [
+            "PARLEY_DATABASE_URL": "postgres://p@h/db", "PARLEY_REDIS_URL": "redis://h:1/0",
+            "PARLEY_MAIL_KEY": OneTimeCodes.mailJobKeyText(secret: Array(String(repeating: "s", count: 32).utf8)),
+        ]
+        func setting(_ extra: [String: String]) -> String? {
+            do {
+                _ = try MailerConfiguration.load(SettingsReader(base.merging(extra) { $1 }))
+                return nil
+            } catch {
+                return error.setting
+            }
+        }
+        // the JWT secret could mint access tokens: a mailer refuses to be given it
+        #expect(setting(["PARLEY_SMTP_URL": "smtp://mail.example.com:587", "PARLEY_JWT_SECRET": String(repeating: "s", count: 32)]) == "PARLEY_JWT_SECRET")
+        #expect(setting(["PARLEY_SMTP_URL": "smtp://mail.example.com:587", "PARLEY_MAIL_KEY": "too-short"]) == "PARLEY_MAIL_KEY")
+        #expect(setting(["PARLEY_SMTP_URL": "smtp://mail.example.com:587", "PARLEY_MAIL_KEY": ""]) == "PARLEY_MAIL_KEY")
+        // smtp:// and smtps:// require TLS; plaintext only when the URL says so
+        let starttls = try MailerConfiguration.load(SettingsReader(base.merging(["PARLEY_SMTP_URL": "smtp://mail.example.com:587"]) { $1 }))
+        #expect(starttls.smtpRequiresTLS)
+        let implicit = try MailerConfiguration.load(SettingsReader(base.merging(["PARLEY_SMTP_URL": "smtps://mail.example.com:465"]) { $1 }))
+        #expect(implicit.smtpRequiresTLS)
+        let catcher = try MailerConfiguration.load(SettingsReader(base.merging(["PARLEY_SMTP_URL": "smtp+insecure://catcher:1025"]) { $1 }))
+        #expect(!catcher.smtpRequiresTLS)
+        #expect(catcher.smtpURL?.scheme == "smtp")
     }
 }

@@ -1,20 +1,28 @@
 import Foundation
+import ParleyCore
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
 
 /// A real `parley serve` process on a free port.
 public final class GatewayProcess: @unchecked Sendable {
-    /// The JWT secret of every end-to-end gateway and mailer.
+    /// The JWT secret of every end-to-end gateway.
     public static let secret = "end-to-end-test-secret-0123456789abcdef"
+    /// What their mailers are given instead (`parley mail-key`).
+    public static var mailKey: String { OneTimeCodes.mailJobKeyText(secret: Array(Self.secret.utf8)) }
     public let port: Int
+    /// The operations listener: `/metrics`, detailed `/readyz`.
+    public let metricsPort: Int
     public let child: ChildProcess
     public var baseURL: String { "http://127.0.0.1:\(self.port)" }
+    public var operationsURL: String { "http://127.0.0.1:\(self.metricsPort)" }
 
     /// Starts `parley serve` with the test servers' URLs (override any setting with `environment`).
     public init(databaseURL: String, redisURL: String? = nil, environment: [String: String] = [:], arguments: [String] = []) throws {
         self.port = try TestEnvironment.freePort()
+        self.metricsPort = try TestEnvironment.freePort()
         var env: [String: String] = [
+            "PARLEY_METRICS_PORT": "\(self.metricsPort)",
             "PARLEY_DATABASE_URL": databaseURL,
             "PARLEY_REDIS_URL": try redisURL ?? TestEnvironment.require("PARLEY_TEST_REDIS_URL"),
             "PARLEY_HTTP_PORT": "\(self.port)",

@@ -8,7 +8,7 @@ public final class MailerProcess: @unchecked Sendable {
         var env: [String: String] = [
             "PARLEY_DATABASE_URL": try TestEnvironment.require("PARLEY_TEST_DATABASE_URL"),
             "PARLEY_REDIS_URL": try TestEnvironment.require("PARLEY_TEST_REDIS_URL"),
-            "PARLEY_JWT_SECRET": GatewayProcess.secret,
+            "PARLEY_MAIL_KEY": GatewayProcess.mailKey,
             "PARLEY_SMTP_URL": try smtpURL ?? TestEnvironment.require("PARLEY_TEST_SMTP_URL"),
             "PARLEY_MAIL_FROM": "Parley Tests <no-reply@example.test>",
             "PARLEY_MAILER_RETRY_MS": "\(retryMilliseconds)",
@@ -32,8 +32,15 @@ public enum MailCatcher {
         public let html: String
     }
 
-    /// Every mail addressed to `address` so far.
-    public static func mails(to address: String) throws -> [Mail] {
+    /// The subject of code mails, to tell them from digests.
+    public static let codeSubject = "Subject: Your Parley sign-in code"
+
+    /// Every mail addressed to `address` so far (only digests with `digestsOnly`).
+    public static func mails(to address: String, digestsOnly: Bool = false) throws -> [Mail] {
+        try self.all(to: address).filter { !digestsOnly || !$0.headers.contains(Self.codeSubject) }
+    }
+
+    private static func all(to address: String) throws -> [Mail] {
         let directory = try TestEnvironment.require("PARLEY_TEST_SMTP_DIR")
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return files.filter { $0.hasSuffix(".eml") }.sorted().compactMap { name -> Mail? in
@@ -47,10 +54,10 @@ public enum MailCatcher {
     }
 
     /// Waits until at least `count` mails to `address` arrived.
-    public static func wait(for address: String, count: Int = 1, timeout: Duration = .seconds(20)) async throws -> [Mail] {
+    public static func wait(for address: String, count: Int = 1, digestsOnly: Bool = false, timeout: Duration = .seconds(20)) async throws -> [Mail] {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            let mails = try self.mails(to: address)
+            let mails = try self.mails(to: address, digestsOnly: digestsOnly)
             if mails.count >= count { return mails }
             try await Task.sleep(for: .milliseconds(50))
         }

@@ -17,41 +17,18 @@ public final class RawWebSocket: @unchecked Sendable {
         public var json: [String: Any]? { try? JSONSerialization.jsonObject(with: Data(self.payload)) as? [String: Any] }
     }
 
-    private let fd: Int32
-    private var buffer: [UInt8] = []
+    private let connection: RawConnection
 
     /// Connects to 127.0.0.1:`port` and upgrades `path` (the 101 answer is checked).
     public init(port: Int, path: String = "/v1/ws", headers: [String: String] = [:]) throws {
-        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard self.fd >= 0 else { throw POSIXError(.EMFILE) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let rc = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
-            close(self.fd)
-            throw POSIXError(.ECONNREFUSED)
-        }
+        self.connection = try RawConnection(port: port)
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
-        try self.write(Array(request.utf8))
-        let deadline = Date().addingTimeInterval(10)
-        while !self.buffer.containsHeadEnd {
-            guard try self.fill(until: deadline) else { throw RawWebSocketError("closed during the handshake") }
-        }
-        let end = self.buffer.headEnd!
-        let head = String(decoding: self.buffer[..<end], as: UTF8.self)
-        self.buffer.removeFirst(end + 4)
+        try self.connection.write(Array(request.utf8))
+        guard let head = try self.connection.readHead(timeout: .seconds(10)) else { throw RawWebSocketError("closed during the handshake") }
         guard head.hasPrefix("HTTP/1.1 101") else { throw RawWebSocketError("not upgraded: \(head.split(separator: "\r\n").first ?? "")") }
-    }
-
-    deinit {
-        close(self.fd)
     }
 
     /// Sends a masked frame (clients must mask).
@@ -65,7 +42,7 @@ public final class RawWebSocket: @unchecked Sendable {
         }
         frame += mask
         frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
-        try self.write(frame)
+        try self.connection.write(frame)
     }
 
     public func send(_ object: [String: Any]) throws {
@@ -75,10 +52,10 @@ public final class RawWebSocket: @unchecked Sendable {
     /// The next frame, or nil when the server closed the TCP connection.
     /// Throws when nothing arrives within `timeout`.
     public func next(timeout: Duration = .seconds(10)) throws -> Frame? {
-        let deadline = Date().addingTimeInterval(TimeInterval(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        let deadline = RawConnection.deadline(timeout)
         while true {
             if let frame = self.parseFrame() { return frame }
-            guard try self.fill(until: deadline) else { return nil }
+            guard try self.connection.fill(until: deadline) else { return nil }
         }
     }
 
@@ -94,27 +71,65 @@ public final class RawWebSocket: @unchecked Sendable {
     }
 
     private func parseFrame() -> Frame? {
-        guard self.buffer.count >= 2 else { return nil }
-        let opcode = self.buffer[0] & 0x0F
-        var length = Int(self.buffer[1] & 0x7F)
+        guard self.connection.buffer.count >= 2 else { return nil }
+        let opcode = self.connection.buffer[0] & 0x0F
+        var length = Int(self.connection.buffer[1] & 0x7F)
         var offset = 2
         if length == 126 {
-            guard self.buffer.count >= 4 else { return nil }
-            length = Int(self.buffer[2]) << 8 | Int(self.buffer[3])
+            guard self.connection.buffer.count >= 4 else { return nil }
+            length = Int(self.connection.buffer[2]) << 8 | Int(self.connection.buffer[3])
             offset = 4
         } else if length == 127 {
-            guard self.buffer.count >= 10 else { return nil }
-            length = self.buffer[2..<10].reduce(0) { $0 << 8 | Int($1) }
+            guard self.connection.buffer.count >= 10 else { return nil }
+            length = self.connection.buffer[2..<10].reduce(0) { $0 << 8 | Int($1) }
             offset = 10
         }
-        guard self.buffer.count >= offset + length else { return nil }
-        let payload = Array(self.buffer[offset..<(offset + length)])
-        self.buffer.removeFirst(offset + length)
+        guard self.connection.buffer.count >= offset + length else { return nil }
+        let payload = Array(self.connection.buffer[offset..<(offset + length)])
+        self.connection.buffer.removeFirst(offset + length)
         return Frame(opcode: opcode, payload: payload)
     }
 
+}
+
+public struct RawWebSocketError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A TCP connection to a local port that does exactly what it is told:
+/// bytes in, bytes out, and whether the server closed it.
+public final class RawConnection: @unchecked Sendable {
+    private let fd: Int32
+    /// Received and not consumed yet.
+    public var buffer: [UInt8] = []
+
+    public init(port: Int) throws {
+        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard self.fd >= 0 else { throw POSIXError(.EMFILE) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let rc = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            close(self.fd)
+            throw POSIXError(.ECONNREFUSED)
+        }
+    }
+
+    deinit {
+        close(self.fd)
+    }
+
+    static func deadline(_ timeout: Duration) -> Date {
+        Date().addingTimeInterval(TimeInterval(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+    }
+
     /// Reads what is there (waiting until `deadline`); false on EOF or reset.
-    private func fill(until deadline: Date) throws -> Bool {
+    public func fill(until deadline: Date) throws -> Bool {
         var pollFD = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
         let remaining = Int32(max(0, deadline.timeIntervalSinceNow * 1000))
         let ready = poll(&pollFD, 1, remaining)
@@ -126,7 +141,30 @@ public final class RawWebSocket: @unchecked Sendable {
         return true
     }
 
-    private func write(_ bytes: [UInt8]) throws {
+    /// An HTTP response head (consumed), or nil when the server closed first.
+    public func readHead(timeout: Duration) throws -> String? {
+        let deadline = Self.deadline(timeout)
+        while !self.buffer.containsHeadEnd {
+            guard try self.fill(until: deadline) else { return nil }
+        }
+        let end = self.buffer.headEnd!
+        let head = String(decoding: self.buffer[..<end], as: UTF8.self)
+        self.buffer.removeFirst(end + 4)
+        return head
+    }
+
+    /// Whether the server closes the connection within `timeout` (reading and dropping what comes).
+    public func closes(within timeout: Duration) -> Bool {
+        let deadline = Self.deadline(timeout)
+        do {
+            while try self.fill(until: deadline) { self.buffer.removeAll() }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
         var sent = 0
         while sent < bytes.count {
             let n = bytes[sent...].withUnsafeBytes { Foundation.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -134,11 +172,8 @@ public final class RawWebSocket: @unchecked Sendable {
             sent += n
         }
     }
-}
 
-public struct RawWebSocketError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+    public func write(_ text: String) throws { try self.write(Array(text.utf8)) }
 }
 
 extension [UInt8] {

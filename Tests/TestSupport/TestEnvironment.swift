@@ -40,6 +40,16 @@ public enum TestEnvironment {
         return dir
     }
 
+    /// A client address of its own for a test's requests (sent as
+    /// X-Forwarded-For through the trusted loopback proxy), so that per-address
+    /// limits of one test never touch another: a random /64 (limits count an
+    /// IPv6 address by its /64) of 2001:db8::/32, the range reserved for
+    /// documentation — only ever a header value.
+    public static func randomClientAddress() -> String {
+        let group = { String(UInt16.random(in: 1...0xFFFE), radix: 16) }
+        return "2001:db8:\(group()):\(group()):\(group())::\(group())"
+    }
+
     public static var logger: Logger {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["PARLEY_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning

@@ -16,7 +16,9 @@ public enum AccountValidation {
         let labelAllowed = Set("abcdefghijklmnopqrstuvwxyz0123456789-")
         guard labels.count >= 2,
             labels.allSatisfy({ (1...63).contains($0.count) && $0.allSatisfy(labelAllowed.contains) && $0.first != "-" && $0.last != "-" }),
-            let tld = labels.last, tld.count >= 2, !tld.allSatisfy(\.isNumber)
+            let tld = labels.last, tld.count >= 2, !tld.allSatisfy(\.isNumber),
+            // reserved (RFC 2606), and what deleted accounts are given
+            tld != "invalid"
         else { return nil }
         return email
     }

@@ -23,9 +23,15 @@ public struct OneTimeCodes: Sendable {
         self.maxAttempts = maxAttempts
     }
 
-    /// The key that seals codes inside mail jobs; the mail worker derives the same.
+    /// The key that seals codes inside mail jobs; the mail worker is given
+    /// it (`parley mail-key` prints it), never the secret it comes from.
     public static func mailJobKey(secret: [UInt8]) -> SymmetricKey {
         Secrets.deriveKey(from: secret, purpose: "parley/mail-job/v1")
+    }
+
+    /// `mailJobKey` as PARLEY_MAIL_KEY carries it (base64url).
+    public static func mailJobKeyText(secret: [UInt8]) -> String {
+        Self.mailJobKey(secret: secret).withUnsafeBytes { Secrets.base64URL(Data($0)) }
     }
 
     static func key(_ email: String) -> String { "otp:{\(email)}" }

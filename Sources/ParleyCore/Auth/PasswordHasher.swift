@@ -6,8 +6,11 @@ public import NIOPosix
 /// computed on a thread pool, never on an event loop.
 ///
 /// The cost is at least OWASP's minimum for Argon2id: 19 MiB, t=2, p=1
-/// (libsodium always uses one lane). At most `threads` hashes run at once,
-/// which bounds the memory they take.
+/// (libsodium always uses one lane). At most the pool's threads hash at
+/// once, which bounds the memory they take, and at most `maxPending` wait
+/// or run: past that, `hash` and `verify` throw `PasswordHasher.Busy` at
+/// once (the gateway answers 503 with Retry-After), so a flood of logins
+/// cannot build a queue that makes every real login wait for seconds.
 public struct PasswordHasher: Sendable {
     public struct Cost: Sendable, Hashable {
         public var iterations: Int
@@ -27,19 +30,37 @@ public struct PasswordHasher: Sendable {
     /// Made on first use, on the thread pool.
     private let dummy = DummyHash()
     private let counter = VerificationCounter()
+    private let pending = VerificationCounter()
+    /// Hashes and verifications admitted at once (running or queued).
+    public let maxPending: Int
+
+    /// Too many hashes are waiting; try again shortly.
+    public struct Busy: Error {
+        public init() {}
+    }
 
     /// Argon2id verifications run so far (dummy ones included).
     public var verifications: Int { self.counter.value.load(ordering: .relaxed) }
 
-    public init(cost: Cost = .owaspMinimum, pool: NIOThreadPool = .singleton) {
+    public init(cost: Cost = .owaspMinimum, pool: NIOThreadPool = .singleton, maxPending: Int = 32) {
         precondition(Self.initialized, "libsodium failed to initialise")
+        precondition(maxPending > 0)
         self.cost = cost
         self.pool = pool
+        self.maxPending = maxPending
+    }
+
+    /// Runs `work` on the pool if fewer than `maxPending` are admitted.
+    private func admitted<T: Sendable>(_ work: @escaping @Sendable () -> T) async throws -> T {
+        let before = self.pending.value.wrappingAdd(1, ordering: .relaxed).oldValue
+        defer { self.pending.value.subtract(1, ordering: .relaxed) }
+        guard before < self.maxPending else { throw Busy() }
+        return try await self.pool.runIfActive(work)
     }
 
     public func hash(_ password: String) async throws -> String {
         let cost = self.cost
-        guard let hash = try await self.pool.runIfActive({ Self.hashNow(password, cost: cost) }) else {
+        guard let hash = try await self.admitted({ Self.hashNow(password, cost: cost) }) else {
             throw PasswordHashingFailed()
         }
         return hash
@@ -47,11 +68,11 @@ public struct PasswordHasher: Sendable {
 
     /// Verifies `password` against `hash`; with a nil hash (no such account, or
     /// an account without a password) it runs a dummy verification and returns false.
-    public func verify(_ password: String, against hash: String?) async -> Bool {
-        self.counter.value.add(1, ordering: .relaxed)
+    public func verify(_ password: String, against hash: String?) async throws -> Bool {
         let cost = self.cost
         let dummy = self.dummy
-        let matches = (try? await self.pool.runIfActive { Self.verifyNow(password, hash: hash ?? dummy.hash(cost: cost)) }) ?? false
+        let matches = try await self.admitted { Self.verifyNow(password, hash: hash ?? dummy.hash(cost: cost)) }
+        self.counter.value.add(1, ordering: .relaxed)
         return matches && hash != nil
     }
 

@@ -70,3 +70,23 @@ extension UUID {
     /// Lowercase, as the protocol writes ids.
     public var lowercased: String { self.uuidString.lowercased() }
 }
+
+/// Refresh tokens: 256 random bits, stored only as SHA-256. A session's
+/// next token is derived from the one presented (HMAC with a key derived
+/// from the server secret), so a client that retries a refresh whose answer
+/// it lost is given the same successor again.
+public struct RefreshTokens: Sendable {
+    let key: SymmetricKey
+
+    public init(secret: [UInt8]) {
+        self.key = Secrets.deriveKey(from: secret, purpose: "parley/refresh-successor/v1")
+    }
+
+    /// A session's first token.
+    public func first() -> String { Secrets.randomToken() }
+
+    /// The token that replaces `token` when it is spent.
+    public func successor(of token: String) -> String {
+        Secrets.base64URL(Data(HMAC<SHA256>.authenticationCode(for: Data(token.utf8), using: self.key)))
+    }
+}

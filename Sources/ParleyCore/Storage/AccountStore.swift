@@ -37,6 +37,11 @@ public struct AccountStore: Sendable {
 
     static let userColumns = "id, email, email_verified, display_name, password_hash, email_notifications, created_at"
 
+    /// `userColumns` of a table known in a query as `alias`.
+    static func userColumns(of alias: String) -> String {
+        Self.userColumns.split(separator: ",").map { "\(alias)." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")
+    }
+
     static func user(_ row: PostgresRow) throws -> UserRecord {
         let (id, email, verified, name, hash, notifications, created) = try row.decode(
             (UUID, String, Bool, String, String?, Bool, Date).self
@@ -64,22 +69,17 @@ public struct AccountStore: Sendable {
         )
     }
 
-    /// The account of a verified email: created on first use, marked verified
-    /// otherwise. Proving the address for the first time takes the account
-    /// over from whoever registered it unverified: their password is removed
-    /// and their sessions are revoked (returned, to be announced).
-    public func upsertVerifiedUser(email: String, displayName: String) async throws -> (user: UserRecord, revokedSessions: [UUID]) {
+    /// The account of a verified email, created on first use. Proving an
+    /// address that someone registered without proving it takes the address
+    /// away from them: their account is deleted (`delete`: sessions revoked,
+    /// password gone, chats left) and the owner gets a new account of their
+    /// own, which inherits nothing.
+    public func upsertVerifiedUser(email: String, displayName: String) async throws -> (user: UserRecord, takenOver: AccountDeletion?) {
         try await self.client.transaction(logger: self.logger) { connection in
             // Insert first: if a registration of this email is in flight, the insert
             // waits for it and then does nothing, and the next statement (a new
             // snapshot) sees that row, so it cannot slip past the takeover below.
-            try await connection.query(
-                """
-                INSERT INTO users (id, email, display_name, email_verified) VALUES (\(UUID.v7()), \(email), \(displayName), true)
-                ON CONFLICT (email) DO NOTHING
-                """,
-                logger: self.logger
-            )
+            try await Self.insertVerified(email: email, displayName: displayName, on: connection, logger: self.logger)
             var existing: (id: UUID, verified: Bool)?
             for try await row in try await connection.query(
                 "SELECT id, email_verified FROM users WHERE email = \(email) FOR UPDATE", logger: self.logger
@@ -87,20 +87,10 @@ public struct AccountStore: Sendable {
                 existing = (row.0, row.1)
             }
             guard let existing else { throw StoreError("the verified account is missing") }
-            var revoked: [UUID] = []
+            var takenOver: AccountDeletion?
             if !existing.verified {
-                try await connection.query(
-                    "UPDATE users SET password_hash = NULL, email_verified = true, updated_at = now() WHERE id = \(existing.id)", logger: self.logger
-                )
-                for try await id in try await connection.query(
-                    """
-                    UPDATE sessions SET revoked_at = now(), revoked_reason = 'admin'
-                    WHERE user_id = \(existing.id) AND revoked_at IS NULL RETURNING id
-                    """,
-                    logger: self.logger
-                ).decode(UUID.self) {
-                    revoked.append(id)
-                }
+                takenOver = try await Self.delete(existing.id, reason: "taken_over", on: connection, logger: self.logger)
+                try await Self.insertVerified(email: email, displayName: displayName, on: connection, logger: self.logger)
             }
             var user: UserRecord?
             for try await row in try await connection.query(
@@ -109,16 +99,116 @@ public struct AccountStore: Sendable {
                 user = try Self.user(row)
             }
             guard let user else { throw StoreError("the verified account is missing") }
-            return (user, revoked)
+            return (user, takenOver)
         }
     }
 
-    public func user(email: String) async throws -> UserRecord? {
-        try await self.firstUser("SELECT \(unescaped: Self.userColumns) FROM users WHERE email = \(email)")
+    private static func insertVerified(email: String, displayName: String, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            """
+            INSERT INTO users (id, email, display_name, email_verified) VALUES (\(UUID.v7()), \(email), \(displayName), true)
+            ON CONFLICT (email) DO NOTHING
+            """,
+            logger: logger
+        )
     }
 
+    /// Marks a user's own address as proven (they are signed in and showed a code sent to it).
+    public func markEmailVerified(_ userID: UUID) async throws -> UserRecord? {
+        try await self.firstUser(
+            """
+            UPDATE users SET email_verified = true, updated_at = now() WHERE id = \(userID) AND deleted_at IS NULL
+            RETURNING \(unescaped: Self.userColumns)
+            """
+        )
+    }
+
+    // MARK: deletion
+
+    /// What deleting an account changed, for announcing it.
+    public struct AccountDeletion: Sendable {
+        public var userID: UUID
+        public var revokedSessions: [UUID] = []
+        /// Groups the account left, with their new owner when it owned them.
+        public var leftGroups: [(chatID: UUID, newOwner: UUID?)] = []
+    }
+
+    /// Deletes an account. Its row stays, so that its messages keep a
+    /// sender: its sessions are revoked, its password, name and address are
+    /// gone (the address is free for a new account), it leaves its groups
+    /// (ownership passes on) and stays in its direct chats as a deleted
+    /// user, its messages become tombstones and its uploads are removed.
+    /// Nil when there is no such (undeleted) account.
+    public func deleteAccount(_ userID: UUID, reason: String) async throws -> AccountDeletion? {
+        try await self.client.transaction(logger: self.logger) { connection in
+            var exists = false
+            for try await _ in try await connection.query(
+                "SELECT 1 FROM users WHERE id = \(userID) AND deleted_at IS NULL FOR UPDATE", logger: self.logger
+            ) {
+                exists = true
+            }
+            guard exists else { return nil }
+            return try await Self.delete(userID, reason: reason, on: connection, logger: self.logger)
+        }
+    }
+
+    static func delete(_ userID: UUID, reason: String, on connection: PostgresConnection, logger: Logger) async throws -> AccountDeletion {
+        var deletion = AccountDeletion(userID: userID)
+        for try await id in try await connection.query(
+            "UPDATE sessions SET revoked_at = now(), revoked_reason = \(reason) WHERE user_id = \(userID) AND revoked_at IS NULL RETURNING id",
+            logger: logger
+        ).decode(UUID.self) {
+            deletion.revokedSessions.append(id)
+        }
+        // the groups, locked in id order as sends lock them
+        var groups: [(UUID, Bool)] = []
+        for try await (chatID, role) in try await connection.query(
+            """
+            SELECT c.id, m.role FROM chat_members m JOIN chats c ON c.id = m.chat_id
+            WHERE m.user_id = \(userID) AND c.kind = 'group' ORDER BY c.id FOR UPDATE OF c
+            """,
+            logger: logger
+        ).decode((UUID, String).self) {
+            groups.append((chatID, role == "owner"))
+        }
+        for (chatID, wasOwner) in groups {
+            deletion.leftGroups.append((chatID, try await ChatStore.leave(chatID, userID: userID, wasOwner: wasOwner, on: connection, logger: logger)))
+        }
+        try await connection.query(
+            """
+            DELETE FROM message_attachments ma USING messages m
+            WHERE m.sender_id = \(userID) AND ma.chat_id = m.chat_id AND ma.seq = m.seq
+            """,
+            logger: logger
+        )
+        try await connection.query(
+            "UPDATE messages SET body = NULL, deleted_at = now() WHERE sender_id = \(userID) AND deleted_at IS NULL", logger: logger
+        )
+        try await connection.query("DELETE FROM attachments WHERE owner_id = \(userID)", logger: logger)
+        try await connection.query("DELETE FROM mail_digests WHERE user_id = \(userID)", logger: logger)
+        try await connection.query(
+            """
+            UPDATE users SET email = 'deleted+' || id || '@deleted.invalid', email_verified = false, password_hash = NULL,
+                display_name = 'Deleted user', email_notifications = false, deleted_at = now(), updated_at = now()
+            WHERE id = \(userID)
+            """,
+            logger: logger
+        )
+        return deletion
+    }
+
+    public func user(email: String) async throws -> UserRecord? {
+        try await self.firstUser("SELECT \(unescaped: Self.userColumns) FROM users WHERE email = \(email) AND deleted_at IS NULL")
+    }
+
+    /// The account of an email its owner proved (what an exact-email search may find).
+    public func verifiedUser(email: String) async throws -> UserRecord? {
+        try await self.firstUser("SELECT \(unescaped: Self.userColumns) FROM users WHERE email = \(email) AND email_verified AND deleted_at IS NULL")
+    }
+
+    /// A user that exists (deleted accounts do not).
     public func user(id: UUID) async throws -> UserRecord? {
-        try await self.firstUser("SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(id)")
+        try await self.firstUser("SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(id) AND deleted_at IS NULL")
     }
 
     public func updateUser(id: UUID, displayName: String?, emailNotifications: Bool?) async throws -> UserRecord? {
@@ -128,7 +218,7 @@ public struct AccountStore: Sendable {
                 display_name = COALESCE(\(displayName), display_name),
                 email_notifications = COALESCE(\(emailNotifications), email_notifications),
                 updated_at = now()
-            WHERE id = \(id)
+            WHERE id = \(id) AND deleted_at IS NULL
             RETURNING \(unescaped: Self.userColumns)
             """
         )
@@ -140,7 +230,7 @@ public struct AccountStore: Sendable {
         let rows = try await self.client.query(
             """
             SELECT \(unescaped: Self.userColumns) FROM users
-            WHERE lower(display_name) LIKE \(pattern)
+            WHERE lower(display_name) LIKE \(pattern) AND deleted_at IS NULL
             ORDER BY lower(display_name), id
             LIMIT \(limit)
             """,
@@ -181,10 +271,14 @@ public struct AccountStore: Sendable {
         return sessionID
     }
 
-    /// Spends `presentedHash` and stores `newHash` as the session's token, in one
-    /// transaction. A spent token revokes its session (reuse detection). Two
-    /// parallel refreshes with the same token: one rotates, the other is a reuse.
-    public func refresh(presentedHash: [UInt8], newHash: [UInt8]) async throws -> RefreshOutcome {
+    /// Spends `presentedHash` and stores `successorHash` as the session's
+    /// token, in one transaction. A spent token revokes its session (reuse
+    /// detection), except within `retryWindow` of its rotation while its
+    /// successor is still unspent: that is a client retrying a refresh whose
+    /// answer it lost, and it gets the same successor (the caller derives it
+    /// from the presented token). Two parallel refreshes with one token thus
+    /// both get the same successor.
+    public func refresh(presentedHash: [UInt8], successorHash: [UInt8], retryWindow: Duration) async throws -> RefreshOutcome {
         try await self.client.transaction(logger: self.logger) { connection in
             var spentSession: UUID?
             for try await id in try await connection.query(
@@ -194,32 +288,27 @@ public struct AccountStore: Sendable {
                 spentSession = id
             }
             if let sessionID = spentSession {
-                var user: UserRecord?
-                for try await row in try await connection.query(
-                    """
-                    UPDATE sessions SET last_used_at = now()
-                    WHERE id = \(sessionID) AND revoked_at IS NULL AND expires_at > now()
-                    RETURNING user_id
-                    """,
-                    logger: self.logger
-                ) {
-                    let userID = try row.decode(UUID.self)
-                    for try await userRow in try await connection.query(
-                        "SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(userID)", logger: self.logger
-                    ) {
-                        user = try Self.user(userRow)
-                    }
-                }
-                guard let user else { return .invalid }
+                guard let user = try await self.touchSession(sessionID, on: connection) else { return .invalid }
                 try await connection.query(
-                    "INSERT INTO refresh_tokens (token_hash, session_id) VALUES (\(ByteBuffer(bytes: newHash)), \(sessionID))", logger: self.logger
+                    "INSERT INTO refresh_tokens (token_hash, session_id) VALUES (\(ByteBuffer(bytes: successorHash)), \(sessionID))", logger: self.logger
                 )
                 return .rotated(sessionID: sessionID, user: user)
             }
-            // Not current: spent before (reuse), or unknown.
-            for try await sessionID in try await connection.query(
-                "SELECT session_id FROM refresh_tokens WHERE token_hash = \(ByteBuffer(bytes: presentedHash))", logger: self.logger
-            ).decode(UUID.self) {
+            // Not current: spent before (a retry, or reuse), or unknown.
+            for try await (sessionID, retried) in try await connection.query(
+                """
+                SELECT t.session_id,
+                       t.spent_at > now() - make_interval(secs => \(Double(retryWindow.milliseconds) / 1000))
+                       AND EXISTS (SELECT 1 FROM refresh_tokens n
+                                   WHERE n.token_hash = \(ByteBuffer(bytes: successorHash)) AND n.session_id = t.session_id AND n.spent_at IS NULL)
+                FROM refresh_tokens t WHERE t.token_hash = \(ByteBuffer(bytes: presentedHash))
+                """,
+                logger: self.logger
+            ).decode((UUID, Bool).self) {
+                if retried {
+                    guard let user = try await self.touchSession(sessionID, on: connection) else { return .invalid }
+                    return .rotated(sessionID: sessionID, user: user)
+                }
                 try await connection.query(
                     """
                     UPDATE sessions SET revoked_at = now(), revoked_reason = 'token_reused'
@@ -231,6 +320,52 @@ public struct AccountStore: Sendable {
             }
             return .invalid
         }
+    }
+
+    /// Marks a working session used; its user, or nil when the session is revoked or expired.
+    private func touchSession(_ sessionID: UUID, on connection: PostgresConnection) async throws -> UserRecord? {
+        for try await row in try await connection.query(
+            """
+            UPDATE sessions s SET last_used_at = now() FROM users u
+            WHERE s.id = \(sessionID) AND s.revoked_at IS NULL AND s.expires_at > now() AND u.id = s.user_id AND u.deleted_at IS NULL
+            RETURNING \(unescaped: Self.userColumns(of: "u"))
+            """,
+            logger: self.logger
+        ) {
+            return try Self.user(row)
+        }
+        return nil
+    }
+
+    /// A user's sessions that still work (not revoked, not expired), newest first.
+    public func sessions(of userID: UUID) async throws -> [SessionRecord] {
+        var sessions: [SessionRecord] = []
+        for try await (id, created, used, agent) in try await self.client.query(
+            """
+            SELECT id, created_at, last_used_at, user_agent FROM sessions
+            WHERE user_id = \(userID) AND revoked_at IS NULL AND expires_at > now()
+            ORDER BY created_at DESC, id DESC
+            """,
+            logger: self.logger
+        ).decode((UUID, Date, Date, String?).self) {
+            sessions.append(SessionRecord(id: id, createdAt: created, lastUsedAt: used, userAgent: agent))
+        }
+        return sessions
+    }
+
+    /// Revokes one of a user's sessions; false when the user has no such working session.
+    public func revokeSession(_ sessionID: UUID, of userID: UUID) async throws -> Bool {
+        for try await _ in try await self.client.query(
+            """
+            UPDATE sessions SET revoked_at = now(), revoked_reason = 'revoked'
+            WHERE id = \(sessionID) AND user_id = \(userID) AND revoked_at IS NULL AND expires_at > now()
+            RETURNING id
+            """,
+            logger: self.logger
+        ) {
+            return true
+        }
+        return false
     }
 
     /// Revokes the session a refresh token (current or spent) belongs to; its id, or nil for an unknown token.
@@ -271,4 +406,12 @@ public struct AccountStore: Sendable {
 public struct StoreError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// A login session, as its user sees it.
+public struct SessionRecord: Sendable, Hashable {
+    public var id: UUID
+    public var createdAt: Date
+    public var lastUsedAt: Date
+    public var userAgent: String?
 }

@@ -40,7 +40,7 @@ public struct ChatStore: Sendable {
         let key = [userID.lowercased, peerID.lowercased].sorted().joined(separator: ":")
         let created: Bool = try await self.client.transaction(logger: self.logger) { connection in
             var peerExists = false
-            for try await _ in try await connection.query("SELECT 1 FROM users WHERE id = \(peerID)", logger: self.logger) { peerExists = true }
+            for try await _ in try await connection.query("SELECT 1 FROM users WHERE id = \(peerID) AND deleted_at IS NULL", logger: self.logger) { peerExists = true }
             guard peerExists else { throw ChatError.userNotFound }
             let chatID = UUID.v7()
             var inserted = false
@@ -81,7 +81,7 @@ public struct ChatStore: Sendable {
         let chatID = UUID.v7()
         try await self.client.transaction(logger: self.logger) { connection in
             var found = 0
-            for try await count in try await connection.query("SELECT count(*) FROM users WHERE id = ANY(\(others))", logger: self.logger).decode(Int.self) {
+            for try await count in try await connection.query("SELECT count(*) FROM users WHERE id = ANY(\(others)) AND deleted_at IS NULL", logger: self.logger).decode(Int.self) {
                 found = count
             }
             guard found == others.count else { throw ChatError.userNotFound }
@@ -248,7 +248,7 @@ public struct ChatStore: Sendable {
     public func members(of chatID: UUID) async throws -> [MemberRecord] {
         let rows = try await self.client.query(
             """
-            SELECT \(unescaped: AccountStore.userColumns.split(separator: ",").map { "u." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")),
+            SELECT \(unescaped: AccountStore.userColumns(of: "u")),
                    cm.role, cm.joined_at, cm.last_read_seq
             FROM chat_members cm JOIN users u ON u.id = cm.user_id
             WHERE cm.chat_id = \(chatID)
@@ -337,7 +337,7 @@ public struct ChatStore: Sendable {
                 guard role != .owner, role == .member || actorRole == .owner else { throw ChatError.notAllowed("only the owner can add admins") }
             }
             var exists = false
-            for try await _ in try await connection.query("SELECT 1 FROM users WHERE id = \(userID)", logger: self.logger) { exists = true }
+            for try await _ in try await connection.query("SELECT 1 FROM users WHERE id = \(userID) AND deleted_at IS NULL", logger: self.logger) { exists = true }
             guard exists else { throw ChatError.userNotFound }
             var inserted = false
             for try await _ in try await connection.query(
@@ -383,24 +383,31 @@ public struct ChatStore: Sendable {
                 guard actorRole.canManage else { throw ChatError.notAllowed("only the owner or an admin can remove members") }
                 guard targetRole != .owner else { throw ChatError.notAllowed("nobody can remove the owner") }
             }
-            try await connection.query("DELETE FROM chat_members WHERE chat_id = \(chatID) AND user_id = \(userID)", logger: self.logger)
-            try await connection.query("UPDATE chats SET members_count = members_count - 1, updated_at = now() WHERE id = \(chatID)", logger: self.logger)
-            guard targetRole == .owner else { return nil }
-            var newOwner: UUID?
-            for try await id in try await connection.query(
-                """
-                UPDATE chat_members SET role = 'owner'
-                WHERE chat_id = \(chatID) AND user_id = (
-                    SELECT user_id FROM chat_members WHERE chat_id = \(chatID)
-                    ORDER BY (role = 'admin') DESC, joined_at, user_id LIMIT 1
-                )
-                RETURNING user_id
-                """,
-                logger: self.logger
-            ).decode(UUID.self) {
-                newOwner = id
-            }
-            return newOwner
+            return try await Self.leave(chatID, userID: userID, wasOwner: targetRole == .owner, on: connection, logger: self.logger)
         }
+    }
+
+    /// Removes a member of a group inside a transaction that locked the chat
+    /// row; when the owner leaves, the oldest admin (else the oldest member)
+    /// becomes owner. Returns the new owner, if any.
+    static func leave(_ chatID: UUID, userID: UUID, wasOwner: Bool, on connection: PostgresConnection, logger: Logger) async throws -> UUID? {
+        try await connection.query("DELETE FROM chat_members WHERE chat_id = \(chatID) AND user_id = \(userID)", logger: logger)
+        try await connection.query("UPDATE chats SET members_count = members_count - 1, updated_at = now() WHERE id = \(chatID)", logger: logger)
+        guard wasOwner else { return nil }
+        var newOwner: UUID?
+        for try await id in try await connection.query(
+            """
+            UPDATE chat_members SET role = 'owner'
+            WHERE chat_id = \(chatID) AND user_id = (
+                SELECT user_id FROM chat_members WHERE chat_id = \(chatID)
+                ORDER BY (role = 'admin') DESC, joined_at, user_id LIMIT 1
+            )
+            RETURNING user_id
+            """,
+            logger: logger
+        ).decode(UUID.self) {
+            newOwner = id
+        }
+        return newOwner
     }
 }

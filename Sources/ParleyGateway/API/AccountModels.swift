@@ -103,3 +103,42 @@ struct UserList: Encodable {
 }
 
 struct EmptyObject: Encodable {}
+
+/// One of the caller's sessions (`GET /v1/me/sessions`).
+struct SessionBody: Encodable {
+    let id: String
+    let createdAt: String
+    let lastUsedAt: String
+    let userAgent: String?
+    let current: Bool
+
+    init(_ session: SessionRecord, current: Bool) {
+        self.id = session.id.lowercased
+        self.createdAt = Timestamp.format(session.createdAt)
+        self.lastUsedAt = Timestamp.format(session.lastUsedAt)
+        self.userAgent = session.userAgent
+        self.current = current
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, current
+        case createdAt = "created_at"
+        case lastUsedAt = "last_used_at"
+        case userAgent = "user_agent"
+    }
+}
+
+struct SessionListBody: Encodable {
+    let sessions: [SessionBody]
+}
+
+/// `DELETE /v1/me`: the password, or a fresh email code.
+struct DeleteAccountRequest: Decodable {
+    let password: String?
+    let code: String?
+}
+
+/// `POST /v1/me/email/verify`.
+struct VerifyEmailRequest: Decodable {
+    let code: String
+}

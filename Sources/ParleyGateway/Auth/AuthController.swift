@@ -32,6 +32,10 @@ public struct AuthController: Sendable {
         guard let displayName = AccountValidation.displayName(body.displayName) else {
             throw APIError.badRequest("invalid_display_name", "display_name must be 1 to 64 characters without control or bidirectional override characters")
         }
+        if let problem = try self.services.passwordStrength.problem(body.password) {
+            throw APIError.badRequest("weak_password", "choose a password that is harder to guess: \(problem)")
+        }
+        try await self.services.limit("register:\(context.limitAddress)", self.services.limits.registrationsPerAddress, "too many registrations from this address; try again later")
         let hash = try await self.services.hasher.hash(body.password)
         guard let user = try await self.services.accounts.createUser(email: email, displayName: displayName, passwordHash: hash) else {
             throw APIError(.conflict, "email_taken", "an account with this email exists")
@@ -43,20 +47,19 @@ public struct AuthController: Sendable {
     func login(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
         let body = try await request.decodeJSON(LoginRequest.self, context: context)
         let email = AccountValidation.normalizeEmail(body.email) ?? body.email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-        // Every attempt takes a slot before the slow verification (so parallel
-        // guesses cannot all pass the check); a successful one gives it back,
-        // so only failures count.
-        let limitKey = "login:\(email)|\(context.clientAddress)"
-        let slot = UUID().uuidString
-        if case .limited(let retryAfter) = try await self.services.limiter.reserve(limitKey, self.services.limits.loginFailures, token: slot) {
-            throw APIError(.tooManyRequests, "rate_limited", "too many failed logins; try again later", retryAfter: retryAfter)
-        }
+        // Every attempt takes a slot, per email and address and per account,
+        // before the slow verification (so parallel guesses cannot all pass
+        // the check); a successful one gives them back, so only failures count.
+        let slots = try await self.services.reserve(
+            [("login:\(email)|\(context.limitAddress)", self.services.limits.loginFailures), ("login:\(email)", self.services.limits.loginFailuresPerAccount)],
+            "too many failed logins; try again later"
+        )
         // Unknown email or no password: a dummy verification, so status, body and time match a wrong password.
         let user = AccountValidation.normalizeEmail(body.email) == nil ? nil : try await self.services.accounts.user(email: email)
-        guard await self.services.hasher.verify(body.password, against: user?.passwordHash), let user else {
+        guard try await self.services.hasher.verify(body.password, against: user?.passwordHash), let user else {
             throw APIError(.unauthorized, "invalid_credentials", "email or password is wrong")
         }
-        try await self.services.limiter.giveBack(limitKey, token: slot)
+        try await self.services.giveBack(slots)
         return try await self.startSession(for: user, request: request, status: .ok)
     }
 
@@ -65,10 +68,8 @@ public struct AuthController: Sendable {
         guard let email = AccountValidation.normalizeEmail(body.email) else {
             throw APIError.badRequest("invalid_email", "email is not a valid address")
         }
-        for (key, rules) in [("otp:ip:\(context.clientAddress)", self.services.limits.codesPerIP), ("otp:email:\(email)", self.services.limits.codesPerEmail)] {
-            if case .limited(let retryAfter) = try await self.services.limiter.hit(key, rules) {
-                throw APIError(.tooManyRequests, "rate_limited", "too many code requests; try again later", retryAfter: retryAfter)
-            }
+        for (key, rules) in [("otp:ip:\(context.limitAddress)", self.services.limits.codesPerIP), ("otp:email:\(email)", self.services.limits.codesPerEmail)] {
+            try await self.services.limit(key, rules, "too many code requests; try again later")
         }
         let code = try await self.services.codes.issue(email: email, logger: context.logger)
         if self.services.environment == .development {
@@ -82,18 +83,21 @@ public struct AuthController: Sendable {
         guard let email = AccountValidation.normalizeEmail(body.email) else {
             throw APIError.badRequest("invalid_email", "email is not a valid address")
         }
-        guard try await self.services.codes.verify(email: email, code: body.code.trimmingCharacters(in: .whitespaces)) == .valid else {
-            throw APIError(.unauthorized, "invalid_code", "the code is wrong, expired or used up")
+        try await self.services.checkCode(body.code, email: email)
+        let (user, takenOver) = try await self.services.accounts.upsertVerifiedUser(email: email, displayName: AccountValidation.defaultDisplayName(email: email))
+        if let takenOver {
+            context.logger.notice("an unverified account lost its email to the owner who proved it", metadata: ["user.id": "\(takenOver.userID.lowercased)"])
+            await self.services.announce(takenOver, logger: context.logger)
         }
-        let (user, revoked) = try await self.services.accounts.upsertVerifiedUser(email: email, displayName: AccountValidation.defaultDisplayName(email: email))
-        for sessionID in revoked { await self.services.revocations.revoke(sessionID, logger: context.logger) }
         return try await self.startSession(for: user, request: request, status: .ok)
     }
 
     func refresh(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
         let body = try await request.decodeJSON(RefreshTokenRequest.self, context: context)
-        let next = Secrets.randomToken()
-        switch try await self.services.accounts.refresh(presentedHash: Secrets.sha256(body.refreshToken), newHash: Secrets.sha256(next)) {
+        let next = self.services.refreshTokens.successor(of: body.refreshToken)
+        switch try await self.services.accounts.refresh(
+            presentedHash: Secrets.sha256(body.refreshToken), successorHash: Secrets.sha256(next), retryWindow: self.services.limits.refreshRetryWindow
+        ) {
         case .rotated(let sessionID, let user):
             let access = try await self.services.tokens.issue(userID: user.id, sessionID: sessionID)
             return try Response.json(TokensBody(accessToken: access, refreshToken: next, user: UserBody.own(user)))
@@ -116,7 +120,7 @@ public struct AuthController: Sendable {
     }
 
     private func startSession(for user: UserRecord, request: Request, status: HTTPResponse.Status) async throws -> Response {
-        let refresh = Secrets.randomToken()
+        let refresh = self.services.refreshTokens.first()
         let sessionID = try await self.services.accounts.createSession(
             userID: user.id, refreshHash: Secrets.sha256(refresh), lifetime: self.services.limits.sessionLifetime,
             userAgent: request.headers[.userAgent]

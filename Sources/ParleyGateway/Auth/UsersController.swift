@@ -1,5 +1,6 @@
 import Foundation
 public import Hummingbird
+import Logging
 import ParleyCore
 
 /// `/v1/me` and `/v1/users`: authenticated.
@@ -11,6 +12,7 @@ public struct UsersController: Sendable {
     }
 
     public func addRoutes(to group: RouterGroup<ParleyRequestContext>) {
+        self.addSessionRoutes(to: group)
         group.get("me") { _, context in
             try Response.json(UserBody.own(try await self.currentUser(context)))
         }
@@ -47,13 +49,70 @@ public struct UsersController: Sendable {
             }
             let users: [UserRecord]
             if query.contains("@") {
-                // Exact email only: an address can be found, never listed by prefix.
-                users = try await AccountValidation.normalizeEmail(query).asyncMap { try await self.services.accounts.user(email: $0) }.map { [$0] } ?? []
+                // Exact email only: an address can be found, never listed by
+                // prefix, and only by the owner who proved it (not whoever typed it first).
+                users = try await AccountValidation.normalizeEmail(query).asyncMap { try await self.services.accounts.verifiedUser(email: $0) }.map { [$0] } ?? []
             } else {
                 users = try await self.services.accounts.searchUsers(displayNamePrefix: query, limit: limit)
             }
             return try Response.json(UserList(users: users.map(UserBody.visible)))
         }
+    }
+
+    func addSessionRoutes(to group: RouterGroup<ParleyRequestContext>) {
+        group.get("me/sessions") { _, context in
+            let identity = try context.requireIdentity()
+            let sessions = try await self.services.accounts.sessions(of: identity.userID)
+            return try Response.json(SessionListBody(sessions: sessions.map { SessionBody($0, current: $0.id == identity.sessionID) }))
+        }
+        group.delete("me/sessions/:session_id") { _, context in
+            let identity = try context.requireIdentity()
+            guard let sessionID = context.parameters.get("session_id").flatMap(UUID.init(uuidString:)),
+                try await self.services.accounts.revokeSession(sessionID, of: identity.userID)
+            else { throw APIError.notFound("session_not_found", "no such session") }
+            // that device's sockets close with 4001 on every instance
+            await self.services.revocations.revoke(sessionID, logger: context.logger)
+            return Response.noContent()
+        }
+        group.delete("me") { request, context in try await self.deleteAccount(request, context) }
+        group.post("me/email/verify") { request, context in
+            // a signed-in user proves their own address with a code from POST /v1/auth/otp/request
+            // (signing in with such a code instead would take the address for a new account)
+            let body = try await request.decodeJSON(VerifyEmailRequest.self, context: context)
+            let user = try await self.currentUser(context)
+            try await self.services.checkCode(body.code, email: user.email)
+            guard let verified = try await self.services.accounts.markEmailVerified(user.id) else {
+                throw APIError(.unauthorized, "invalid_token", "the account no longer exists")
+            }
+            return try Response.json(UserBody.own(verified))
+        }
+    }
+
+
+
+    /// `DELETE /v1/me` with the password, or with a fresh email code (for
+    /// accounts without one): the account is deleted (`AccountStore.deleteAccount`).
+    func deleteAccount(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let body = try await request.decodeJSON(DeleteAccountRequest.self, context: context)
+        let user = try await self.currentUser(context)
+        if let password = body.password {
+            // guesses count against the account, as failed logins do
+            let slots = try await self.services.reserve([("login:\(user.email)", self.services.limits.loginFailuresPerAccount)], "too many wrong passwords; try again later")
+            guard try await self.services.hasher.verify(password, against: user.passwordHash) else {
+                throw APIError(.unauthorized, "invalid_credentials", "the password is wrong")
+            }
+            try await self.services.giveBack(slots)
+        } else if let code = body.code {
+            try await self.services.checkCode(code, email: user.email)
+        } else {
+            throw APIError.badRequest("invalid_request", "give the account's password, or a code from POST /v1/auth/otp/request")
+        }
+        guard let deletion = try await self.services.accounts.deleteAccount(user.id, reason: "account_deleted") else {
+            throw APIError(.unauthorized, "invalid_token", "the account no longer exists")
+        }
+        context.logger.notice("account deleted", metadata: ["user.id": "\(user.id.lowercased)"])
+        await self.services.announce(deletion, logger: context.logger)
+        return Response.noContent()
     }
 
     func currentUser(_ context: ParleyRequestContext) async throws -> UserRecord {

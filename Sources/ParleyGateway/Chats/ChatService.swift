@@ -1,8 +1,26 @@
 public import Foundation
+import Crypto
 import HTTPTypes
 import HiredisNIO
+public import NIOCore
 public import Logging
 public import ParleyCore
+
+/// Per-user limits of chat writes (PROTOCOL.md "Limits" and 1.1), each
+/// shared by every instance (Redis) and answered 429 `rate_limited`.
+public struct ChatLimits: Sendable {
+    /// Sends: 10/s sustained with bursts of 30.
+    public var sends = [RateLimitRule(30, per: .seconds(3))]
+    /// Edits, deletes, reactions and read receipts, together.
+    public var writes = [RateLimitRule(20, per: .seconds(1))]
+    /// Creating chats, changing them, adding and removing members.
+    public var chatChanges = [RateLimitRule(60, per: .seconds(60))]
+    /// Attachment uploads, by count and by bytes.
+    public var uploads = [RateLimitRule(100, per: .seconds(86_400))]
+    public var uploadBytes = [RateLimitRule(1 << 30, per: .seconds(86_400))]
+
+    public init() {}
+}
 
 /// The one write path for chat changes, shared by REST and WebSocket: it
 /// validates, rate-limits, stores in PostgreSQL and then publishes.
@@ -12,8 +30,7 @@ public struct ChatService: Sendable {
     /// Group commit of sends (every send goes through it).
     public let writer: MessageWriter
     let limiter: RateLimiter
-    /// Sends per user: 10/s sustained with bursts of 30 (PROTOCOL.md).
-    public var sendLimit = [RateLimitRule(30, per: .seconds(3))]
+    public var limits = ChatLimits()
 
     public init(store: ChatStore, publisher: ChatEventPublisher, limiter: RateLimiter) {
         self.store = store
@@ -59,9 +76,7 @@ public struct ChatService: Sendable {
             throw APIError.badRequest("invalid_body", "body must be 1 to 4000 characters and at most 16 KiB (or attachments given)")
         }
         if let reply = request.replyToSeq, reply < 1 { throw APIError.badRequest("invalid_reply", "reply_to_seq must be a seq of this chat") }
-        if case .limited(let retryAfter) = try await self.limiter.hit("send:\(senderID.lowercased)", self.sendLimit) {
-            throw APIError(.tooManyRequests, "rate_limited", "too many messages; slow down", retryAfter: retryAfter)
-        }
+        try await self.limit("send:\(senderID.lowercased)", self.limits.sends, "too many messages; slow down")
         return try await Self.mapping {
             try await self.writer.send(
                 NewMessage(chatID: chatID, senderID: senderID, clientID: clientID, body: body, attachmentIDs: attachmentIDs, replyToSeq: request.replyToSeq),
@@ -75,21 +90,95 @@ public struct ChatService: Sendable {
         guard case .success(let valid?) = MessageValidation.body(body, hasAttachments: false) else {
             throw APIError.badRequest("invalid_body", "body must be 1 to 4000 characters and at most 16 KiB")
         }
+        try await self.limitWrites(actor)
         let message = try await Self.mapping { try await self.store.edit(chatID: chatID, seq: seq, actor: actor, body: valid) }
         await self.publisher.publish(.messageUpdated(message), logger: logger)
         return message
     }
 
     public func delete(chatID: UUID, seq: Int64, actor: UUID, logger: Logger) async throws {
+        try await self.limitWrites(actor)
         let (tombstone, deleted) = try await Self.mapping { try await self.store.delete(chatID: chatID, seq: seq, actor: actor) }
         if deleted { await self.publisher.publish(.messageUpdated(tombstone), logger: logger) }
     }
 
     public func markRead(chatID: UUID, userID: UUID, seq: Int64, logger: Logger) async throws {
         guard seq >= 0 else { throw APIError.badRequest("invalid_seq", "seq must be a non-negative integer") }
+        try await self.limitWrites(userID)
         if let position = try await Self.mapping({ try await self.store.markRead(chatID: chatID, userID: userID, seq: seq) }) {
             await self.publisher.publish(.read(chatID: chatID, userID: userID, seq: position), logger: logger)
         }
+    }
+
+    // MARK: chats and members
+
+    /// The direct chat of two users (created if needed: both members' sockets follow it).
+    public func directChat(_ me: UUID, with peer: UUID, logger: Logger) async throws -> (chat: ChatRecord, created: Bool) {
+        try await self.limitChatChanges(me)
+        let (chat, created) = try await Self.mapping { try await self.store.directChat(between: me, and: peer) }
+        if created { await self.publisher.publish([me, peer].map { .memberAdded(chatID: chat.id, userID: $0, lastSeq: 0) }, logger: logger) }
+        return (chat, created)
+    }
+
+    public func createGroup(creator: UUID, title: String, memberIDs: [UUID], isPublic: Bool, logger: Logger) async throws -> ChatRecord {
+        try await self.limitChatChanges(creator)
+        let chat = try await Self.mapping {
+            try await self.store.createGroup(creator: creator, title: title, memberIDs: memberIDs, isPublic: isPublic)
+        }
+        await self.publisher.publish(Set(memberIDs).union([creator]).map { .memberAdded(chatID: chat.id, userID: $0, lastSeq: 0) }, logger: logger)
+        return chat
+    }
+
+    public func updateGroup(_ chatID: UUID, actor: UUID, title: String?, isPublic: Bool?, logger: Logger) async throws {
+        try await self.limitChatChanges(actor)
+        try await Self.mapping { try await self.store.updateGroup(chatID, actor: actor, title: title, isPublic: isPublic) }
+        await self.publisher.publish(.chatUpdated(chatID: chatID), logger: logger)
+    }
+
+    public func addMember(_ chatID: UUID, actor: UUID, userID: UUID, role: MemberRole, logger: Logger) async throws -> (member: MemberRecord, added: Bool) {
+        try await self.limitChatChanges(actor)
+        let (member, added, lastSeq) = try await Self.mapping { try await self.store.addMember(chatID, actor: actor, userID: userID, role: role) }
+        if added { await self.publisher.publish(.memberAdded(chatID: chatID, userID: userID, lastSeq: lastSeq), logger: logger) }
+        return (member, added)
+    }
+
+    public func removeMember(_ chatID: UUID, actor: UUID, userID: UUID, logger: Logger) async throws {
+        try await self.limitChatChanges(actor)
+        let newOwner = try await Self.mapping { try await self.store.removeMember(chatID, actor: actor, userID: userID) }
+        var events: [ChatEvent] = [.memberRemoved(chatID: chatID, userID: userID)]
+        if newOwner != nil { events.append(.chatUpdated(chatID: chatID)) }
+        await self.publisher.publish(events, logger: logger)
+    }
+
+    // MARK: attachments
+
+    /// Stores an upload, within the uploader's daily count and bytes.
+    public func upload(owner: UUID, contentType: String, data: ByteBuffer) async throws -> AttachmentRecord {
+        let user = owner.lowercased
+        let slot = UUID().uuidString
+        if case .limited(let retryAfter) = try await self.limiter.reserve("uploads:\(user)", self.limits.uploads, token: slot) {
+            throw APIError.rateLimited("too many uploads today; try again later", retryAfter: retryAfter)
+        }
+        if case .limited(let retryAfter) = try await self.limiter.hit("upload-bytes:\(user)", self.limits.uploadBytes, weight: data.readableBytes) {
+            try await self.limiter.giveBack("uploads:\(user)", token: slot)
+            throw APIError.rateLimited("too many bytes uploaded today; try again later", retryAfter: retryAfter)
+        }
+        let digest = Array(SHA256.hash(data: data.readableBytesView))
+        return try await self.store.createAttachment(ownerID: owner, contentType: contentType, data: data, sha256: digest)
+    }
+
+    // MARK: limits
+
+    func limitWrites(_ user: UUID) async throws {
+        try await self.limit("writes:\(user.lowercased)", self.limits.writes, "too many changes; slow down")
+    }
+
+    func limitChatChanges(_ user: UUID) async throws {
+        try await self.limit("chats:\(user.lowercased)", self.limits.chatChanges, "too many chat and membership changes; slow down")
+    }
+
+    func limit(_ key: String, _ rules: [RateLimitRule], _ detail: String) async throws {
+        try await self.limiter.enforce(key, rules, detail)
     }
 
     /// Runs a store call, turning its refusals into API errors.

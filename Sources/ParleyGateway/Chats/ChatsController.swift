@@ -1,4 +1,3 @@
-import Crypto
 import HTTPTypes
 import Foundation
 public import Hummingbird
@@ -26,8 +25,7 @@ public struct ChatsController: Sendable {
             let (me, chatID) = try Self.ids(context)
             let body = try await request.decodeJSON(UpdateChatRequest.self, context: context)
             let title = try body.title.map(Self.validTitle)
-            try await ChatService.mapping { try await self.store.updateGroup(chatID, actor: me, title: title, isPublic: body.isPublic) }
-            await self.service.publisher.publish(.chatUpdated(chatID: chatID), logger: context.logger)
+            try await self.service.updateGroup(chatID, actor: me, title: title, isPublic: body.isPublic, logger: context.logger)
             guard let chat = try await self.store.chat(chatID, viewer: me) else { throw APIError(ChatError.chatNotFound) }
             return try Response.json(ChatBody(chat: chat, members: nil))
         }
@@ -38,17 +36,13 @@ public struct ChatsController: Sendable {
             guard let role = MemberRole(rawValue: body.role ?? "member"), role != .owner else {
                 throw APIError.badRequest("invalid_role", "role must be admin or member")
             }
-            let (member, added, lastSeq) = try await ChatService.mapping { try await self.store.addMember(chatID, actor: me, userID: userID, role: role) }
-            if added { await self.service.publisher.publish(.memberAdded(chatID: chatID, userID: userID, lastSeq: lastSeq), logger: context.logger) }
+            let (member, added) = try await self.service.addMember(chatID, actor: me, userID: userID, role: role, logger: context.logger)
             return try Response.json(MemberBody(member), status: added ? .created : .ok)
         }
         group.delete("chats/:id/members/:user_id") { _, context in
             let (me, chatID) = try Self.ids(context)
             guard let userID = context.parameters.get("user_id").flatMap(UUID.init(uuidString:)) else { throw APIError(ChatError.userNotFound) }
-            let newOwner = try await ChatService.mapping { try await self.store.removeMember(chatID, actor: me, userID: userID) }
-            var events: [ChatEvent] = [.memberRemoved(chatID: chatID, userID: userID)]
-            if newOwner != nil { events.append(.chatUpdated(chatID: chatID)) }
-            await self.service.publisher.publish(events, logger: context.logger)
+            try await self.service.removeMember(chatID, actor: me, userID: userID, logger: context.logger)
             return Response.noContent()
         }
         group.get("chats/:id/messages") { request, context in
@@ -113,11 +107,7 @@ public struct ChatsController: Sendable {
             guard let peer = body.userID.flatMap(UUID.init(uuidString:)) else {
                 throw APIError.badRequest("invalid_user", "user_id must be the id of another user")
             }
-            let (chat, created) = try await ChatService.mapping { try await self.store.directChat(between: me, and: peer) }
-            if created {
-                // both members' open WebSockets start following the new chat
-                await self.service.publisher.publish([me, peer].map { .memberAdded(chatID: chat.id, userID: $0, lastSeq: 0) }, logger: context.logger)
-            }
+            let (chat, created) = try await self.service.directChat(me, with: peer, logger: context.logger)
             return try Response.json(ChatBody(chat: chat, members: nil), status: created ? .created : .ok)
         case "group":
             let title = try Self.validTitle(body.title ?? "")
@@ -126,10 +116,7 @@ public struct ChatsController: Sendable {
                 guard let id = UUID(uuidString: value) else { throw APIError.badRequest("invalid_member_ids", "member_ids must be user ids") }
                 return id
             }
-            let chat = try await ChatService.mapping {
-                try await self.store.createGroup(creator: me, title: title, memberIDs: members, isPublic: body.isPublic ?? false)
-            }
-            await self.service.publisher.publish(Set(members).union([me]).map { .memberAdded(chatID: chat.id, userID: $0, lastSeq: 0) }, logger: context.logger)
+            let chat = try await self.service.createGroup(creator: me, title: title, memberIDs: members, isPublic: body.isPublic ?? false, logger: context.logger)
             return try Response.json(ChatBody(chat: chat, members: nil), status: .created)
         default:
             throw APIError.badRequest("invalid_kind", "kind must be direct or group")
@@ -172,10 +159,9 @@ public struct ChatsController: Sendable {
         guard AttachmentTypes.matches(contentType, data.readableBytesView) else {
             throw APIError(.unsupportedMediaType, "content_mismatch", "the bytes are not \(contentType)")
         }
-        let digest = Array(SHA256.hash(data: data.readableBytesView))
-        let attachment = try await self.store.createAttachment(ownerID: me, contentType: contentType, data: data, sha256: digest)
+        let attachment = try await self.service.upload(owner: me, contentType: contentType, data: data)
         return try Response.json(
-            AttachmentBody(id: attachment.id.lowercased, contentType: contentType, size: attachment.size, sha256: digest.map { String(format: "%02x", $0) }.joined()),
+            AttachmentBody(id: attachment.id.lowercased, contentType: contentType, size: attachment.size, sha256: attachment.sha256.map { String(format: "%02x", $0) }.joined()),
             status: .created
         )
     }

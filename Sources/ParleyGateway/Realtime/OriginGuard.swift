@@ -4,21 +4,28 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import ParleyCore
 
-/// Answers a WebSocket upgrade from a browser origin that is not allowed with
-/// `403 forbidden_origin` (problem+json) before Hummingbird's upgrade channel
-/// sees it — that channel can only answer a refused upgrade with a bare 400.
-/// Sits first in each connection's pipeline, reads the first request head
-/// from the raw bytes, then steps aside. (A later upgrade on a kept-alive
-/// connection is still refused by the WebSocket route, with 400.)
+/// Guards the first request of each connection, before Hummingbird's upgrade
+/// channel sees it:
+/// - its head must arrive within `headTimeout` (a client that trickles its
+///   headers, or sends nothing, is dropped; later requests on a kept-alive
+///   connection are bounded by the HTTP idle timeout);
+/// - a WebSocket upgrade from a browser origin that is not allowed gets
+///   `403 forbidden_origin` (problem+json) — that channel can only answer a
+///   refused upgrade with a bare 400.
+/// Sits first in the pipeline, reads the first head from the raw bytes,
+/// then steps aside. (A later upgrade on a kept-alive connection is still
+/// refused by the WebSocket route, with 400.)
 struct OriginGuardChannel<Inner: ServerChildChannel>: ServerChildChannel {
     typealias Value = Inner.Value
     let inner: Inner
     let allowed: Set<String>
+    let headTimeout: Duration
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(OriginGuardHandler(allowed: self.allowed), position: .first)
+            try channel.pipeline.syncOperations.addHandler(OriginGuardHandler(allowed: self.allowed, headTimeout: self.headTimeout), position: .first)
         }.flatMap {
             self.inner.setup(channel: channel, logger: logger)
         }
@@ -34,11 +41,21 @@ final class OriginGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundOut = ByteBuffer
 
     let allowed: Set<String>
+    let headTimeout: Duration
     private var buffered: ByteBuffer?
+    private var timeout: Scheduled<Void>?
     private static let headLimit = 16 * 1024
 
-    init(allowed: Set<String>) {
+    init(allowed: Set<String>, headTimeout: Duration) {
         self.allowed = allowed
+        self.headTimeout = headTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        self.timeout = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(self.headTimeout.milliseconds) * 1_000_000)) {
+            channel.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -68,6 +85,8 @@ final class OriginGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.timeout?.cancel()
+        self.timeout = nil
         if let buffered = self.buffered, buffered.readableBytes > 0 {
             self.buffered = nil
             context.fireChannelRead(self.wrapInboundOut(buffered))

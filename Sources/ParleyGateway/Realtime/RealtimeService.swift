@@ -14,6 +14,10 @@ public struct RealtimeLimits: Sendable {
     public var connectionsPerUser = 20
     public var helloTimeout: Duration = .seconds(10)
     public var heartbeat: Duration = .seconds(25)
+    /// Client frames per second on one socket (then 1008).
+    public var framesPerSecond = 50
+    /// Typing frames per second on one socket (more get `rate_limited`).
+    public var typingPerSecond = 2
     /// Bad frames tolerated per minute before closing with 1008.
     public var badFramesPerMinute = 20
     /// Missed messages a resume replays before answering `resync`.

@@ -147,6 +147,8 @@ struct WebSocketSession {
 
     func readLoop(_ messages: inout WebSocketInboundMessageStream.AsyncIterator, connection: Connection, logger: Logger) async {
         var badFrames: [ContinuousClock.Instant] = []
+        var frames = TokenBucket(capacity: self.limits.framesPerSecond, perSecond: self.limits.framesPerSecond)
+        var typing = TokenBucket(capacity: self.limits.typingPerSecond, perSecond: self.limits.typingPerSecond)
         while true {
             let message: WebSocketMessage?
             do {
@@ -158,6 +160,10 @@ struct WebSocketSession {
             // Once the server closed, frames are read (the client's close
             // frame ends the loop) but never acted on.
             if connection.isClosing { continue }
+            guard frames.take() else {
+                connection.close(1008, "too many frames (at most \(self.limits.framesPerSecond) a second)")
+                continue
+            }
             guard case .text(let text) = message else {
                 self.reject(connection, ref: nil, code: "invalid_frame", detail: "frames are JSON text", &badFrames)
                 continue
@@ -167,6 +173,10 @@ struct WebSocketSession {
                 frame = try ClientFrame.parse(text)
             } catch {
                 self.reject(connection, ref: error.ref, code: error.code, detail: error.detail, &badFrames)
+                continue
+            }
+            if case .typing = frame, !typing.take() {
+                connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: "rate_limited", detail: "at most \(self.limits.typingPerSecond) typing frames a second")))
                 continue
             }
             do {
@@ -215,9 +225,10 @@ struct WebSocketSession {
             }
         case .typing(_, let chatID, let active):
             guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
-            // one per user per chat per 2 s, shared by all instances; extra ones are dropped silently
-            let key = "typing:{\(chatID.lowercased)}:\(connection.userID.lowercased)"
-            guard try await self.redis.set(key, to: "1", expireSeconds: 2, onlyIfAbsent: true) || !active else { return }
+            // one start and one stop per user per chat per 2 s, shared by all
+            // instances; extra ones are dropped silently
+            let key = "typing:{\(chatID.lowercased)}:\(connection.userID.lowercased):\(active ? 1 : 0)"
+            guard try await self.redis.set(key, to: "1", expireSeconds: 2, onlyIfAbsent: true) else { return }
             await self.realtime.chats.publisher.publish(.typing(chatID: chatID, userID: connection.userID, active: active), logger: logger)
         case .read(_, let chatID, let seq):
             guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
