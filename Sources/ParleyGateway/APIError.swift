@@ -70,8 +70,13 @@ extension APIError {
             return APIError(error.status, Self.code(for: error.status), error.body ?? error.status.reasonPhrase, extra: [:])
         case let error as any HTTPResponseError:
             return APIError(error.status, Self.code(for: error.status), error.status.reasonPhrase)
-        case let error as PSQLError where Self.postgresUnavailable.contains(error.code):
+        case is DatabaseUnavailable:
             return .unavailable("PostgreSQL is unavailable; retry shortly", retryAfter: 2)
+        case let error as PSQLError where error.meansUnavailable:
+            return .unavailable("PostgreSQL is unavailable; retry shortly", retryAfter: 2)
+        case let error as PSQLError where error.serverInfo?[.sqlState] == "55P03":
+            // lock_timeout: another writer holds the row longer than a request waits
+            return .unavailable("the chat is busy; retry shortly", retryAfter: 1)
         case is PasswordHasher.Busy:
             return .unavailable("too many sign-ins are being checked; retry shortly", retryAfter: 1)
         case is PasswordStrength.Unavailable:
@@ -84,8 +89,6 @@ extension APIError {
         }
     }
 
-    /// PostgreSQL failures that mean the database is down or unreachable, not a bug.
-    static let postgresUnavailable: [PSQLError.Code] = [.connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed]
 
     static func code(for status: HTTPResponse.Status) -> String {
         switch status {

@@ -13,6 +13,8 @@ import ServiceLifecycle
 public struct GatewayDependencies: Sendable {
     public let configuration: GatewayConfiguration
     public let postgres: PostgresClient
+    /// PostgreSQL for request and socket paths: a deadline on every call, a circuit breaker.
+    public let database: Database
     public let redis: RedisClient
     public let metrics: PrometheusCollectorRegistry
     public let accounts: AccountServices
@@ -28,7 +30,8 @@ public struct GatewayDependencies: Sendable {
         self.postgres = PostgresClient(configuration: configuration.database.clientConfiguration(lockTimeout: .seconds(5)), backgroundLogger: logger)
         self.redis = RedisClient(configuration: configuration.redis, logger: logger)
         self.metrics = metrics
-        let store = AccountStore(client: self.postgres, logger: logger)
+        self.database = Database(client: self.postgres, deadline: configuration.databaseDeadline, health: DatabaseHealth(logger: logger))
+        let store = AccountStore(database: self.database, logger: logger)
         // one limiter per process: its in-memory fallback (Redis down) is shared
         let limiter = RateLimiter(redis: self.redis)
         let publisher = ChatEventPublisher(redis: self.redis)
@@ -46,7 +49,7 @@ public struct GatewayDependencies: Sendable {
             publisher: publisher
         )
         var chats = ChatService(
-            store: ChatStore(client: self.postgres, logger: logger),
+            store: ChatStore(database: self.database, logger: logger),
             publisher: publisher,
             limiter: limiter
         )
@@ -60,7 +63,7 @@ public struct GatewayDependencies: Sendable {
 
     func operations(detailed: Bool) -> OperationsController {
         OperationsController(
-            postgres: self.postgres, redis: self.redis, registry: self.metrics, readinessTimeout: self.configuration.readinessTimeout, detailed: detailed
+            database: self.database, redis: self.redis, registry: self.metrics, readinessTimeout: self.configuration.readinessTimeout, detailed: detailed
         )
     }
 
@@ -115,7 +118,10 @@ public func buildApplication(
     dependencies.realtimeRoutes.addWebSocketRoute(to: webSocketRouter)
     let limits = dependencies.realtime.limits
     let webSocketResponder = webSocketRouter.buildResponder()
-    var services: [any Service] = [dependencies.postgres, dependencies.redis, dependencies.accounts.revocations, dependencies.realtime]
+    var services: [any Service] = [
+        dependencies.postgres, dependencies.redis, dependencies.accounts.revocations, dependencies.realtime,
+        DependencyMonitor(database: dependencies.database, redis: dependencies.redis, logger: logger),
+    ]
     if let port = configuration.metricsPort {
         services.append(
             Application(

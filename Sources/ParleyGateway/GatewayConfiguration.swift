@@ -24,6 +24,8 @@ public struct GatewayConfiguration: Sendable {
     /// A kept-alive connection idle this long (no request, or a request head
     /// that does not complete) is closed.
     public var idleTimeout: Duration = .seconds(60)
+    /// The longest a request or a WebSocket frame waits for PostgreSQL (then 503 `unavailable`).
+    public var databaseDeadline: Duration = .seconds(2)
     /// How long `/readyz` waits for each dependency.
     public var readinessTimeout: Duration = .seconds(1)
     /// Refuses guessable passwords at registration (cracklib).
@@ -86,6 +88,7 @@ public struct GatewayConfiguration: Sendable {
         configuration.trustedProxies = try Self.parseAddresses(reader.optional("PARLEY_TRUSTED_PROXIES"))
         configuration.metricsHost = reader.optional("PARLEY_METRICS_HOST") ?? "127.0.0.1"
         configuration.metricsPort = try reader.optionalInteger("PARLEY_METRICS_PORT", range: 0...65535)
+        configuration.databaseDeadline = .milliseconds(try reader.integer("PARLEY_DATABASE_DEADLINE_MS", default: 2000, range: 100...60_000))
         configuration.headTimeout = .milliseconds(try reader.integer("PARLEY_HTTP_HEAD_TIMEOUT_MS", default: 10_000, range: 100...600_000))
         configuration.idleTimeout = .milliseconds(try reader.integer("PARLEY_HTTP_IDLE_TIMEOUT_MS", default: 60_000, range: 100...3_600_000))
         configuration.passwordStrength = PasswordStrength(dictionary: reader.optional("PARLEY_CRACKLIB_DICT") ?? PasswordStrength.defaultDictionary)

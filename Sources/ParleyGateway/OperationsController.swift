@@ -2,8 +2,8 @@ import Foundation
 public import Hummingbird
 public import HiredisNIO
 import Logging
-import ParleyCore
-public import PostgresNIO
+public import ParleyCore
+import PostgresNIO
 public import Prometheus
 
 /// `/healthz`, `/readyz`, `/metrics`. On the public listener: `/healthz`,
@@ -11,15 +11,15 @@ public import Prometheus
 /// (`PARLEY_METRICS_PORT`, loopback by default): `/readyz` names what is down
 /// and why, and `/metrics` serves Prometheus text.
 public struct OperationsController: Sendable {
-    let postgres: PostgresClient
+    let database: Database
     let redis: RedisClient
     let registry: PrometheusCollectorRegistry
     let readinessTimeout: Duration
     /// Whether this is the operations listener (details and metrics).
     let detailed: Bool
 
-    public init(postgres: PostgresClient, redis: RedisClient, registry: PrometheusCollectorRegistry, readinessTimeout: Duration = .seconds(1), detailed: Bool) {
-        self.postgres = postgres
+    public init(database: Database, redis: RedisClient, registry: PrometheusCollectorRegistry, readinessTimeout: Duration = .seconds(1), detailed: Bool) {
+        self.database = database
         self.redis = redis
         self.registry = registry
         self.readinessTimeout = readinessTimeout
@@ -43,9 +43,11 @@ public struct OperationsController: Sendable {
 
     /// 200 when PostgreSQL and Redis both answer within the timeout, else 503 naming what is down.
     func readiness(logger: Logger) async throws -> Response {
-        let postgres = self.postgres
+        let postgres = self.database.client
         let redis = self.redis
-        async let postgresProblem = Self.check(timeout: self.readinessTimeout) {
+        // while the circuit is open PostgreSQL is known to be down: no need to wait for it
+        let circuitOpen = self.database.health.state == .open
+        async let postgresProblem = circuitOpen ? "circuit open" : Self.check(timeout: self.readinessTimeout) {
             _ = try await postgres.query("SELECT 1", logger: logger).collect()
         }
         async let redisProblem = Self.check(timeout: self.readinessTimeout) {

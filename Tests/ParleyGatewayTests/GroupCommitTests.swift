@@ -17,7 +17,7 @@ import Testing
     func withStore(_ body: @escaping @Sendable (APITestClient, ChatStore) async throws -> Void) async throws {
         try await GatewayTestSupport.liveApp().test(.live) { client in
             try await withPostgresClient(try TestEnvironment.databaseSettings()) { postgres in
-                try await body(APITestClient(client), ChatStore(client: postgres, logger: TestEnvironment.logger))
+                try await body(APITestClient(client), ChatStore(database: Database(client: postgres, health: DatabaseHealth(logger: TestEnvironment.logger)), logger: TestEnvironment.logger))
             }
         }
     }
@@ -49,7 +49,7 @@ import Testing
                 NewMessage(chatID: one, senderID: ben, clientID: UUID(), body: "not my file", attachmentIDs: [file]),
                 NewMessage(chatID: one, senderID: ann, clientID: UUID(), body: "twice", attachmentIDs: [file, file]),
                 NewMessage(chatID: UUID(), senderID: ann, clientID: UUID(), body: "no such chat"),
-            ])
+            ], deadline: .seconds(10))
             #expect(outcomes.count == 10)
             func stored(_ index: Int) -> (seq: Int64, created: Bool, id: UUID)? {
                 guard case .success(let result) = outcomes[index] else { return nil }
@@ -75,7 +75,7 @@ import Testing
             #expect(refusal(9) == .chatNotFound)
 
             // a resend of a message stored by an earlier batch returns it, with its attachments
-            let again = try await store.send(batch: [NewMessage(chatID: one, senderID: ann, clientID: k1, body: "late resend")])
+            let again = try await store.send(batch: [NewMessage(chatID: one, senderID: ann, clientID: k1, body: "late resend")], deadline: .seconds(10))
             #expect(try again[0].get().message.id == stored(0)?.id)
             #expect(try again[0].get().created == false)
             #expect(try again[0].get().message.body == "first")
@@ -109,7 +109,7 @@ import Testing
                         let sends = (0..<perBatch).map { i in
                             NewMessage(chatID: order[i % order.count], senderID: senders[(batch + i) % 2], clientID: UUID(), body: "b\(batch) m\(i)")
                         }
-                        let outcomes = try await store.send(batch: sends)
+                        let outcomes = try await store.send(batch: sends, deadline: .seconds(10))
                         for outcome in outcomes { #expect(try outcome.get().created) }
                     }
                 }
@@ -161,7 +161,8 @@ import Testing
         let stalled = PostgresClient(configuration: try TestEnvironment.databaseSettings().clientConfiguration, backgroundLogger: TestEnvironment.logger)
         let dependencies = try await GatewayTestSupport.dependencies()
         let writer = MessageWriter(
-            store: ChatStore(client: stalled, logger: TestEnvironment.logger), publisher: dependencies.chats.publisher, timeout: .milliseconds(300)
+            store: ChatStore(database: Database(client: stalled, health: DatabaseHealth(logger: TestEnvironment.logger)), logger: TestEnvironment.logger),
+            publisher: dependencies.chats.publisher, timeout: .milliseconds(300)
         )
         for _ in 0..<3 {
             let started = ContinuousClock.now

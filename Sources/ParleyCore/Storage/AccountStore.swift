@@ -1,6 +1,6 @@
 public import Foundation
 public import Logging
-public import PostgresNIO
+import PostgresNIO
 import NIOCore
 
 /// A user as stored.
@@ -27,12 +27,18 @@ public enum RefreshOutcome: Sendable, Hashable {
 /// Users, sessions and refresh tokens in PostgreSQL. SQL goes only through
 /// `PostgresQuery` interpolation (bound parameters).
 public struct AccountStore: Sendable {
-    let client: PostgresClient
+    let database: Database
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
-        self.client = client
+    public init(database: Database, logger: Logger) {
+        self.database = database
         self.logger = logger
+    }
+
+    /// Throws `DatabaseUnavailable` at once while PostgreSQL is known to be
+    /// down, so that callers skip expensive work (hashing a password) first.
+    public func requireAvailable() throws {
+        if self.database.health.state == .open { throw DatabaseUnavailable("failing fast while it is down (circuit open)") }
     }
 
     static let userColumns = "id, email, email_verified, display_name, password_hash, email_notifications, created_at"
@@ -50,7 +56,7 @@ public struct AccountStore: Sendable {
     }
 
     private func firstUser(_ query: PostgresQuery) async throws -> UserRecord? {
-        let rows = try await self.client.query(query, logger: self.logger)
+        let rows = try await self.database.query(query, logger: self.logger)
         for try await row in rows { return try Self.user(row) }
         return nil
     }
@@ -75,7 +81,7 @@ public struct AccountStore: Sendable {
     /// password gone, chats left) and the owner gets a new account of their
     /// own, which inherits nothing.
     public func upsertVerifiedUser(email: String, displayName: String) async throws -> (user: UserRecord, takenOver: AccountDeletion?) {
-        try await self.client.transaction(logger: self.logger) { connection in
+        try await self.database.transaction(logger: self.logger) { connection in
             // Insert first: if a registration of this email is in flight, the insert
             // waits for it and then does nothing, and the next statement (a new
             // snapshot) sees that row, so it cannot slip past the takeover below.
@@ -140,7 +146,7 @@ public struct AccountStore: Sendable {
     /// user, its messages become tombstones and its uploads are removed.
     /// Nil when there is no such (undeleted) account.
     public func deleteAccount(_ userID: UUID, reason: String) async throws -> AccountDeletion? {
-        try await self.client.transaction(logger: self.logger) { connection in
+        try await self.database.transaction(logger: self.logger) { connection in
             var exists = false
             for try await _ in try await connection.query(
                 "SELECT 1 FROM users WHERE id = \(userID) AND deleted_at IS NULL FOR UPDATE", logger: self.logger
@@ -227,7 +233,7 @@ public struct AccountStore: Sendable {
     /// Users whose display name starts with `prefix` (case-insensitive), by name.
     public func searchUsers(displayNamePrefix prefix: String, limit: Int) async throws -> [UserRecord] {
         let pattern = Self.escapeLike(prefix.lowercased()) + "%"
-        let rows = try await self.client.query(
+        let rows = try await self.database.query(
             """
             SELECT \(unescaped: Self.userColumns) FROM users
             WHERE lower(display_name) LIKE \(pattern) AND deleted_at IS NULL
@@ -257,7 +263,7 @@ public struct AccountStore: Sendable {
     public func createSession(userID: UUID, refreshHash: [UInt8], lifetime: Duration, userAgent: String?) async throws -> UUID {
         let sessionID = UUID.v7()
         let expiresAt = Date().addingTimeInterval(TimeInterval(lifetime.components.seconds))
-        try await self.client.query(
+        try await self.database.query(
             """
             WITH s AS (
                 INSERT INTO sessions (id, user_id, expires_at, user_agent)
@@ -279,7 +285,7 @@ public struct AccountStore: Sendable {
     /// from the presented token). Two parallel refreshes with one token thus
     /// both get the same successor.
     public func refresh(presentedHash: [UInt8], successorHash: [UInt8], retryWindow: Duration) async throws -> RefreshOutcome {
-        try await self.client.transaction(logger: self.logger) { connection in
+        try await self.database.transaction(logger: self.logger) { connection in
             var spentSession: UUID?
             for try await id in try await connection.query(
                 "UPDATE refresh_tokens SET spent_at = now() WHERE token_hash = \(ByteBuffer(bytes: presentedHash)) AND spent_at IS NULL RETURNING session_id",
@@ -340,7 +346,7 @@ public struct AccountStore: Sendable {
     /// A user's sessions that still work (not revoked, not expired), newest first.
     public func sessions(of userID: UUID) async throws -> [SessionRecord] {
         var sessions: [SessionRecord] = []
-        for try await (id, created, used, agent) in try await self.client.query(
+        for try await (id, created, used, agent) in try await self.database.query(
             """
             SELECT id, created_at, last_used_at, user_agent FROM sessions
             WHERE user_id = \(userID) AND revoked_at IS NULL AND expires_at > now()
@@ -355,7 +361,7 @@ public struct AccountStore: Sendable {
 
     /// Revokes one of a user's sessions; false when the user has no such working session.
     public func revokeSession(_ sessionID: UUID, of userID: UUID) async throws -> Bool {
-        for try await _ in try await self.client.query(
+        for try await _ in try await self.database.query(
             """
             UPDATE sessions SET revoked_at = now(), revoked_reason = 'revoked'
             WHERE id = \(sessionID) AND user_id = \(userID) AND revoked_at IS NULL AND expires_at > now()
@@ -370,7 +376,7 @@ public struct AccountStore: Sendable {
 
     /// Revokes the session a refresh token (current or spent) belongs to; its id, or nil for an unknown token.
     public func revokeSession(refreshHash: [UInt8], reason: String) async throws -> UUID? {
-        let rows = try await self.client.query(
+        let rows = try await self.database.query(
             """
             UPDATE sessions SET revoked_at = COALESCE(revoked_at, now()), revoked_reason = COALESCE(revoked_reason, \(reason))
             WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = \(ByteBuffer(bytes: refreshHash)))
@@ -384,7 +390,7 @@ public struct AccountStore: Sendable {
 
     /// Sessions revoked within the last `window`.
     public func revokedSessions(within window: Duration) async throws -> [UUID] {
-        let rows = try await self.client.query(
+        let rows = try await self.database.query(
             "SELECT id FROM sessions WHERE revoked_at > now() - make_interval(secs => \(Double(window.components.seconds)))", logger: self.logger
         )
         var ids: [UUID] = []
@@ -394,7 +400,7 @@ public struct AccountStore: Sendable {
 
     /// Whether a session is revoked or gone (when the in-memory view is stale).
     public func isSessionRevoked(_ sessionID: UUID) async throws -> Bool {
-        let rows = try await self.client.query(
+        let rows = try await self.database.query(
             "SELECT revoked_at IS NOT NULL OR expires_at <= now() FROM sessions WHERE id = \(sessionID)", logger: self.logger
         )
         for try await revoked in rows.decode(Bool.self) { return revoked }

@@ -27,7 +27,8 @@ public struct NewMessage: Sendable {
 public typealias SendOutcome = Result<(message: MessageRecord, created: Bool), ChatError>
 
 extension ChatStore {
-    /// Stores several sends in one transaction (group commit), in a fixed
+    /// Stores several sends in one transaction (group commit) that must
+    /// commit within `deadline` (a lock wait included), in a fixed
     /// number of statements whatever the batch size. Each send gets its chat's
     /// next seq in the order given, the original message for a resend (also
     /// of a send earlier in the same batch), or its refusal; refusals do not
@@ -39,11 +40,11 @@ extension ChatStore {
     /// deadlocking, and seqs stay gapless. Messages are never removed (a
     /// delete leaves a tombstone), so a reply target exists iff it is a seq
     /// between 1 and the chat's last seq.
-    public func send(batch: [NewMessage]) async throws -> [SendOutcome] {
+    public func send(batch: [NewMessage], deadline: Duration) async throws -> [SendOutcome] {
         guard !batch.isEmpty else { return [] }
         let chatIDs = Array(Set(batch.map(\.chatID)))
         let senderIDs = Array(Set(batch.map(\.senderID)))
-        return try await self.client.transaction(logger: self.logger) { connection in
+        return try await self.database.transaction(logger: self.logger, deadline: deadline) { connection in
             // the chats locked in id order, with which of the senders are members
             var lastSeq: [UUID: Int64] = [:]
             var members = Set<SenderKey>()
@@ -233,7 +234,7 @@ extension ChatStore {
         query.binds.append(limit + 1)
         var messages: [MessageRecord] = []
         var withAttachments: [(UUID, Int64)] = []
-        for try await row in try await self.client.query(query, logger: self.logger) {
+        for try await row in try await self.database.query(query, logger: self.logger) {
             let (id, chat, seq, sender, clientID, body, reply, created, edited, deleted, hasAttachments) = try row.decode(
                 (UUID, UUID, Int64, UUID, UUID, String?, Int64?, Date, Date?, Date?, Bool).self
             )
@@ -255,7 +256,7 @@ extension ChatStore {
 
     /// Edits the body (sender only, not once deleted).
     public func edit(chatID: UUID, seq: Int64, actor: UUID, body: String) async throws -> MessageRecord {
-        try await self.client.transaction(logger: self.logger) { connection in
+        try await self.database.transaction(logger: self.logger) { connection in
             let message = try await self.lockedMessage(connection, chatID: chatID, seq: seq, actor: actor).message
             guard message.senderID == actor else { throw ChatError.notAllowed("only the sender can edit a message") }
             guard !message.isDeleted else { throw ChatError.messageDeleted }
@@ -278,7 +279,7 @@ extension ChatStore {
     /// Deletes a message (sender, owner or admin): a tombstone keeps its seq.
     /// Returns the tombstone, and whether this call deleted it.
     public func delete(chatID: UUID, seq: Int64, actor: UUID) async throws -> (message: MessageRecord, deleted: Bool) {
-        try await self.client.transaction(logger: self.logger) { connection in
+        try await self.database.transaction(logger: self.logger) { connection in
             let (message, role) = try await self.lockedMessage(connection, chatID: chatID, seq: seq, actor: actor)
             guard message.senderID == actor || role.canManage else {
                 throw ChatError.notAllowed("only the sender, the owner or an admin can delete a message")
@@ -324,7 +325,7 @@ extension ChatStore {
     /// seq. Returns the new position, or nil when it did not move.
     public func markRead(chatID: UUID, userID: UUID, seq: Int64) async throws -> Int64? {
         guard try await self.role(of: userID, in: chatID) != nil else { throw ChatError.chatNotFound }
-        for try await position in try await self.client.query(
+        for try await position in try await self.database.query(
             """
             UPDATE chat_members cm SET last_read_seq = LEAST(\(seq), c.last_seq)
             FROM chats c
@@ -342,7 +343,7 @@ extension ChatStore {
 
     public func createAttachment(ownerID: UUID, contentType: String, data: ByteBuffer, sha256: [UInt8]) async throws -> AttachmentRecord {
         let id = UUID.v7()
-        for try await created in try await self.client.query(
+        for try await created in try await self.database.query(
             """
             INSERT INTO attachments (id, owner_id, content_type, size, sha256, data)
             VALUES (\(id), \(ownerID), \(contentType), \(data.readableBytes), \(ByteBuffer(bytes: sha256)), \(data))
@@ -358,7 +359,7 @@ extension ChatStore {
     /// The bytes of an attachment, for its uploader or a member of a chat
     /// where a (not deleted) message carries it; nil for anyone else.
     public func attachmentData(_ id: UUID, viewer: UUID) async throws -> (contentType: String, data: ByteBuffer)? {
-        for try await (type, data) in try await self.client.query(
+        for try await (type, data) in try await self.database.query(
             """
             SELECT a.content_type, a.data FROM attachments a
             WHERE a.id = \(id) AND (
@@ -380,7 +381,7 @@ extension ChatStore {
     /// The chats a user belongs to, with each chat's last seq.
     public func chatPositions(of userID: UUID) async throws -> [UUID: Int64] {
         var positions: [UUID: Int64] = [:]
-        for try await (id, seq) in try await self.client.query(
+        for try await (id, seq) in try await self.database.query(
             "SELECT c.id, c.last_seq FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = \(userID)", logger: self.logger
         ).decode((UUID, Int64).self) {
             positions[id] = seq
@@ -398,7 +399,7 @@ extension ChatStore {
     public func messages(in ranges: [SeqRange]) async throws -> [MessageRecord] {
         let ranges = ranges.filter { $0.through > $0.after }
         guard !ranges.isEmpty else { return [] }
-        let rows = try await self.client.query(
+        let rows = try await self.database.query(
             """
             SELECT \(unescaped: Self.messageColumns)
             FROM unnest(\(ranges.map(\.chatID))::uuid[], \(ranges.map(\.after))::bigint[], \(ranges.map(\.through))::bigint[]) AS t(chat_id, after, through)

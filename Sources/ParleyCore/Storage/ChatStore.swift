@@ -1,7 +1,7 @@
 public import Foundation
 public import Logging
 import NIOCore
-public import PostgresNIO
+import PostgresNIO
 
 /// Chats, members, messages, receipts and attachments in PostgreSQL.
 ///
@@ -10,12 +10,12 @@ public import PostgresNIO
 /// after another inside their own transactions: no gaps, no reuse. Idempotency: `(chat_id, sender_id,
 /// client_id)` is unique and checked under the same lock.
 public struct ChatStore: Sendable {
-    let client: PostgresClient
+    let database: Database
     let logger: Logger
     public let maxGroupSize: Int
 
-    public init(client: PostgresClient, logger: Logger, maxGroupSize: Int = 10_000) {
-        self.client = client
+    public init(database: Database, logger: Logger, maxGroupSize: Int = 10_000) {
+        self.database = database
         self.logger = logger
         self.maxGroupSize = maxGroupSize
     }
@@ -38,7 +38,7 @@ public struct ChatStore: Sendable {
     public func directChat(between userID: UUID, and peerID: UUID) async throws -> (chat: ChatRecord, created: Bool) {
         guard userID != peerID else { throw ChatError.selfChat }
         let key = [userID.lowercased, peerID.lowercased].sorted().joined(separator: ":")
-        let created: Bool = try await self.client.transaction(logger: self.logger) { connection in
+        let created: Bool = try await self.database.transaction(logger: self.logger) { connection in
             var peerExists = false
             for try await _ in try await connection.query("SELECT 1 FROM users WHERE id = \(peerID) AND deleted_at IS NULL", logger: self.logger) { peerExists = true }
             guard peerExists else { throw ChatError.userNotFound }
@@ -68,7 +68,7 @@ public struct ChatStore: Sendable {
     }
 
     private func directChatID(key: String) async throws -> UUID? {
-        for try await id in try await self.client.query("SELECT id FROM chats WHERE direct_key = \(key)", logger: self.logger).decode(UUID.self) {
+        for try await id in try await self.database.query("SELECT id FROM chats WHERE direct_key = \(key)", logger: self.logger).decode(UUID.self) {
             return id
         }
         return nil
@@ -79,7 +79,7 @@ public struct ChatStore: Sendable {
         let others = Array(Set(memberIDs).subtracting([creator]))
         guard others.count + 1 <= self.maxGroupSize else { throw ChatError.groupFull }
         let chatID = UUID.v7()
-        try await self.client.transaction(logger: self.logger) { connection in
+        try await self.database.transaction(logger: self.logger) { connection in
             var found = 0
             for try await count in try await connection.query("SELECT count(*) FROM users WHERE id = ANY(\(others)) AND deleted_at IS NULL", logger: self.logger).decode(Int.self) {
                 found = count
@@ -148,7 +148,7 @@ public struct ChatStore: Sendable {
 
     /// A chat as `viewer` sees it: nil unless the viewer is a member or the group is public.
     public func chat(_ chatID: UUID, viewer: UUID) async throws -> ChatRecord? {
-        let rows = try await self.client.query(
+        let rows = try await self.database.query(
             PostgresQuery(
                 unsafeSQL: Self.chatSelect + """
                      LEFT JOIN chat_members me ON me.chat_id = c.id AND me.user_id = $1
@@ -173,7 +173,7 @@ public struct ChatStore: Sendable {
             condition = "AND (c.activity_at, c.id) < ($2, $3)"
         }
         binds.append(limit + 1)
-        let rows = try await self.client.query(
+        let rows = try await self.database.query(
             PostgresQuery(
                 unsafeSQL: Self.chatSelect + """
                      JOIN chat_members me ON me.chat_id = c.id AND me.user_id = $1
@@ -213,7 +213,7 @@ public struct ChatStore: Sendable {
     /// Attachments of many messages in one query.
     func attachments(of messages: [(UUID, Int64)]) async throws -> [Key: [AttachmentRef]] {
         guard !messages.isEmpty else { return [:] }
-        return try await Self.attachments(from: self.client.query(Self.attachmentsQuery(messages), logger: self.logger))
+        return try await Self.attachments(from: self.database.query(Self.attachmentsQuery(messages), logger: self.logger))
     }
 
     /// The same inside a transaction.
@@ -231,9 +231,10 @@ public struct ChatStore: Sendable {
         """
     }
 
-    private static func attachments(from rows: PostgresRowSequence) async throws -> [Key: [AttachmentRef]] {
+    private static func attachments<Rows: AsyncSequence>(from rows: Rows) async throws -> [Key: [AttachmentRef]] where Rows.Element == PostgresRow {
         var result: [Key: [AttachmentRef]] = [:]
-        for try await (chat, seq, id, type, size) in rows.decode((UUID, Int64, UUID, String, Int).self) {
+        for try await row in rows {
+            let (chat, seq, id, type, size) = try row.decode((UUID, Int64, UUID, String, Int).self)
             result[Key(chat, seq), default: []].append(AttachmentRef(id: id, contentType: type, size: size))
         }
         return result
@@ -246,7 +247,7 @@ public struct ChatStore: Sendable {
     }
 
     public func members(of chatID: UUID) async throws -> [MemberRecord] {
-        let rows = try await self.client.query(
+        let rows = try await self.database.query(
             """
             SELECT \(unescaped: AccountStore.userColumns(of: "u")),
                    cm.role, cm.joined_at, cm.last_read_seq
@@ -270,7 +271,7 @@ public struct ChatStore: Sendable {
     /// The ids of a chat's members (for fan-out).
     public func memberIDs(of chatID: UUID) async throws -> [UUID] {
         var ids: [UUID] = []
-        for try await id in try await self.client.query("SELECT user_id FROM chat_members WHERE chat_id = \(chatID)", logger: self.logger).decode(UUID.self) {
+        for try await id in try await self.database.query("SELECT user_id FROM chat_members WHERE chat_id = \(chatID)", logger: self.logger).decode(UUID.self) {
             ids.append(id)
         }
         return ids
@@ -278,7 +279,7 @@ public struct ChatStore: Sendable {
 
     /// The viewer's role, or nil when not a member.
     public func role(of userID: UUID, in chatID: UUID) async throws -> MemberRole? {
-        for try await role in try await self.client.query(
+        for try await role in try await self.database.query(
             "SELECT role FROM chat_members WHERE chat_id = \(chatID) AND user_id = \(userID)", logger: self.logger
         ).decode(String.self) {
             return MemberRole(rawValue: role)
@@ -291,7 +292,7 @@ public struct ChatStore: Sendable {
         let (kind, role) = try await self.kindAndRole(chatID, actor)
         guard kind == .group else { throw ChatError.notAGroup }
         guard role.canManage else { throw ChatError.notAllowed("only the owner or an admin can change the chat") }
-        try await self.client.query(
+        try await self.database.query(
             """
             UPDATE chats SET title = COALESCE(\(title), title), public = COALESCE(\(isPublic), public), updated_at = now()
             WHERE id = \(chatID)
@@ -302,7 +303,7 @@ public struct ChatStore: Sendable {
 
     /// (kind, role of user) for a chat the user belongs to; chatNotFound otherwise.
     private func kindAndRole(_ chatID: UUID, _ userID: UUID) async throws -> (ChatKind, MemberRole) {
-        for try await (kind, role) in try await self.client.query(
+        for try await (kind, role) in try await self.database.query(
             "SELECT c.kind, m.role FROM chats c JOIN chat_members m ON m.chat_id = c.id AND m.user_id = \(userID) WHERE c.id = \(chatID)",
             logger: self.logger
         ).decode((String, String).self) {
@@ -315,7 +316,7 @@ public struct ChatStore: Sendable {
     /// adds admins); anyone may add themselves to a public group, as a member.
     /// Returns the member and whether it is new.
     public func addMember(_ chatID: UUID, actor: UUID, userID: UUID, role: MemberRole) async throws -> (member: MemberRecord, added: Bool, lastSeq: Int64) {
-        let (added, lastSeq): (Bool, Int64) = try await self.client.transaction(logger: self.logger) { connection in
+        let (added, lastSeq): (Bool, Int64) = try await self.database.transaction(logger: self.logger) { connection in
             var chat: (kind: String, isPublic: Bool, count: Int, lastSeq: Int64)?
             for try await row in try await connection.query(
                 "SELECT kind, public, members_count, last_seq FROM chats WHERE id = \(chatID) FOR UPDATE", logger: self.logger
@@ -365,7 +366,7 @@ public struct ChatStore: Sendable {
     /// (else the oldest member) becomes owner. Returns the new owner, if any.
     @discardableResult
     public func removeMember(_ chatID: UUID, actor: UUID, userID: UUID) async throws -> UUID? {
-        try await self.client.transaction(logger: self.logger) { connection in
+        try await self.database.transaction(logger: self.logger) { connection in
             var kind: String?
             for try await k in try await connection.query("SELECT kind FROM chats WHERE id = \(chatID) FOR UPDATE", logger: self.logger).decode(String.self) {
                 kind = k

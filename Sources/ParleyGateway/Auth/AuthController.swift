@@ -36,6 +36,7 @@ public struct AuthController: Sendable {
             throw APIError.badRequest("weak_password", "choose a password that is harder to guess: \(problem)")
         }
         try await self.services.limit("register:\(context.limitAddress)", self.services.limits.registrationsPerAddress, "too many registrations from this address; try again later")
+        try self.services.accounts.requireAvailable()
         let hash = try await self.services.hasher.hash(body.password)
         guard let user = try await self.services.accounts.createUser(email: email, displayName: displayName, passwordHash: hash) else {
             throw APIError(.conflict, "email_taken", "an account with this email exists")

@@ -1,6 +1,7 @@
 public import Foundation
 public import HiredisNIO
 public import Logging
+import Synchronization
 public import ParleyCore
 
 /// A change other members must see. Every write path (REST and WebSocket)
@@ -31,9 +32,27 @@ public enum ChatEvent: Sendable {
 public struct ChatEventPublisher: Sendable {
     public static let messageStream = "events:messages"
     let redis: RedisClient
+    /// Where events go when Redis cannot take them: this process's own
+    /// connections (the realtime service), so that members connected here
+    /// still see them live; members elsewhere catch up from PostgreSQL once
+    /// their subscriber is back.
+    let local = LocalDelivery()
 
     public init(redis: RedisClient) {
         self.redis = redis
+    }
+
+    final class LocalDelivery: Sendable {
+        typealias Handler = @Sendable ([(channel: String, payload: Data)]) async -> Void
+        private final class Box: Sendable {
+            let handler: Handler
+            init(_ handler: @escaping Handler) { self.handler = handler }
+        }
+
+        private let box = Mutex<Box?>(nil)
+
+        func set(_ handler: @escaping Handler) { self.box.withLock { $0 = Box(handler) } }
+        var handler: Handler? { self.box.withLock { $0 }?.handler }
     }
 
     public static func channel(_ chatID: UUID) -> String { "chat:{\(chatID.lowercased)}" }
@@ -42,8 +61,10 @@ public struct ChatEventPublisher: Sendable {
 
     public func publish(_ events: [ChatEvent], logger: Logger) async {
         var commands: [RedisCommand] = []
+        var deliveries: [(channel: String, payload: Data)] = []
         for event in events {
             for (channel, payload) in (try? Self.deliveries(event)) ?? [] {
+                deliveries.append((channel, payload))
                 commands.append(RedisCommand("PUBLISH", [.string(channel), .bytes(ByteBuffer(bytes: payload))]))
             }
             if case .messageCreated(let message) = event {
@@ -58,9 +79,10 @@ public struct ChatEventPublisher: Sendable {
         do {
             _ = try await self.redis.pipeline(commands)
         } catch {
-            // Committed changes are in PostgreSQL: clients that missed the live
-            // event get it by resuming from their last seq.
-            logger.warning("could not publish chat events", metadata: ["error": "\(error)", "events": "\(events.count)"])
+            // Committed changes are in PostgreSQL: clients elsewhere that missed the
+            // live event get it by resuming from their last seq; those here get it now.
+            logger.warning("could not publish chat events; delivering them to this instance's connections", metadata: ["error": "\(error)", "events": "\(events.count)"])
+            await self.local.handler?(deliveries)
         }
     }
 

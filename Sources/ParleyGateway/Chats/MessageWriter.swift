@@ -91,12 +91,11 @@ public final class MessageWriter: Sendable {
         let outcomes: [SendOutcome]
         let sends = batch.map(\.new)
         do {
-            outcomes = try await withDeadline(self.timeout) { [store = self.store] in try await store.send(batch: sends) }
+            outcomes = try await self.store.send(batch: sends, deadline: self.timeout)
         } catch {
             // PostgreSQL down, a lock wait over the limit, or the deadline: nothing of
             // the batch is stored (or, past the deadline, will be announced on resend)
-            let reason = error is DeadlineExceeded ? "did not commit within \(self.timeout)" : "failed"
-            batch[0].logger.error("a batch of sends \(reason); failing its sends", metadata: ["sends": "\(batch.count)", "error": "\(error)"])
+            batch[0].logger.error("a batch of sends failed; failing its sends", metadata: ["sends": "\(batch.count)", "error": "\(error)"])
             let failure = APIError.unavailable("the message was not stored; resend it with the same client_id", retryAfter: 1)
             for pending in batch { pending.continuation.resume(throwing: failure) }
             return

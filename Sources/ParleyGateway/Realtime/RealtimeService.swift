@@ -49,6 +49,10 @@ public final class RealtimeService: Service {
         self.chats = chats
         self.limits = limits
         self.logger = logger
+        // events Redis could not take still reach this instance's sockets
+        chats.publisher.local.set { [weak self] deliveries in
+            for (channel, payload) in deliveries { await self?.route(channel: channel, payload: ByteBuffer(bytes: payload)) }
+        }
         // a revoked session's sockets close at once, however the revocation became known
         revocations.onRevoked { [hub] sessionIDs in
             for sessionID in sessionIDs {

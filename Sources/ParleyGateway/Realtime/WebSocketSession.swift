@@ -104,7 +104,7 @@ struct WebSocketSession {
             positions = try await self.store.chatPositions(of: identity.userID)
         } catch {
             _ = try? await self.realtime.presence.disconnected(userID: identity.userID, connectionID: connectionID)
-            close.close(1011, "temporarily unavailable")
+            close.close(1013, "temporarily unavailable; try again later")
             return nil
         }
         let connection = Connection(
