@@ -42,7 +42,7 @@ public final class DigestWorker: Service {
 
     public func run() async throws {
         try await self.redis.xgroupCreate(Self.stream, group: Self.group, startID: "$")
-        try await cancelWhenGracefulShutdown {
+        try await untilGracefulShutdown {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await self.consumeEvents() }
                 group.addTask { try await self.sendDueDigests() }

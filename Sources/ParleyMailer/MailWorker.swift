@@ -49,7 +49,7 @@ public final class MailWorker: Service {
     public func run() async throws {
         try await self.redis.xgroupCreate(OneTimeCodes.mailStream, group: Self.group, startID: "0")
         self.logger.info("mailer started", metadata: ["mail.transport": "\(self.transport.description)"])
-        try await cancelWhenGracefulShutdown {
+        try await untilGracefulShutdown {
             let consumer = StreamGroupConsumer(
                 redis: self.redis, stream: OneTimeCodes.mailStream, group: Self.group, consumer: self.configuration.consumer, count: 16,
                 claimIdle: self.configuration.retryAfter, logger: self.logger

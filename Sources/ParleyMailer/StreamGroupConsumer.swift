@@ -1,6 +1,7 @@
 import HiredisNIO
 import Logging
 import ParleyCore
+import ServiceLifecycle
 
 /// One consumer of a Redis stream consumer group, as both mail workers use it.
 ///
@@ -66,5 +67,16 @@ struct StreamGroupConsumer: Sendable {
             if !claimed.entries.isEmpty { await handle(claimed.entries, true) }
             start = claimed.next
         } while start != "0-0"
+    }
+}
+
+/// Runs `body` until it ends or the service is told to shut down; a
+/// shutdown is a normal end (the cancellation it causes is not an error),
+/// so a mail worker stopped with SIGTERM or Ctrl-C exits quietly with 0.
+func untilGracefulShutdown(_ body: @escaping @Sendable () async throws -> Void) async throws {
+    do {
+        try await cancelWhenGracefulShutdown(body)
+    } catch is CancellationError where Task.isShuttingDownGracefully || Task.isCancelled {
+        return
     }
 }

@@ -32,7 +32,7 @@ struct MailerCommand: AsyncParsableCommand {
             let reader = self.common.settings(self.redis.overlay.merging(["PARLEY_MAILER_METRICS_PORT": self.metricsPort]) { $1 })
             let configuration = try MailerConfiguration.load(reader)
             let port = try reader.integer("PARLEY_MAILER_METRICS_PORT", default: -1, range: -1...65535)
-            let logger = bootstrapLogging(level: try LogSettings.load(reader), label: "parley.mailer")
+            let logger = bootstrapLogging(level: try LogSettings.load(reader), label: "parley.mailer", format: try LogFormat.load(reader))
             // before any worker creates its counters
             var registry: PrometheusCollectorRegistry?
             if port >= 0 {

@@ -14,7 +14,7 @@ struct MigrateCommand: AsyncParsableCommand {
         try await runCommand {
             let reader = self.common.settings()
             let database = try DatabaseSettings.load(reader)
-            let logger = bootstrapLogging(level: try LogSettings.load(reader), label: "parley.migrate")
+            let logger = bootstrapLogging(level: try LogSettings.load(reader), label: "parley.migrate", format: try LogFormat.load(reader))
             let applied = try await Migrator().run(database: database, logger: logger)
             logger.info("migrations complete", metadata: ["migrations.applied": "\(applied.count)"])
         }

@@ -44,12 +44,20 @@ func runCommand(_ body: () async throws -> Void) async throws {
     }
 }
 
-/// Logs go to stdout, one line each, at the configured level.
-func bootstrapLogging(level: Logger.Level, label: String) -> Logger {
+/// Logs go to stdout, one line each, at the configured level: readable
+/// text, or one JSON object per line (`PARLEY_LOG_FORMAT=json`).
+func bootstrapLogging(level: Logger.Level, label: String, format: LogFormat = .text) -> Logger {
     LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardOutput(label: label)
-        handler.logLevel = level
-        return handler
+        switch format {
+        case .text:
+            var handler = StreamLogHandler.standardOutput(label: label)
+            handler.logLevel = level
+            return handler
+        case .json:
+            var handler = JSONLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
     }
     var logger = Logger(label: label)
     logger.logLevel = level

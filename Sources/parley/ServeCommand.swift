@@ -37,7 +37,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "PARLEY_ALLOWED_ORIGINS": self.allowedOrigins,
             ]) { $1 })
             let configuration = try GatewayConfiguration.load(reader)
-            var logger = bootstrapLogging(level: configuration.logLevel, label: "parley.serve")
+            var logger = bootstrapLogging(level: configuration.logLevel, label: "parley.serve", format: try LogFormat.load(reader))
             logger[metadataKey: "instance.id"] = "\(configuration.instanceID)"
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))

@@ -1,5 +1,6 @@
 import Foundation
 import HiredisNIO
+import Logging
 import NIOPosix
 import ParleyTestSupport
 import Synchronization
@@ -119,5 +120,27 @@ import Testing
         for _ in 0..<3 { #expect(try await limiter.reserve("other:\(key)", rules, token: UUID().uuidString) == .allowed) }
         #expect(try await limiter.reserve("other:\(key)", rules, token: UUID().uuidString) != .allowed, "a slot given back is free again")
         await client.shutdown()
+    }
+}
+
+@Suite struct JSONLogTests {
+    @Test func eachEventIsOneJSONObjectOnOneLine() throws {
+        let lines = Mutex<[Data]>([])
+        var logger = Logger(label: "parley.test") { label in JSONLogHandler(label: label) { data in lines.withLock { $0.append(data) } } }
+        logger[metadataKey: "instance.id"] = "gw-1"
+        logger.info("hello \"world\"\nsecond line", metadata: ["user.id": "u1", "nested": ["a": "1", "list": ["x", "y"]]])
+        let written = lines.withLock { $0 }
+        #expect(written.count == 1)
+        let data = try #require(written.first)
+        #expect(data.last == 0x0A && data.dropLast().firstIndex(of: 0x0A) == nil, "exactly one line")
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(object["level"] as? String == "info")
+        #expect(object["label"] as? String == "parley.test")
+        #expect(object["message"] as? String == "hello \"world\"\nsecond line")
+        #expect((object["timestamp"] as? String)?.hasSuffix("Z") == true)
+        let metadata = try #require(object["metadata"] as? [String: Any])
+        #expect(metadata["instance.id"] as? String == "gw-1")
+        #expect(metadata["user.id"] as? String == "u1")
+        #expect((metadata["nested"] as? [String: Any])?["list"] as? [String] == ["x", "y"])
     }
 }

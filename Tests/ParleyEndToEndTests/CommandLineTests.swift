@@ -27,6 +27,10 @@ import Testing
         ("PARLEY_LOG_LEVEL", "chatty", "must be one of"),
         ("PARLEY_ALLOWED_ORIGINS", "localhost:3000", "not an origin"),
         ("PARLEY_ENV", "staging", "production or development"),
+        ("PARLEY_LOG_FORMAT", "xml", "must be text or json"),
+        ("PARLEY_METRICS_PORT", "nine", "must be an integer"),
+        ("PARLEY_DATABASE_DEADLINE_MS", "0", "between 100 and"),
+        ("PARLEY_CRACKLIB_DICT", "/nonexistent/dict", "cannot read the cracklib dictionary"),
     ] as [(String, String?, String)])
     func serveRefusesABadSettingWithOneLine(setting: String, value: String?, problem: String) async throws {
         var environment = Self.valid
@@ -74,8 +78,8 @@ import Testing
     @Test func twoGatewaysStartTogetherServeAndStopGracefully() async throws {
         let database = try await TestDatabase.create()
         defer { Task { await database.drop() } }
-        // both migrate on start, at the same time, on an empty database
-        let gateways = try (0..<2).map { _ in try GatewayProcess(databaseURL: database.url) }
+        // both migrate on start, at the same time, on an empty database; one logs JSON
+        let gateways = try [["PARLEY_LOG_FORMAT": "json"], [:]].map { try GatewayProcess(databaseURL: database.url, environment: $0) }
         for gateway in gateways { try await gateway.waitUntilReady() }
 
         for gateway in gateways {
@@ -95,6 +99,13 @@ import Testing
             gateway.child.signal(SIGTERM)
             let status = await gateway.child.waitForExit(timeout: .seconds(15))
             #expect(status == 0, "gateway did not exit cleanly:\n\(gateway.child.outputText)")
+        }
+        // one JSON object per line, for log collectors
+        let jsonLines = gateways[0].child.outputText.split(separator: "\n")
+        #expect(jsonLines.count > 3)
+        for line in jsonLines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["level"] is String && object?["message"] is String && object?["timestamp"] is String, "not a JSON log line: \(line)")
         }
         let output = gateways.map(\.child.outputText).joined()
         #expect(output.components(separatedBy: "applied migration").count - 1 == Schema.migrations.count)

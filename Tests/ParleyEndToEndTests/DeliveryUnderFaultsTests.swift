@@ -10,7 +10,7 @@ import Testing
     /// Sends `count` messages from `senders` (over REST, spread over the
     /// gateways), retrying each with its client_id until acknowledged.
     /// Returns the acknowledged seqs and how many attempts failed (and were retried).
-    static func load(_ senders: [E2EUser], chat: String, count: Int, gateways: @escaping @Sendable () -> [GatewayProcess]) async throws -> (acked: Set<Int>, failures: Int) {
+    static func load(_ senders: [E2EUser], chat: String, count: Int, gateways: @escaping @Sendable () -> [any Endpoint]) async throws -> (acked: Set<Int>, failures: Int) {
         try await withThrowingTaskGroup(of: ([Int], Int).self) { group in
             for (index, sender) in senders.enumerated() {
                 group.addTask {

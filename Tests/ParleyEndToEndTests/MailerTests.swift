@@ -154,6 +154,15 @@ import Testing
         await redis.shutdown()
     }
 
+    @Test func aStoppedMailerExitsQuietly() async throws {
+        let mailer = try MailerProcess()
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !mailer.child.outputText.contains("mailer started") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        mailer.child.signal(SIGTERM)
+        #expect(await mailer.child.waitForExit(timeout: .seconds(15)) == 0)
+        #expect(!mailer.child.outputText.contains("error"), "a normal stop is not an error:\n\(mailer.child.outputText.suffix(1000))")
+    }
+
     @Test func smtpWithoutTLSIsRefusedUnlessTheURLOptsOut() async throws {
         // the test catcher speaks plaintext only: smtp:// to it must send nothing
         let plaintext = try TestEnvironment.require("PARLEY_TEST_SMTP_URL")

@@ -9,7 +9,7 @@ struct E2EUser {
     let token: String
     let refresh: String
 
-    static func register(on gateway: GatewayProcess, name: String = "E2E") async throws -> E2EUser {
+    static func register(on gateway: any Endpoint, name: String = "E2E") async throws -> E2EUser {
         let local = String(name.lowercased().unicodeScalars.filter { $0.isASCII && CharacterSet.alphanumerics.contains($0) })
         let email = "\(local.isEmpty ? "user" : local)-\(UUID().uuidString.prefix(8).lowercased())@example.test"
         let response = try await HTTP.json("POST", "\(gateway.baseURL)/v1/auth/register", ["email": email, "password": "correct horse battery", "display_name": name], clientAddress: Self.address())
@@ -21,7 +21,7 @@ struct E2EUser {
     static func address() -> String { TestEnvironment.randomClientAddress() }
 
     /// Proves the user's address with a code mail (a mailer and the test SMTP catcher must run).
-    func verifyEmail(on gateway: GatewayProcess) async throws {
+    func verifyEmail(on gateway: any Endpoint) async throws {
         #expect(try await HTTP.json("POST", "\(gateway.baseURL)/v1/auth/otp/request", ["email": self.email], clientAddress: Self.address()).status == 202)
         let mail = try #require(try await MailCatcher.wait(for: self.email).last)
         let code = try #require(mail.text.range(of: #"\d{6}"#, options: .regularExpression).map { String(mail.text[$0]) })
@@ -30,7 +30,7 @@ struct E2EUser {
     }
 
     /// Opens /v1/ws on `gateway` and says hello; returns after `ready`.
-    func connect(_ gateway: GatewayProcess, resume: [String: Int] = [:]) async throws -> TestWebSocket {
+    func connect(_ gateway: any Endpoint, resume: [String: Int] = [:]) async throws -> TestWebSocket {
         let socket = try await TestWebSocket.connect("ws://127.0.0.1:\(gateway.port)/v1/ws")
         try await socket.send(["type": "hello", "token": self.token, "resume": resume])
         let ready = try await socket.next("ready")
@@ -38,11 +38,11 @@ struct E2EUser {
         return socket
     }
 
-    func post(_ gateway: GatewayProcess, _ path: String, _ body: [String: Any]) async throws -> (status: Int, json: [String: Any]) {
+    func post(_ gateway: any Endpoint, _ path: String, _ body: [String: Any]) async throws -> (status: Int, json: [String: Any]) {
         try await HTTP.json("POST", "\(gateway.baseURL)\(path)", body, token: self.token)
     }
 
-    func group(on gateway: GatewayProcess, members: [E2EUser]) async throws -> String {
+    func group(on gateway: any Endpoint, members: [E2EUser]) async throws -> String {
         let response = try await self.post(gateway, "/v1/chats", ["kind": "group", "title": "E2E", "member_ids": members.map(\.id)])
         try #require(response.status == 201)
         return try #require(response.json["id"] as? String)

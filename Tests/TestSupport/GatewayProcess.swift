@@ -4,8 +4,14 @@ import ParleyCore
 import FoundationNetworking
 #endif
 
+/// Where clients send requests: a gateway, or a load balancer in front of gateways.
+public protocol Endpoint: Sendable {
+    var port: Int { get }
+    var baseURL: String { get }
+}
+
 /// A real `parley serve` process on a free port.
-public final class GatewayProcess: @unchecked Sendable {
+public final class GatewayProcess: Endpoint, @unchecked Sendable {
     /// The JWT secret of every end-to-end gateway.
     public static let secret = "end-to-end-test-secret-0123456789abcdef"
     /// What their mailers are given instead (`parley mail-key`).

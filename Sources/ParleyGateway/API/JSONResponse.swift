@@ -2,12 +2,6 @@ import Foundation
 public import HTTPTypes
 public import Hummingbird
 
-/// RFC 3339 UTC with milliseconds: 2026-11-21T10:04:05.123Z.
-enum Timestamp {
-    static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
-    static func format(_ date: Date) -> String { self.style.format(date) }
-}
-
 extension Response {
     /// `value` as `application/json`.
     public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
