@@ -18,6 +18,9 @@ enum Outgoing: Sendable {
     case chatAdded(UUID, since: Int64)
     case chatChanged(UUID)
     case chatRemoved(UUID)
+    /// The close frame of a close decided while answers were still queued:
+    /// written after them, so a client sees every answer it was owed.
+    case close(code: UInt16, reason: String)
 
     /// What it holds in the queue, in bytes (the frame's UTF-8 length).
     var cost: Int {
@@ -26,6 +29,8 @@ enum Outgoing: Sendable {
             return text.utf8.count
         case .catchUp, .chatAdded, .chatChanged, .chatRemoved:
             return 64
+        case .close:
+            return 0
         }
     }
 }
@@ -101,6 +106,15 @@ final class Connection: Sendable {
     /// Closes with `code` (the first code asked for wins).
     func close(_ code: UInt16, _ reason: String) {
         self.socket.close(code, reason)
+    }
+
+    /// Closes with `code` at once (no further client frame is acted on), but
+    /// writes the close frame after what is already queued: a client closed
+    /// for a protocol violation still gets the answers to the frames before it.
+    func closeAfterQueued(_ code: UInt16, _ reason: String) {
+        guard self.socket.decide(code) else { return }
+        self.queued.add(1, ordering: .relaxed)
+        self.continuation.yield(.close(code: code, reason: reason))
     }
 
     /// The server decided to close: no client frame is acted on any more.

@@ -26,15 +26,27 @@ final class SocketClose: Sendable {
 
     /// Closes with `code` unless a close was decided already.
     func close(_ code: UInt16, _ reason: String) {
+        guard self.decide(code) else { return }
+        Task { [sendClose] in await sendClose(code, reason) }
+    }
+
+    /// Decides to close with `code` without writing the close frame yet
+    /// (the caller writes it with `sendFrame`); false if a close was decided already.
+    func decide(_ code: UInt16) -> Bool {
         let first = self.state.withLock { current in
             guard current == nil else { return false }
             current = code
             return true
         }
-        guard first else { return }
+        guard first else { return false }
         self.continuation.yield()
         self.continuation.finish()
-        Task { [sendClose] in await sendClose(code, reason) }
+        return true
+    }
+
+    /// Writes the close frame of a close decided with `decide`.
+    func sendFrame(_ code: UInt16, _ reason: String) async {
+        await self.sendClose(code, reason)
     }
 
     /// Returns once a close was decided and the client has had

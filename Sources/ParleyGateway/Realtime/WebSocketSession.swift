@@ -161,7 +161,7 @@ struct WebSocketSession {
             // frame ends the loop) but never acted on.
             if connection.isClosing { continue }
             guard frames.take() else {
-                connection.close(1008, "too many frames (at most \(self.limits.framesPerSecond) a second)")
+                connection.closeAfterQueued(1008, "too many frames (at most \(self.limits.framesPerSecond) a second)")
                 continue
             }
             guard case .text(let text) = message else {
@@ -199,7 +199,7 @@ struct WebSocketSession {
         connection.enqueue(.frame(ServerFrame.error(ref: ref, code: code, detail: detail)))
         let now = ContinuousClock.now
         recent = recent.filter { now - $0 < .seconds(60) } + [now]
-        if recent.count > self.limits.badFramesPerMinute { connection.close(1008, "too many bad frames") }
+        if recent.count > self.limits.badFramesPerMinute { connection.closeAfterQueued(1008, "too many bad frames") }
     }
 
     func handle(_ frame: ClientFrame, connection: Connection, logger: Logger) async throws {
@@ -322,6 +322,8 @@ struct Writer {
         case .chatRemoved(let chatID):
             self.delivered[chatID] = nil
             try await self.write(ServerFrame.json(["type": "chat_removed", "chat_id": chatID.lowercased]))
+        case .close(let code, let reason):
+            await self.connection.socket.sendFrame(code, reason)
         }
     }
 
