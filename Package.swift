@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "ParleySchema",
             path: "sql",
-            resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql")],
+            resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql"), .embedInCode("003_send_batch.sql")],
             swiftSettings: upcoming
         ),
         // Configuration, schema migrations, storage.

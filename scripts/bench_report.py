@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md (to stdout) from the results folder of scripts/bench.
 
-Usage: bench_report.py RESULTS RUNS REQUESTS FANOUT_SECONDS FANOUT_USERS FANOUT_RATES CONNECTIONS HISTORY_MESSAGES
+Usage: bench_report.py RESULTS RUNS REQUESTS FANOUT_SECONDS FANOUT_USERS FANOUT_RATES CONNECTIONS HISTORY_MESSAGES HOT_RATES CEILING_SECONDS
 (scripts/bench keeps the last results in .local/bench-results, so the report can be rewritten without measuring again.)
 """
 import json, os, statistics, subprocess, sys, platform, glob
 out, runs, requests = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 fan_s, fan_users, rates, conns, hist_msgs = sys.argv[4], sys.argv[5], sys.argv[6].split(), sys.argv[7], sys.argv[8]
+hot_rates = sys.argv[9].split() if len(sys.argv) > 9 else []
+ceiling_s = sys.argv[10] if len(sys.argv) > 10 else "20"
 def values(path):
     return [float(x) for x in open(os.path.join(out, path)).read().split()]
 def med(path):
@@ -55,6 +57,30 @@ if have("fanout-r2000"):
 if have("fanout-r1000"):
     p99 = m(runs_of("fanout-r1000"), "send_to_delivery", "p99")[0]
     rows.append(("fan-out: p99 send→delivery ≤ 25 ms at 1,000 msg/s", f"{p99:.1f} ms", p99 <= 25))
+def cpu(reports, name):
+    """Median CPU (% of one core) of a watched process while sending, or None."""
+    vals = [r["results"].get(f"cpu_{name}_percent") for r in reports]
+    return statistics.median(vals) if vals and all(v is not None for v in vals) else None
+def ceiling(shape):
+    path = os.path.join(out, f"ceiling-{shape}")
+    return int(open(path).read()) if os.path.exists(path) else None
+if have("hot-r2000"):
+    r = runs_of("hot-r2000")
+    acked, p99 = m(r, "acked_per_s")[0], m(r, "send_to_delivery", "p99")[0]
+    bad = sum(x["results"][k] for x in r for k in ("lost", "duplicated", "out_of_order"))
+    rows.append((f"hot shape (200 users, groups of 10): 2,000 acked msg/s for {fan_s} s with p99 send→delivery ≤ 100 ms, nothing lost, duplicated or reordered",
+                 f"{fmt(acked)} acked/s, p99 {p99:.1f} ms, {int(bad)} lost/duplicated/reordered", acked >= 0.98 * 2000 and p99 <= 100 and bad == 0))
+if have("hot-r1000"):
+    p99 = m(runs_of("hot-r1000"), "send_to_delivery", "p99")[0]
+    rows.append(("hot shape: p99 send→delivery ≤ 25 ms at 1,000 msg/s", f"{p99:.1f} ms", p99 <= 25))
+    per = [x["results"].get("cpu_postgres_percent_per_1000_msg_s") for x in runs_of("hot-r2000") or runs_of("hot-r1000")]
+    if per and all(v is not None for v in per):
+        v = statistics.median(per)
+        rows.append(("PostgreSQL CPU ≤ 20% of a core per 1,000 acked msg/s (hot shape)", f"{v:.1f}%", v <= 20))
+if have("fanout-r3000"):
+    r = runs_of("fanout-r3000")
+    acked, p99 = m(r, "acked_per_s")[0], m(r, "send_to_delivery", "p99")[0]
+    rows.append(("spread shape (1,000 users, groups of 10): ≥ 3,000 acked msg/s with p99 ≤ 100 ms", f"{fmt(acked)} acked/s, p99 {p99:.1f} ms", acked >= 0.98 * 3000 and p99 <= 100))
 if have("connections"):
     per = m(runs_of("connections"), "rss_per_connection_kib")[0]
     rows.append((f"{int(conns):,} idle WebSockets on one gateway, ≤ 20 KiB resident memory each", f"{per:.1f} KiB each", per <= 20))
@@ -87,17 +113,45 @@ print("## Fan-out (`parley bench fanout`)\n")
 print(f"{fan_users} users in groups of 10, one WebSocket each, alternating between the two gateways (every group spans both); "
       f"open-loop sends at a fixed aggregate rate for {fan_s} s, spread evenly over the groups (the members of a group take turns). Latency is measured from the scheduled "
       "send time, so queueing shows. Every member connection checks that it receives each acknowledged message exactly once and in order.\n")
-print("| offered rate | acked msg/s | deliveries/s | send→ack p50 / p99 / p99.9 ms | send→delivery p50 / p99 / p99.9 ms | lost / dup / reordered | passed |")
-print("| ---: | ---: | ---: | --- | --- | --- | --- |")
-fan = {}
-for rate in rates:
-    reps = runs_of(f"fanout-r{rate}")
-    if not reps: continue
-    fan[rate] = reps
-    lat = lambda k: " / ".join(fmt(m(reps, k, p)[0], 1) for p in ("p50", "p99", "p99_9"))
-    bad = " / ".join(str(int(sum(r["results"][k] for r in reps))) for k in ("lost", "duplicated", "out_of_order"))
-    print(f"| {fmt(float(rate))}/s | {cell(reps, 'acked_per_s')} | {cell(reps, 'delivered_per_s')} | {lat('send_to_ack')} | {lat('send_to_delivery')} | {bad} | {sum(r['passed'] for r in reps)}/{len(reps)} |")
-print()
+def fanout_table(prefix, rate_list):
+    print("| offered rate | acked msg/s | deliveries/s | send→ack p50 / p99 / p99.9 ms | send→delivery p50 / p99 / p99.9 ms | lost / dup / reordered | CPU % of a core: gateways / PostgreSQL | sustained |")
+    print("| ---: | ---: | ---: | --- | --- | --- | --- | --- |")
+    for rate in rate_list:
+        reps = runs_of(f"{prefix}-r{rate}") if rate else runs_of(prefix)
+        if not reps: continue
+        lat = lambda k: " / ".join(fmt(m(reps, k, p)[0], 1) for p in ("p50", "p99", "p99_9"))
+        bad = " / ".join(str(int(sum(r["results"][k] for r in reps))) for k in ("lost", "duplicated", "out_of_order"))
+        g1, g2, pg = cpu(reps, "gateway-1"), cpu(reps, "gateway-2"), cpu(reps, "postgres")
+        cpus = f"{g1:.0f} + {g2:.0f} / {pg:.0f}" if None not in (g1, g2, pg) else "—"
+        offered = reps[0]["parameters"]["rate"]
+        print(f"| {fmt(float(offered))}/s | {cell(reps, 'acked_per_s')} | {cell(reps, 'delivered_per_s')} | {lat('send_to_ack')} | {lat('send_to_delivery')} | {bad} | {cpus} | {sum(r['passed'] for r in reps)}/{len(reps)} |")
+    print()
+fanout_table("fanout", rates)
+print("A run is **sustained** when at least 98% of the offered rate is acknowledged, p99 send→delivery stays within 100 ms, and nothing is lost, duplicated or reordered (`parley bench fanout --max-p99-ms 100` exits 1 otherwise). CPU is measured from `/proc` while sending (PostgreSQL: the postmaster and every backend).\n")
+
+if runs_of("hot-r" + hot_rates[0]) if hot_rates else False:
+    print("### Hot chats: 200 users in groups of 10\n")
+    print("The same, with only 20 groups: every group takes 5% of the traffic, so batches from both gateways contend for the same chat rows.\n")
+    fanout_table("hot", hot_rates)
+if runs_of("large"):
+    print("### One large group: 500 members, 20 msg/s\n")
+    print("One group of 500 members, all connected (spread over both gateways), 20 messages/s: 10,000 deliveries/s.\n")
+    fanout_table("large", [None])
+ceilings = {shape: ceiling(shape) for shape in ("spread", "hot")}
+if any(v is not None for v in ceilings.values()) or glob.glob(os.path.join(out, "ceiling-*.json")):
+    print("### Ceilings\n")
+    print(f"The highest rate each shape sustains (98% acknowledged, p99 send→delivery ≤ 100 ms, nothing lost) for {ceiling_s} s, trying ascending rates until one is not sustained; one run each.\n")
+    print("| shape | ceiling | the first rate not sustained |")
+    print("| --- | ---: | --- |")
+    for shape, label in (("spread", f"{fan_users} users, groups of 10"), ("hot", "200 users, groups of 10")):
+        tried = sorted(int(os.path.basename(p).split("-r")[1].split(".")[0]) for p in glob.glob(os.path.join(out, f"ceiling-{shape}-r*.json")))
+        failed = [r for r in tried if ceilings[shape] is None or r > ceilings[shape]]
+        why = ""
+        if failed:
+            rep = json.load(open(os.path.join(out, f"ceiling-{shape}-r{failed[0]}.json")))
+            why = f"{fmt(failed[0])}/s: " + "; ".join(rep.get("failures", []))
+        print(f"| {shape} ({label}) | {fmt(ceilings[shape]) + '/s' if ceilings[shape] else 'none'} | {why} |")
+    print()
 if os.path.exists(os.path.join(out, "batches")):
     text = open(os.path.join(out, "batches")).read()
     counts = {}
@@ -164,8 +218,13 @@ print(f"redis-benchmark -p PORT -P 16 -c 50 -n {requests} -d 3 --csv PUBLISH ben
 print(f"parley bench redis --redis-url redis://:PASSWORD@127.0.0.1:PORT/0 --requests {requests} --pipeline 16 --depth 64 --runs {runs}   # and --depth 1")
 print("# two gateways: PARLEY_TRUSTED_PROXIES=127.0.0.1 PARLEY_SENDS_PER_SECOND=2000 PARLEY_WS_CONNECTIONS_PER_USER=100 parley serve --port P1 (and P2)")
 print("# a mailer writing an outbox: PARLEY_MAIL_OUTBOX=DIR parley mailer")
+cpu_flags = "--cpu gateway-1=PID1 --cpu gateway-2=PID2 --cpu postgres+=POSTMASTER_PID"
 for rate in rates:
-    print(f"parley bench fanout --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --users {fan_users} --group-size 10 --rate {rate} --duration {fan_s}")
+    print(f"parley bench fanout --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --users {fan_users} --group-size 10 --rate {rate} --duration {fan_s} --max-p99-ms 100 {cpu_flags}")
+for rate in hot_rates:
+    print(f"parley bench fanout --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --users 200 --group-size 10 --rate {rate} --duration {fan_s} --max-p99-ms 100 {cpu_flags}")
+print(f"parley bench fanout --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --users 500 --group-size 500 --rate 20 --duration {fan_s} --max-p99-ms 100 {cpu_flags}")
+print(f"# ceilings: the same with --duration {ceiling_s} at ascending rates, until one exits 1")
 print(f"parley bench history --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --messages {hist_msgs} --readers 8 --duration 20")
 print("parley bench login --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --concurrency 4 --duration 10 --otp-outbox DIR --codes 200")
 print(f"parley bench connections --url http://127.0.0.1:P1 --pid GATEWAY_PID --connections {conns} --per-user 50 --hold 10")

@@ -127,7 +127,7 @@ start_postgres() {
       || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
   fi
   stop_postgres "$dir" 2>/dev/null || true
-  local opts="-p $port -k $dir/socket -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=256MB"
+  local opts="-p $port -k $dir/socket -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=256MB ${PARLEY_PG_OPTIONS:-}"
   if [ "$mode" = fast ]; then opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
   pg_run "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "$opts" -w -t 60 start >/dev/null \
     || { tail -n 20 "$dir/server.log" >&2; die "PostgreSQL did not start (log: $dir/server.log)"; }

@@ -20,5 +20,6 @@ public enum Schema {
     public static let migrations: [SchemaMigration] = [
         SchemaMigration(version: 1, name: "001_init", sql: String(decoding: PackageResources._01_init_sql, as: UTF8.self)),
         SchemaMigration(version: 2, name: "002_accounts", sql: String(decoding: PackageResources._02_accounts_sql, as: UTF8.self)),
+        SchemaMigration(version: 3, name: "003_send_batch", sql: String(decoding: PackageResources._03_send_batch_sql, as: UTF8.self)),
     ]
 }

@@ -19,6 +19,13 @@ public struct FanoutScenario: Sendable {
     public var drainTimeout: Duration = .seconds(20)
     /// Concurrent registrations and group creations during setup.
     public var setupWidth = 8
+    /// A run counts as sustained only when at least this share of the offered
+    /// rate was acknowledged…
+    public var minimumAckedShare = 0.98
+    /// …and, when given, p99 send→delivery stayed within this.
+    public var maxP99: Duration?
+    /// Processes whose CPU use during the sending is reported.
+    public var watched: [WatchedProcess] = []
 
     public init(urls: [URL]) {
         self.urls = urls
@@ -79,6 +86,7 @@ public struct FanoutScenario: Sendable {
             }
         }
         var index = 0
+        let cpuBefore = self.watched.map(\.seconds)
         while index < total {
             let due = start + interval * index
             if due > ContinuousClock.now { try await Task.sleep(until: due, tolerance: .microseconds(200)) }
@@ -103,6 +111,7 @@ public struct FanoutScenario: Sendable {
             }
         }
         let sendingEnded = ContinuousClock.now
+        let cpuUsed = zip(self.watched, cpuBefore).map { ($0.name, $0.seconds - $1) }
 
         // drain: every send answered, every acked message delivered to every member
         let deadline = ContinuousClock.now + self.drainTimeout
@@ -129,12 +138,13 @@ public struct FanoutScenario: Sendable {
         let ackWindow = max(self.duration.seconds, ((state.lastAck ?? start) - start).seconds)
         let deliveryWindow = max(self.duration.seconds, ((state.lastDelivery ?? start) - start).seconds)
         let lost = state.ledger.lost(members: members)
+        let ackedRate = Double(state.acked) / ackWindow
         let errors = state.errors.values.reduce(0, +)
         let unanswered = max(0, state.sent - state.acked - errors)
         report.results = [
             ("sent", .count(state.sent)),
             ("acked", .count(state.acked)),
-            ("acked_per_s", .rate(Double(state.acked) / ackWindow)),
+            ("acked_per_s", .rate(ackedRate)),
             ("delivered", .count(state.ledger.delivered)),
             ("delivered_per_s", .rate(Double(state.ledger.delivered) / deliveryWindow)),
             ("expected_deliveries", .count(state.acked * size)),
@@ -145,16 +155,30 @@ public struct FanoutScenario: Sendable {
             ("unanswered_sends", .count(unanswered)),
             ("schedule_lag_ms", .number(max(0, (sendingEnded - (start + interval * total)).seconds * 1000), "ms")),
         ]
+        let sendingSeconds = max(0.001, (sendingEnded - start).seconds)
+        for (name, used) in cpuUsed {
+            // percent of one core while sending, and per 1,000 acknowledged messages a second
+            let percent = used / sendingSeconds * 100
+            report.results.append(("cpu_\(name)_percent", .number(percent, "%")))
+            if ackedRate > 0 { report.results.append(("cpu_\(name)_percent_per_1000_msg_s", .number(percent / ackedRate * 1000, "%"))) }
+        }
         if !state.errors.isEmpty {
             report.results.append(("error_codes", .text(state.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))))
         }
         report.latencies = [("send_to_ack", state.ack.summary), ("send_to_delivery", state.delivery.summary)]
-        if lost > 0 { report.failures.append("\(lost) acknowledged deliveries lost") }
+        if lost > 0 { report.failures.append("\(lost) acknowledged deliveries missing \(self.drainTimeout) after the last send (lost, or later than that)") }
         if state.ledger.duplicated > 0 { report.failures.append("\(state.ledger.duplicated) duplicated deliveries") }
         if state.ledger.outOfOrder > 0 { report.failures.append("\(state.ledger.outOfOrder) out-of-order deliveries") }
         if !closedEarly.isEmpty { report.failures.append("\(closedEarly.count) sockets closed by the server (codes \(Set(closedEarly).sorted().joined(separator: ",")))") }
         if errors > 0 { report.failures.append("\(errors) sends failed") }
         if unanswered > 0 { report.failures.append("\(unanswered) sends got no answer within \(self.drainTimeout) after the last send") }
+        // a rate is sustained only if the server kept up with it
+        if ackedRate < self.minimumAckedShare * self.rate {
+            report.failures.append(String(format: "not sustained: %.0f acked/s of %.0f/s offered (less than %.0f%%)", ackedRate, self.rate, self.minimumAckedShare * 100))
+        }
+        if let maxP99 = self.maxP99, state.delivery.summary.p99 > maxP99.seconds * 1000 {
+            report.failures.append(String(format: "not sustained: p99 send→delivery %.1f ms over %.0f ms", state.delivery.summary.p99, maxP99.seconds * 1000))
+        }
         return report
     }
 

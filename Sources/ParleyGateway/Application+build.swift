@@ -51,7 +51,8 @@ public struct GatewayDependencies: Sendable {
         var chats = ChatService(
             store: ChatStore(database: self.database, logger: logger),
             publisher: publisher,
-            limiter: limiter
+            limiter: limiter,
+            batching: configuration.sendBatching
         )
         chats.limits = configuration.chatLimits
         self.chats = chats

@@ -15,6 +15,8 @@ public struct GatewayConfiguration: Sendable {
     public var allowedOrigins: [String]
     /// Per-user limits of chat writes.
     public var chatLimits = ChatLimits()
+    /// How sends are grouped into transactions.
+    public var sendBatching = SendBatching()
     public var realtime = RealtimeLimits()
     /// The operations listener (`/metrics`, detailed `/readyz`): off unless a port is set.
     public var metricsHost = "127.0.0.1"
@@ -95,9 +97,13 @@ public struct GatewayConfiguration: Sendable {
         try configuration.passwordStrength.validate()
         let sendsPerSecond = try reader.integer("PARLEY_SENDS_PER_SECOND", default: 10, range: 1...100_000)
         configuration.chatLimits.sends = [RateLimitRule(3 * sendsPerSecond, per: .seconds(3))]
+        configuration.sendBatching.maxBatch = try reader.integer("PARLEY_SEND_BATCH_MAX", default: 500, range: 1...5000)
+        configuration.sendBatching.maxInFlight = try reader.integer("PARLEY_SEND_CONCURRENCY", default: 1, range: 1...64)
+        configuration.sendBatching.minInterval = .microseconds(try reader.integer("PARLEY_SEND_BATCH_INTERVAL_US", default: 2000, range: 0...100_000))
         configuration.realtime.queuedFrames = try reader.integer("PARLEY_WS_QUEUE_LIMIT", default: 1000, range: 10...1_000_000)
         configuration.realtime.queuedBytes = try reader.integer("PARLEY_WS_QUEUE_BYTES", default: 4 << 20, range: (256 << 10)...(1 << 30))
         configuration.realtime.connectionsPerUser = try reader.integer("PARLEY_WS_CONNECTIONS_PER_USER", default: 20, range: 1...10_000)
+        configuration.realtime.reorderWindow = .milliseconds(try reader.integer("PARLEY_WS_REORDER_MS", default: 100, range: 0...5000))
         configuration.startupWarnings = warnings
         return configuration
     }

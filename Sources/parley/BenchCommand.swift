@@ -49,9 +49,17 @@ struct FanoutBenchCommand: AsyncParsableCommand {
     @Option(help: "Messages per second, all senders together.") var rate = 1000.0
     @Option(help: "Seconds of sending.") var duration = 60.0
     @Option(help: "Seconds to wait after the last send for acks and deliveries.") var drain = 20.0
+    @Option(help: "The run is not sustained (exit 1) if p99 send→delivery exceeds this (ms).") var maxP99Ms: Double?
+    @Option(help: "Report a process's CPU use while sending: NAME=PID, or NAME+=PID with its children (PostgreSQL's postmaster). Repeatable.")
+    var cpu: [String] = []
 
     func run() async throws {
         var scenario = FanoutScenario(urls: try self.options.gatewayURLs())
+        scenario.maxP99 = self.maxP99Ms.map { .milliseconds(Int64($0)) }
+        scenario.watched = try self.cpu.map { text in
+            guard let process = WatchedProcess(text) else { throw ValidationError("--cpu must be NAME=PID or NAME+=PID (got \"\(text)\")") }
+            return process
+        }
         scenario.users = self.users
         scenario.groupSize = self.groupSize
         scenario.rate = self.rate

@@ -102,3 +102,23 @@ import Testing
         #expect(LoginScenario.code(in: "To: x@y.z\r\n\r\nhello") == nil)
     }
 }
+
+@Suite struct ProcessCPUTests {
+    @Test func watchedProcessesAreNamedWithOrWithoutChildren() throws {
+        let gateway = try #require(WatchedProcess("gateway-1=1234"))
+        #expect(gateway.name == "gateway-1" && gateway.pid == 1234 && !gateway.children)
+        let postgres = try #require(WatchedProcess("postgres+=99"))
+        #expect(postgres.name == "postgres" && postgres.pid == 99 && postgres.children)
+        for bad in ["", "x", "=1", "+=1", "name=pid"] { #expect(WatchedProcess(bad) == nil, "\(bad)") }
+    }
+
+    @Test func cpuTimeOfThisProcessGrowsWhileItWorks() {
+        let me = getpid()
+        let before = ProcessCPU.seconds(me, children: true)
+        var x = 0.0
+        let start = Date()
+        while Date().timeIntervalSince(start) < 0.3 { x += sin(x + 1) }
+        #expect(x != 1)
+        #expect(ProcessCPU.seconds(me, children: true) - before >= 0.1)
+    }
+}

@@ -30,6 +30,8 @@ import Testing
         ("PARLEY_LOG_FORMAT", "xml", "must be text or json"),
         ("PARLEY_METRICS_PORT", "nine", "must be an integer"),
         ("PARLEY_DATABASE_DEADLINE_MS", "0", "between 100 and"),
+        ("PARLEY_WS_REORDER_MS", "6000", "between 0 and 5000"),
+        ("PARLEY_SEND_CONCURRENCY", "0", "between 1 and 64"),
         ("PARLEY_CRACKLIB_DICT", "/nonexistent/dict", "cannot read the cracklib dictionary"),
     ] as [(String, String?, String)])
     func serveRefusesABadSettingWithOneLine(setting: String, value: String?, problem: String) async throws {

@@ -75,14 +75,25 @@ import Testing
             #expect(refusal(9) == .chatNotFound)
 
             // a resend of a message stored by an earlier batch returns it, with its attachments
-            let again = try await store.send(batch: [NewMessage(chatID: one, senderID: ann, clientID: k1, body: "late resend")], deadline: .seconds(10))
+            let withFile = try #require(try? outcomes[6].get().message)
+            let again = try await store.send(
+                batch: [
+                    NewMessage(chatID: one, senderID: ann, clientID: k1, body: "late resend"),
+                    NewMessage(chatID: two, senderID: ann, clientID: withFile.clientID, body: "late resend", attachmentIDs: []),
+                ], deadline: .seconds(10))
             #expect(try again[0].get().message.id == stored(0)?.id)
             #expect(try again[0].get().created == false)
             #expect(try again[0].get().message.body == "first")
+            #expect(try again[1].get().message.id == withFile.id)
+            #expect(try again[1].get().message.attachments.map(\.id) == [file])
+            #expect(try again[1].get().message.body == nil)
 
             let history = try await store.messages(chatID: two, before: nil, after: 0, limit: 10).messages
             #expect(history.map(\.seq) == [1, 2])
             #expect(history.last?.attachments.map(\.id) == [file])
+            // what the batch answered is what was stored
+            #expect(history.last?.createdAt == withFile.createdAt)
+            #expect(history.first?.id == stored(1)?.id)
             let first = try await api.call(.get, "/v1/chats/\(one)", token: a.token)
             #expect(first.json["last_seq"] as? Int == 2)
             // the sender has read what they sent; the other member has not

@@ -68,3 +68,116 @@ import Testing
         #expect(connection.socket.code == 4008, "over the byte limit with 4 frames of 100 allowed")
     }
 }
+
+@Suite struct SendQueueTests {
+    static let a = UUID(uuidString: "00000000-0000-0000-0000-0000000000aa")!
+    static let b = UUID(uuidString: "00000000-0000-0000-0000-0000000000bb")!
+
+    @Test func aBusyChatsSendsWaitAndGoTogetherWhileOtherChatsProceed() {
+        var queue = SendQueue<String>(maxInFlight: 2)
+        do { let started = queue.enqueue("a1", chat: Self.a); #expect(started, "a lone send starts a batch at once") }
+        do { let batch = queue.nextBatch(max: 10); #expect(batch == ["a1"]) }
+        do { let started = queue.enqueue("a2", chat: Self.a); #expect(!started, "its chat is held: it waits for that batch") }
+        do { let started = queue.enqueue("a3", chat: Self.a); #expect(!started) }
+        do { let started = queue.enqueue("b1", chat: Self.b); #expect(started, "another chat goes ahead in a second batch") }
+        do { let batch = queue.nextBatch(max: 10); #expect(batch == ["b1"]) }
+        do { let started = queue.enqueue("b2", chat: Self.b); #expect(!started) }
+        // the first batch is written: its loop takes everything of its chat that queued meanwhile
+        queue.finished(chats: [Self.a])
+        do { let batch = queue.nextBatch(max: 10); #expect(batch == ["a2", "a3"], "the batch grew instead of queueing transactions") }
+        #expect(queue.inFlight == 2)
+        queue.finished(chats: [Self.a, Self.a])
+        do { let batch = queue.nextBatch(max: 10); #expect(batch == [], "b2 waits for b's batch; this loop ends") }
+        #expect(queue.inFlight == 1)
+        queue.finished(chats: [Self.b])
+        do { let batch = queue.nextBatch(max: 10); #expect(batch == ["b2"]) }
+        queue.finished(chats: [Self.b])
+        do { let batch = queue.nextBatch(max: 10); #expect(batch == []) }
+        #expect(queue.inFlight == 0 && queue.items.isEmpty && queue.held.isEmpty)
+    }
+
+    @Test func aFullBatchLeavesAChatsLaterSendsBehindInOrder() {
+        var queue = SendQueue<String>(maxInFlight: 4)
+        do { let started = queue.enqueue("a1", chat: Self.a); #expect(started) }
+        for item in ["a2", "b1", "a3"] { _ = queue.enqueue(item, chat: item.hasPrefix("a") ? Self.a : Self.b) }
+        do { let batch = queue.nextBatch(max: 2); #expect(batch == ["a1", "a2"]) }
+        // a3 must not overtake: a is held by the batch in flight; b1 may go
+        do { let batch = queue.nextBatch(max: 2); #expect(batch == ["b1"]) }
+        queue.finished(chats: [Self.a, Self.a])
+        do { let batch = queue.nextBatch(max: 2); #expect(batch == ["a3"]) }
+    }
+}
+
+@Suite struct MessageOrderTests {
+    static let a = SendQueueTests.a
+    static let b = SendQueueTests.b
+    let start = ContinuousClock.now
+
+    func at(_ ms: Int) -> ContinuousClock.Instant { self.start + .milliseconds(ms) }
+
+    @Test func aMessagePastAGapWaitsForTheGapAndLeavesWithIt() {
+        var order = MessageOrder<Int64>(window: .milliseconds(100))
+        #expect(order.receive(chat: Self.a, seq: 5, item: 5, now: self.at(0)) == [5], "a chat's first event passes")
+        #expect(order.receive(chat: Self.a, seq: 6, item: 6, now: self.at(1)) == [6])
+        #expect(order.receive(chat: Self.a, seq: 8, item: 8, now: self.at(2)) == [], "8 waits for 7")
+        #expect(order.receive(chat: Self.a, seq: 9, item: 9, now: self.at(3)) == [])
+        #expect(order.receive(chat: Self.b, seq: 1, item: 101, now: self.at(3)) == [101], "other chats do not wait")
+        #expect(order.holding == 1)
+        #expect(order.nextDeadline == self.at(102))
+        #expect(order.receive(chat: Self.a, seq: 7, item: 7, now: self.at(4)) == [7, 8, 9], "the gap closes: all in order")
+        #expect(order.holding == 0 && order.nextDeadline == nil)
+        #expect(order.receive(chat: Self.a, seq: 10, item: 10, now: self.at(5)) == [10])
+        // a republished resend, or a duplicate, passes at once: sockets drop seqs they have
+        #expect(order.receive(chat: Self.a, seq: 7, item: 7, now: self.at(6)) == [7])
+        #expect(order.receive(chat: Self.a, seq: 12, item: 12, now: self.at(7)) == [])
+        #expect(order.receive(chat: Self.a, seq: 12, item: 12, now: self.at(8)) == [], "held once")
+        #expect(order.receive(chat: Self.a, seq: 11, item: 11, now: self.at(9)) == [11, 12])
+    }
+
+    @Test func aGapStillOpenAfterTheWindowIsLeftToTheSockets() {
+        var order = MessageOrder<Int64>(window: .milliseconds(100))
+        _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
+        #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(10)) == [])
+        #expect(order.receive(chat: Self.a, seq: 5, item: 5, now: self.at(50)) == [])
+        #expect(order.expire(now: self.at(109)).isEmpty, "not yet")
+        let released = order.expire(now: self.at(110))
+        #expect(released.count == 1 && released[0].chat == Self.a && released[0].items == [3, 5], "all it holds, in order")
+        #expect(order.holding == 0)
+        // it now waits for 6; 2 and 4 come late and pass (the sockets read them from PostgreSQL already)
+        #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(120)) == [4])
+        #expect(order.receive(chat: Self.a, seq: 6, item: 6, now: self.at(121)) == [6])
+    }
+
+    @Test func anotherEventOfTheChatGoesAfterTheMessagesReceivedBeforeIt() {
+        var order = MessageOrder<Int64>(window: .milliseconds(100))
+        _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
+        _ = order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(1))
+        #expect(order.flush(chat: Self.b) == [])
+        #expect(order.flush(chat: Self.a) == [3])
+        #expect(order.flush(chat: Self.a) == [])
+        #expect(order.holding == 0)
+    }
+
+    @Test func holdingIsBoundedAndIdleChatsAreForgotten() {
+        var order = MessageOrder<Int64>(window: .milliseconds(100), maxHeld: 3, forgetAfter: .seconds(60))
+        _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
+        #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(1)) == [])
+        #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(1)) == [])
+        #expect(order.receive(chat: Self.a, seq: 6, item: 6, now: self.at(1)) == [3, 4, 6], "a full hold hands everything over")
+        _ = order.receive(chat: Self.b, seq: 1, item: 1, now: self.at(30_000))
+        #expect(order.expire(now: self.at(30_001)).isEmpty)
+        #expect(order.remembered == 2)
+        _ = order.expire(now: self.at(61_000))
+        #expect(order.remembered == 1, "a was idle for a minute; b was not")
+        _ = order.expire(now: self.at(122_000))
+        #expect(order.remembered == 0)
+        #expect(order.receive(chat: Self.a, seq: 9, item: 9, now: self.at(122_001)) == [9], "a forgotten chat starts over")
+    }
+
+    @Test func aZeroWindowHoldsNothing() {
+        var order = MessageOrder<Int64>(window: .zero)
+        _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
+        #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(1)) == [3])
+        #expect(order.holding == 0)
+    }
+}

@@ -27,163 +27,49 @@ public struct NewMessage: Sendable {
 public typealias SendOutcome = Result<(message: MessageRecord, created: Bool), ChatError>
 
 extension ChatStore {
-    /// Stores several sends in one transaction (group commit) that must
-    /// commit within `deadline` (a lock wait included), in a fixed
-    /// number of statements whatever the batch size. Each send gets its chat's
-    /// next seq in the order given, the original message for a resend (also
-    /// of a send earlier in the same batch), or its refusal; refusals do not
-    /// affect the others. Throws only when the transaction fails, and then
-    /// nothing of the batch is stored.
+    /// Stores several sends together (group commit), in one server-side
+    /// call (`parley_send_batch`, one round trip) that must finish within
+    /// `deadline` (a lock wait included). Each send gets its chat's next seq
+    /// in the order given, the original message for a resend (also of a send
+    /// earlier in the same batch), or its refusal; refusals do not affect the
+    /// others. Throws only when the call fails, and then nothing of the batch
+    /// is stored.
     ///
     /// The chat rows are locked in id order, so concurrent batches (on any
     /// instance) touching the same chats wait for each other instead of
-    /// deadlocking, and seqs stay gapless. Messages are never removed (a
-    /// delete leaves a tombstone), so a reply target exists iff it is a seq
-    /// between 1 and the chat's last seq.
+    /// deadlocking, and seqs stay gapless; memberships and earlier sends are
+    /// read after the lock wait. Messages are never removed (a delete leaves
+    /// a tombstone), so a reply target exists iff it is a seq between 1 and
+    /// the chat's last seq.
     public func send(batch: [NewMessage], deadline: Duration) async throws -> [SendOutcome] {
         guard !batch.isEmpty else { return [] }
-        let chatIDs = Array(Set(batch.map(\.chatID)))
-        let senderIDs = Array(Set(batch.map(\.senderID)))
-        return try await self.database.transaction(logger: self.logger, deadline: deadline) { connection in
-            // the chats locked in id order, with which of the senders are members
-            var lastSeq: [UUID: Int64] = [:]
-            var members = Set<SenderKey>()
-            for try await (id, seq, member) in try await connection.execute(
-                SendStatements.LockChats(chatIDs: chatIDs, senderIDs: senderIDs), logger: self.logger
-            ) {
-                lastSeq[id] = seq
-                if let member { members.insert(SenderKey(chat: id, sender: member)) }
-            }
-            // resends of messages stored before this batch
-            var stored: [ResendKey: MessageRecord] = [:]
-            for try await message in try await connection.execute(
-                SendStatements.Resends(chatIDs: batch.map(\.chatID), senderIDs: batch.map(\.senderID), clientIDs: batch.map(\.clientID)), logger: self.logger
-            ) {
-                stored[ResendKey(message.chatID, message.senderID, message.clientID)] = message
-            }
-            if !stored.isEmpty {
-                let attachments = try await Self.attachments(of: stored.values.map { ($0.chatID, $0.seq) }, on: connection, logger: self.logger)
-                for (key, message) in stored { stored[key]?.attachments = attachments[Key(message.chatID, message.seq)] ?? [] }
-            }
-            var uploads: [UUID: (owner: UUID, ref: AttachmentRef)] = [:]
-            let attachmentIDs = Array(Set(batch.flatMap(\.attachmentIDs)))
-            if !attachmentIDs.isEmpty {
-                for try await (id, owner, type, size) in try await connection.query(
-                    "SELECT id, owner_id, content_type, size FROM attachments WHERE id = ANY(\(attachmentIDs))", logger: self.logger
-                ).decode((UUID, UUID, String, Int).self) {
-                    uploads[id] = (owner, AttachmentRef(id: id, contentType: type, size: size))
+        let statement = SendBatchStatement(batch)
+        let rows = try await self.database.execute(statement, logger: self.logger, deadline: deadline)
+        guard rows.count == batch.count else { throw StoreError("parley_send_batch returned \(rows.count) rows for \(batch.count) sends") }
+        var outcomes: [SendOutcome] = []
+        outcomes.reserveCapacity(batch.count)
+        for (new, row) in zip(batch, rows) {
+            switch row.outcome {
+            case "created", "resend":
+                guard let id = row.id, let seq = row.seq, let createdAt = row.createdAt else { throw StoreError("a stored send without its message") }
+                let attachments = zip(row.attachmentIDs, zip(row.attachmentTypes, row.attachmentSizes)).map {
+                    AttachmentRef(id: $0.0, contentType: $0.1.0, size: Int($0.1.1))
                 }
-            }
-
-            // Assign seqs in batch order.
-            enum Plan { case done(SendOutcome), insert(seq: Int64, attachments: [AttachmentRef]), sameAs(Int) }
-            var plans: [Plan] = []
-            var firstInBatch: [ResendKey: Int] = [:]
-            var rows = InsertRows()
-            for (index, new) in batch.enumerated() {
-                let key = ResendKey(new.chatID, new.senderID, new.clientID)
-                guard let last = lastSeq[new.chatID], members.contains(SenderKey(chat: new.chatID, sender: new.senderID)) else {
-                    plans.append(.done(.failure(.chatNotFound)))
-                    continue
-                }
-                if let message = stored[key] {
-                    plans.append(.done(.success((message, false))))
-                    continue
-                }
-                if let earlier = firstInBatch[key] {
-                    plans.append(.sameAs(earlier))
-                    continue
-                }
-                if let reply = new.replyToSeq, reply < 1 || reply > last {
-                    plans.append(.done(.failure(.invalidReply)))
-                    continue
-                }
-                let refs = new.attachmentIDs.compactMap { id in uploads[id].flatMap { $0.owner == new.senderID ? $0.ref : nil } }
-                guard refs.count == new.attachmentIDs.count, Set(new.attachmentIDs).count == refs.count else {
-                    plans.append(.done(.failure(.invalidAttachments)))
-                    continue
-                }
-                let seq = last + 1
-                lastSeq[new.chatID] = seq
-                firstInBatch[key] = index
-                rows.append(new, seq: seq, attachments: refs)
-                plans.append(.insert(seq: seq, attachments: refs))
-            }
-
-            var inserted: [Key: MessageRecord] = [:]
-            if !rows.chatIDs.isEmpty {
-                for try await message in try await connection.execute(SendStatements.Insert(rows: rows), logger: self.logger) {
-                    inserted[Key(message.chatID, message.seq)] = message
-                }
-                guard inserted.count == rows.chatIDs.count else { throw StoreError("insert returned \(inserted.count) of \(rows.chatIDs.count) rows") }
-                if !rows.attachmentChatIDs.isEmpty {
-                    try await connection.query(
-                        """
-                        INSERT INTO message_attachments (chat_id, seq, attachment_id, position)
-                        SELECT c, s, a, p FROM unnest(
-                            \(rows.attachmentChatIDs)::uuid[], \(rows.attachmentSeqs)::bigint[], \(rows.attachmentIDs)::uuid[], \(rows.attachmentPositions)::smallint[]
-                        ) AS t(c, s, a, p)
-                        """,
-                        logger: self.logger
-                    )
-                }
-            }
-
-            var outcomes: [SendOutcome] = []
-            for (index, plan) in plans.enumerated() {
-                switch plan {
-                case .done(let outcome):
-                    outcomes.append(outcome)
-                case .insert(let seq, let attachments):
-                    var message = inserted[Key(batch[index].chatID, seq)]!
-                    message.attachments = attachments
-                    outcomes.append(.success((message, true)))
-                case .sameAs(let earlier):
-                    outcomes.append(outcomes[earlier].map { ($0.message, false) })
-                }
-            }
-            return outcomes
-        }
-    }
-
-    struct SenderKey: Hashable {
-        let chat: UUID
-        let sender: UUID
-    }
-
-    struct ResendKey: Hashable {
-        let chat: UUID
-        let sender: UUID
-        let client: UUID
-        init(_ chat: UUID, _ sender: UUID, _ client: UUID) {
-            self.chat = chat
-            self.sender = sender
-            self.client = client
-        }
-    }
-
-    /// The columns of a batch insert, as arrays for `unnest`.
-    struct InsertRows: Sendable {
-        var chatIDs: [UUID] = [], seqs: [Int64] = [], ids: [UUID] = [], senderIDs: [UUID] = [], clientIDs: [UUID] = []
-        /// "" for none (a valid body is never empty), 0 for no reply (seqs start at 1): arrays carry no NULLs here.
-        var bodies: [String] = [], replies: [Int64] = []
-        var attachmentChatIDs: [UUID] = [], attachmentSeqs: [Int64] = [], attachmentIDs: [UUID] = [], attachmentPositions: [Int16] = []
-
-        mutating func append(_ new: NewMessage, seq: Int64, attachments: [AttachmentRef]) {
-            self.chatIDs.append(new.chatID)
-            self.seqs.append(seq)
-            self.ids.append(UUID.v7())
-            self.senderIDs.append(new.senderID)
-            self.clientIDs.append(new.clientID)
-            self.bodies.append(new.body ?? "")
-            self.replies.append(new.replyToSeq ?? 0)
-            for (position, attachment) in attachments.enumerated() {
-                self.attachmentChatIDs.append(new.chatID)
-                self.attachmentSeqs.append(seq)
-                self.attachmentIDs.append(attachment.id)
-                self.attachmentPositions.append(Int16(position))
+                let message = MessageRecord(
+                    id: id, chatID: new.chatID, seq: seq, senderID: new.senderID, clientID: new.clientID, body: row.body, attachments: attachments,
+                    replyToSeq: row.reply, createdAt: createdAt, editedAt: row.editedAt, deletedAt: row.deletedAt
+                )
+                outcomes.append(.success((message, row.outcome == "created")))
+            case "same_as":
+                guard let ref = row.ref, ref >= 1, Int(ref) <= outcomes.count else { throw StoreError("same_as names no earlier send") }
+                outcomes.append(outcomes[Int(ref) - 1].map { ($0.message, false) })
+            case "not_member": outcomes.append(.failure(.chatNotFound))
+            case "invalid_reply": outcomes.append(.failure(.invalidReply))
+            case "invalid_attachments": outcomes.append(.failure(.invalidAttachments))
+            default: throw StoreError("parley_send_batch: unknown outcome \(row.outcome)")
             }
         }
+        return outcomes
     }
 
     /// The attachments of one message, in order, inside a transaction.

@@ -216,12 +216,6 @@ public struct ChatStore: Sendable {
         return try await Self.attachments(from: self.database.query(Self.attachmentsQuery(messages), logger: self.logger))
     }
 
-    /// The same inside a transaction.
-    static func attachments(of messages: [(UUID, Int64)], on connection: PostgresConnection, logger: Logger) async throws -> [Key: [AttachmentRef]] {
-        guard !messages.isEmpty else { return [:] }
-        return try await Self.attachments(from: connection.query(Self.attachmentsQuery(messages), logger: logger))
-    }
-
     private static func attachmentsQuery(_ messages: [(UUID, Int64)]) -> PostgresQuery {
         """
         SELECT ma.chat_id, ma.seq, a.id, a.content_type, a.size

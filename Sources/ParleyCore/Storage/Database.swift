@@ -37,6 +37,17 @@ public struct Database: Sendable {
         }
     }
 
+    /// Runs a prepared statement (prepared once per connection) and reads all of its rows.
+    public func execute<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, logger: Logger, deadline: Duration? = nil
+    ) async throws -> [Statement.Row] where Statement.Row: Sendable {
+        try await self.health.guarded(deadline ?? self.deadline) { [client] in
+            var rows: [Statement.Row] = []
+            for try await row in try await client.execute(statement, logger: logger) { rows.append(row) }
+            return rows
+        }
+    }
+
     /// `body` in one transaction (rolled back when it throws; its error comes out as itself).
     public func transaction<Result: Sendable>(
         logger: Logger, deadline: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result

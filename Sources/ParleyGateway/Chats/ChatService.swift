@@ -22,6 +22,18 @@ public struct ChatLimits: Sendable {
     public init() {}
 }
 
+/// How the group-commit writer batches sends (see `MessageWriter`).
+public struct SendBatching: Sendable {
+    /// Sends in one batch at most.
+    public var maxBatch = 500
+    /// Batches written at once (each on chats no other one holds).
+    public var maxInFlight = 1
+    /// Under load, a batch starts at most this long after the one before.
+    public var minInterval: Duration = .milliseconds(2)
+
+    public init() {}
+}
+
 /// The one write path for chat changes, shared by REST and WebSocket: it
 /// validates, rate-limits, stores in PostgreSQL and then publishes.
 public struct ChatService: Sendable {
@@ -32,10 +44,12 @@ public struct ChatService: Sendable {
     let limiter: RateLimiter
     public var limits = ChatLimits()
 
-    public init(store: ChatStore, publisher: ChatEventPublisher, limiter: RateLimiter) {
+    public init(store: ChatStore, publisher: ChatEventPublisher, limiter: RateLimiter, batching: SendBatching = SendBatching()) {
         self.store = store
         self.publisher = publisher
-        self.writer = MessageWriter(store: store, publisher: publisher)
+        self.writer = MessageWriter(
+            store: store, publisher: publisher, maxBatch: batching.maxBatch, maxInFlight: batching.maxInFlight, minInterval: batching.minInterval
+        )
         self.limiter = limiter
     }
 

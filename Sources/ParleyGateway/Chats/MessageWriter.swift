@@ -6,11 +6,18 @@ import Synchronization
 
 /// Group commit for sends: concurrent sends share one transaction.
 ///
-/// A send joins a queue. While fewer than `maxInFlight` batches are being
-/// written, a batch is started at once (so a lone send is not delayed);
-/// otherwise the send waits, and the next batch to start takes everything
-/// queued, up to `maxBatch`. Under load, each commit (one WAL flush) thus
-/// carries all the sends that arrived during the previous one.
+/// A send joins a queue (`SendQueue`). A batch takes, in arrival order, up
+/// to `maxBatch` queued sends whose chats no batch in flight holds; up to
+/// `maxInFlight` batches are written at once, so sends to different chats
+/// never wait for each other, while a busy chat's sends wait for its batch
+/// in flight and then go together in the next one — the batch grows
+/// instead of another transaction queueing on the same row locks. A lone
+/// send starts a batch at once, unless a batch started less than
+/// `minInterval` ago: under load batches start at most that often and grow
+/// meanwhile (each call has a fixed cost in PostgreSQL, so fewer, larger
+/// batches spend less of it per message), while an idle writer adds no
+/// delay. Each batch is one server-side call (one round trip,
+/// `ChatStore.send(batch:deadline:)`).
 ///
 /// After a batch commits, for each send in order the writer runs its
 /// `onStored` (the WebSocket ack goes out there, before the message event),
@@ -31,28 +38,30 @@ public final class MessageWriter: Sendable {
         let continuation: CheckedContinuation<(message: MessageRecord, created: Bool), any Error>
     }
 
-    struct State {
-        var queue: [Pending] = []
-        var inFlight = 0
-    }
-
     let store: ChatStore
     let publisher: ChatEventPublisher
     let maxBatch: Int
     let maxInFlight: Int
+    let minInterval: Duration
     let timeout: Duration
-    private let state = Mutex(State())
+    private let state: Mutex<SendQueue<Pending>>
+    private let lastStart = Mutex(ContinuousClock.now - .seconds(1))
     private let batches = Mutex((count: 0, sends: 0))
     private let batchCounter = Counter(label: "parley_send_batches_total")
     private let batchSize = Recorder(label: "parley_send_batch_size", aggregate: true)
 
-    public init(store: ChatStore, publisher: ChatEventPublisher, maxBatch: Int = 500, maxInFlight: Int = 2, timeout: Duration = .seconds(10)) {
+    public init(
+        store: ChatStore, publisher: ChatEventPublisher, maxBatch: Int = 500, maxInFlight: Int = 1, minInterval: Duration = .milliseconds(2),
+        timeout: Duration = .seconds(10)
+    ) {
         precondition(maxBatch > 0 && maxInFlight > 0)
+        self.minInterval = minInterval
         self.timeout = timeout
         self.store = store
         self.publisher = publisher
         self.maxBatch = maxBatch
         self.maxInFlight = maxInFlight
+        self.state = Mutex(SendQueue(maxInFlight: maxInFlight))
     }
 
     /// Batches written and sends they carried, since start (for metrics and tests).
@@ -60,11 +69,8 @@ public final class MessageWriter: Sendable {
 
     public func send(_ new: NewMessage, logger: Logger, onStored: @escaping OnStored) async throws -> (message: MessageRecord, created: Bool) {
         try await withCheckedThrowingContinuation { continuation in
-            let start = self.state.withLock { state in
-                state.queue.append(Pending(new: new, logger: logger, onStored: onStored, continuation: continuation))
-                guard state.inFlight < self.maxInFlight else { return false }
-                state.inFlight += 1
-                return true
+            let start = self.state.withLock { queue in
+                queue.enqueue(Pending(new: new, logger: logger, onStored: onStored, continuation: continuation), chat: new.chatID)
             }
             // Unstructured: a send whose caller goes away must not cancel the others' transaction.
             if start { Task { await self.drain() } }
@@ -73,17 +79,18 @@ public final class MessageWriter: Sendable {
 
     private func drain() async {
         while true {
-            let batch: [Pending] = self.state.withLock { state in
-                guard !state.queue.isEmpty else {
-                    state.inFlight -= 1
-                    return []
-                }
-                let count = min(self.maxBatch, state.queue.count)
-                defer { state.queue.removeFirst(count) }
-                return Array(state.queue.prefix(count))
+            // under load, batches start at most every minInterval and grow meanwhile
+            let wait = self.lastStart.withLock { last -> Duration in
+                let now = ContinuousClock.now
+                let due = last + self.minInterval
+                last = max(now, due)
+                return due - now
             }
+            if wait > .zero { try? await Task.sleep(for: wait) }
+            let batch = self.state.withLock { $0.nextBatch(max: self.maxBatch) }
             if batch.isEmpty { return }
             await self.write(batch)
+            self.state.withLock { $0.finished(chats: batch.map(\.new.chatID)) }
         }
     }
 

@@ -1,9 +1,11 @@
 import Foundation
 import HiredisNIO
 import Logging
+import Metrics
 import NIOCore
 import ParleyCore
 public import ServiceLifecycle
+import Synchronization
 
 /// Limits of the realtime gateway (PROTOCOL.md "Limits").
 public struct RealtimeLimits: Sendable {
@@ -22,6 +24,11 @@ public struct RealtimeLimits: Sendable {
     public var badFramesPerMinute = 20
     /// Missed messages a resume replays before answering `resync`.
     public var resumeLimit = 500
+    /// How long a message that arrives past a gap waits for the gap to close
+    /// (messages of one chat committed by different gateways can reach Redis
+    /// out of order) before the sockets read the gap from PostgreSQL; zero
+    /// hands every message over at once.
+    public var reorderWindow: Duration = .milliseconds(100)
 
     public init() {}
 }
@@ -37,6 +44,10 @@ public final class RealtimeService: Service {
     let revocations: SessionRevocations
     let limits: RealtimeLimits
     let logger: Logger
+    /// Each chat's message events, back in seq order (`MessageOrder`).
+    private let order: Mutex<MessageOrder<(seq: Int64, payload: String)>>
+    private let reordered = Counter(label: "parley_messages_reordered_total")
+    private let gapsLeftOpen = Counter(label: "parley_message_gaps_left_open_total")
 
     init(
         redisConfiguration: RedisConfiguration, redis: RedisClient, chats: ChatService, revocations: SessionRevocations, limits: RealtimeLimits,
@@ -49,6 +60,7 @@ public final class RealtimeService: Service {
         self.chats = chats
         self.limits = limits
         self.logger = logger
+        self.order = Mutex(MessageOrder(window: limits.reorderWindow))
         // events Redis could not take still reach this instance's sockets
         chats.publisher.local.set { [weak self] deliveries in
             for (channel, payload) in deliveries { await self?.route(channel: channel, payload: ByteBuffer(bytes: payload)) }
@@ -70,6 +82,7 @@ public final class RealtimeService: Service {
                 group.addTask { await self.heartbeats() }
                 group.addTask { await self.sweeps() }
                 group.addTask { await self.expiries() }
+                group.addTask { await self.releaseHeldMessages() }
                 // the instance's own channels, before any connection arrives
                 group.addTask { await self.hub.subscriptions.sync() }
                 await group.next()
@@ -114,13 +127,17 @@ public final class RealtimeService: Service {
             guard let message = object["message"] as? [String: Any], let chat = (message["chat_id"] as? String).flatMap(UUID.init(uuidString:)),
                 let seq = (message["seq"] as? NSNumber)?.int64Value
             else { return }
-            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.message(chatID: chat, seq: seq, payload: text)) }
+            self.order.withLock { order in
+                let items = order.receive(chat: chat, seq: seq, item: (seq, text), now: .now)
+                if items.count != 1 { self.reordered.increment(by: max(1, items.count - 1)) }
+                self.deliver(items, chat: chat)
+            }
         case "message_updated":
             guard let message = object["message"] as? [String: Any], let chat = (message["chat_id"] as? String).flatMap(UUID.init(uuidString:)) else { return }
-            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatEvent(chatID: chat, payload: text)) }
+            self.afterHeldMessages(of: chat) { $0.enqueue(.chatEvent(chatID: chat, payload: text)) }
         case "read":
             guard let chat = chatID else { return }
-            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatEvent(chatID: chat, payload: text)) }
+            self.afterHeldMessages(of: chat) { $0.enqueue(.chatEvent(chatID: chat, payload: text)) }
         case "typing":
             guard let chat = chatID, let user = userID else { return }
             for connection in self.hub.connections(inChat: chat) { connection.enqueue(.typing(chatID: chat, userID: user, payload: text)) }
@@ -129,16 +146,55 @@ public final class RealtimeService: Service {
             for connection in self.hub.connections(inChat: chat) { connection.enqueue(.presence(userID: user, online: online, payload: text)) }
         case "chat_updated":
             guard let chat = chatID else { return }
-            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatChanged(chat)) }
+            self.afterHeldMessages(of: chat) { $0.enqueue(.chatChanged(chat)) }
         case "member_added":
             guard let chat = chatID, let user = userID else { return }
             let since = (object["last_seq"] as? NSNumber)?.int64Value ?? 0
+            self.afterHeldMessages(of: chat) { _ in }
             for connection in await self.hub.addChat(chat, forUser: user) { connection.enqueue(.chatAdded(chat, since: since)) }
         case "member_removed":
             guard let chat = chatID, let user = userID else { return }
+            self.afterHeldMessages(of: chat) { _ in }
             for connection in await self.hub.removeChat(chat, forUser: user) { connection.enqueue(.chatRemoved(chat)) }
         default:
             break
+        }
+    }
+
+    /// Hands messages over to the chat's sockets here, in the order given.
+    /// Called under the order's lock, so that what one caller released never
+    /// overtakes what another released before it.
+    private func deliver(_ items: [(seq: Int64, payload: String)], chat: UUID) {
+        guard !items.isEmpty else { return }
+        for connection in self.hub.connections(inChat: chat) {
+            for item in items { connection.enqueue(.message(chatID: chat, seq: item.seq, payload: item.payload)) }
+        }
+    }
+
+    /// Hands over what the chat holds, then gives `event` to each of the
+    /// chat's sockets: an edit, a read position or a membership change goes
+    /// after the messages received before it, as it would without holding.
+    private func afterHeldMessages(of chat: UUID, _ event: (Connection) -> Void) {
+        self.order.withLock { order in
+            self.deliver(order.flush(chat: chat), chat: chat)
+            for connection in self.hub.connections(inChat: chat) { event(connection) }
+        }
+    }
+
+    /// Hands over the messages whose gap did not close within the window
+    /// (the sockets then read the gap from PostgreSQL), and forgets idle chats.
+    func releaseHeldMessages() async {
+        guard self.limits.reorderWindow > .zero else { return }
+        let idle = min(self.limits.reorderWindow / 4, .seconds(1))
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let deadline = self.order.withLock { $0.nextDeadline }
+            try? await Task.sleep(until: deadline ?? .now + idle)
+            self.order.withLock { order in
+                for (chat, items) in order.expire(now: .now) {
+                    self.gapsLeftOpen.increment()
+                    self.deliver(items, chat: chat)
+                }
+            }
         }
     }
 
