@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -69,6 +70,17 @@ let package = Package(
             name: "ParleySchema",
             path: "sql",
             resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql"), .embedInCode("003_send_batch.sql")],
+            swiftSettings: upcoming
+        ),
+        // The API reference of docs/ (openapi.yaml), embedded in the binary,
+        // with its JSON form and the HTML page /docs serves.
+        .target(
+            name: "ParleyAPIReference",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            path: "docs",
+            exclude: ["benchmark-notes.md", "deployment.md", "protocol-extensions.md"],
+            sources: ["APIReference.swift", "APIReferenceHTML.swift"],
+            resources: [.embedInCode("openapi.yaml")],
             swiftSettings: upcoming
         ),
         // Configuration, schema migrations, storage.
@@ -111,6 +123,7 @@ let package = Package(
             name: "ParleyGateway",
             dependencies: [
                 "ParleyCore",
+                "ParleyAPIReference",
                 "HiredisNIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -211,6 +224,7 @@ let package = Package(
             name: "ParleyGatewayTests",
             dependencies: [
                 "ParleyGateway",
+                "ParleyAPIReference",
                 "ParleyCore",
                 "HiredisNIO",
                 "ParleyTestSupport",

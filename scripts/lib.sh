@@ -6,7 +6,7 @@ set -euo pipefail
 PARLEY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PARLEY_PACKAGES=(libhiredis-dev libsodium-dev libcurl4-openssl-dev libssl-dev libcrack2-dev cracklib-runtime postgresql redis-server python3-aiosmtpd curl)
 # what the tests need besides: nginx in front of gateways, and checks of the deployment files
-PARLEY_TEST_PACKAGES=(nginx python3-yaml docker-compose systemd)
+PARLEY_TEST_PACKAGES=(nginx python3-yaml python3-venv docker-compose systemd)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -53,6 +53,21 @@ pg_bindir() {
   dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   [ -n "$dir" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
   echo "$dir"
+}
+
+# .local/venv with the pinned tools of scripts/requirements-test.txt, from
+# PyPI; reinstalled when that file changes.
+ensure_venv() {
+  local venv="$PARLEY_ROOT/.local/venv" wanted="$PARLEY_ROOT/scripts/requirements-test.txt"
+  if [ ! -x "$venv/bin/python" ]; then
+    mkdir -p "$PARLEY_ROOT/.local"
+    /usr/bin/python3 -m venv "$venv" || die "could not create a Python venv in .local/venv (is python3-venv installed?)"
+  fi
+  if ! cmp -s "$wanted" "$venv/requirements-test.txt"; then
+    log "installing the Python test tools (scripts/requirements-test.txt) into .local/venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$wanted" || die "pip could not install scripts/requirements-test.txt into .local/venv"
+    cp "$wanted" "$venv/requirements-test.txt"
+  fi
 }
 
 # A TCP port nobody listens on right now.

@@ -230,6 +230,12 @@ import Testing
             }
             #expect(rest == [chats[3], chats[2], chats[0]])
             #expect(try await api.call(.get, "/v1/chats?cursor=bogus", token: me.token).code == "invalid_cursor")
+            // a cursor with a time PostgreSQL (or the driver) cannot take is refused, not a crash or a 500
+            for micros in ["-9223372036854775808", "9223372036854775807", "-1", "253402300800000000"] {
+                let crafted = Data("\(micros):\(UUID().uuidString.lowercased())".utf8).base64EncodedString()
+                    .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+                #expect(try await api.call(.get, "/v1/chats?cursor=\(crafted)", token: me.token).code == "invalid_cursor", "\(micros)")
+            }
         }
     }
 

@@ -67,6 +67,27 @@ import Testing
         }
     }
 
+    @Test func tokenCallsAndAccountChangesAreLimited() async throws {
+        var limits = AccountLimits()
+        limits.tokenCallsPerAddress = [RateLimitRule(2, per: .seconds(60))]
+        limits.profileChangesPerUser = [RateLimitRule(2, per: .seconds(60))]
+        try await self.live(limits: limits) { client in
+            let address = TestEnvironment.randomClientAddress()
+            let api = APITestClient(client, clientAddress: address)
+            let me = try await api.register()
+            // refreshes and logouts count together per address, valid token or not
+            #expect(try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": "not-a-token"]).status == 401)
+            #expect(try await api.call(.post, "/v1/auth/logout", json: ["refresh_token": "not-a-token"]).status == 401)
+            Self.expectLimited(try await api.call(.post, "/v1/auth/refresh", json: ["refresh_token": me.refresh]), "third token call from one address")
+            // another address is not affected
+            #expect(try await APITestClient(client).call(.post, "/v1/auth/refresh", json: ["refresh_token": me.refresh]).status == 200)
+            // profile changes and ended sessions count together per user
+            #expect(try await api.call(.patch, "/v1/me", json: ["display_name": "One"], token: me.access).status == 200)
+            #expect(try await api.call(.delete, "/v1/me/sessions/\(UUID().uuidString.lowercased())", token: me.access).status == 404)
+            Self.expectLimited(try await api.call(.patch, "/v1/me", json: ["display_name": "Three"], token: me.access), "third account change")
+        }
+    }
+
     @Test func wrongCodesAreLimitedPerEmailHoweverManyCodesAreRequested() async throws {
         var limits = AccountLimits()
         limits.wrongCodesPerEmail = [RateLimitRule(3, per: .seconds(3600))]

@@ -29,6 +29,9 @@ import Testing
         "POST /v1/auth/otp/request": 202,  // codes live in Redis
         "POST /v1/auth/otp/verify": 401,  // no such code (in Redis): nothing to look up
         "GET /v1/ws": 400,  // not an upgrade
+        "GET /openapi.yaml": 200,
+        "GET /openapi.json": 200,
+        "GET /docs": 200,
     ]
 
     @Test func everyRouteAnswersAPostgreSQLOutageAtOnce() async throws {
@@ -46,8 +49,8 @@ import Testing
                 let name = "\(route.method) \(route.path)"
                 let path = route.path.split(separator: "/").map { part -> String in
                     switch part {
-                    case ":seq": return "1"
-                    case let part where part.hasPrefix(":"): return UUID().uuidString.lowercased()
+                    case ":seq", "{seq}": return "1"
+                    case let part where part.hasPrefix(":") || part.hasPrefix("{"): return UUID().uuidString.lowercased()
                     default: return String(part)
                     }
                 }.joined(separator: "/")

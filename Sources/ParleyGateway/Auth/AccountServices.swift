@@ -16,6 +16,10 @@ public struct AccountLimits: Sendable {
     public var wrongCodesPerEmail = [RateLimitRule(10, per: .seconds(3600))]
     /// Account registrations per address.
     public var registrationsPerAddress = [RateLimitRule(10, per: .seconds(3600))]
+    /// Refreshes and logouts per address (each looks a token up in PostgreSQL).
+    public var tokenCallsPerAddress = [RateLimitRule(300, per: .seconds(60))]
+    /// Profile changes and ended sessions per user (PATCH /v1/me, DELETE /v1/me/sessions/{id}).
+    public var profileChangesPerUser = [RateLimitRule(60, per: .seconds(60))]
     /// A refresh token presented again this soon after its rotation (a client
     /// retrying after a lost answer) gets the same successor instead of
     /// revoking the session.

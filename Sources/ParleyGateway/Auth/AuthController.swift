@@ -95,6 +95,7 @@ public struct AuthController: Sendable {
 
     func refresh(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
         let body = try await request.decodeJSON(RefreshTokenRequest.self, context: context)
+        try await self.limitTokenCalls(context)
         let next = self.services.refreshTokens.successor(of: body.refreshToken)
         switch try await self.services.accounts.refresh(
             presentedHash: Secrets.sha256(body.refreshToken), successorHash: Secrets.sha256(next), retryWindow: self.services.limits.refreshRetryWindow
@@ -113,11 +114,16 @@ public struct AuthController: Sendable {
 
     func logout(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
         let body = try await request.decodeJSON(RefreshTokenRequest.self, context: context)
+        try await self.limitTokenCalls(context)
         guard let sessionID = try await self.services.accounts.revokeSession(refreshHash: Secrets.sha256(body.refreshToken), reason: "logout") else {
             throw APIError(.unauthorized, "invalid_token", "the refresh token is invalid")
         }
         await self.services.revocations.revoke(sessionID, logger: context.logger)
         return Response.noContent()
+    }
+
+    private func limitTokenCalls(_ context: ParleyRequestContext) async throws {
+        try await self.services.limit("token:\(context.limitAddress)", self.services.limits.tokenCallsPerAddress, "too many token requests from this address; try again later")
     }
 
     private func startSession(for user: UserRecord, request: Request, status: HTTPResponse.Status) async throws -> Response {

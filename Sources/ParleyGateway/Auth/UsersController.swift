@@ -26,6 +26,7 @@ public struct UsersController: Sendable {
                 displayName = valid
             }
             let identity = try context.requireIdentity()
+            try await self.limitProfileChanges(identity.userID)
             guard let user = try await self.services.accounts.updateUser(id: identity.userID, displayName: displayName, emailNotifications: body.emailNotifications) else {
                 throw APIError(.unauthorized, "invalid_token", "the account no longer exists")
             }
@@ -59,6 +60,10 @@ public struct UsersController: Sendable {
         }
     }
 
+    func limitProfileChanges(_ userID: UUID) async throws {
+        try await self.services.limit("profile:\(userID.lowercased)", self.services.limits.profileChangesPerUser, "too many changes to your account; try again later")
+    }
+
     func addSessionRoutes(to group: RouterGroup<ParleyRequestContext>) {
         group.get("me/sessions") { _, context in
             let identity = try context.requireIdentity()
@@ -67,6 +72,7 @@ public struct UsersController: Sendable {
         }
         group.delete("me/sessions/:session_id") { _, context in
             let identity = try context.requireIdentity()
+            try await self.limitProfileChanges(identity.userID)
             guard let sessionID = context.parameters.get("session_id").flatMap(UUID.init(uuidString:)),
                 try await self.services.accounts.revokeSession(sessionID, of: identity.userID)
             else { throw APIError.notFound("session_not_found", "no such session") }

@@ -200,7 +200,10 @@ enum ChatCursor {
     static func decode(_ raw: String) -> (Date, UUID)? {
         guard let data = Secrets.base64URLDecode(raw), let text = String(data: data, encoding: .utf8) else { return nil }
         let parts = text.split(separator: ":")
-        guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else { return nil }
+        // activity times lie between 1970 and 9999: anything else is not a cursor we made
+        guard parts.count == 2, let micros = Int64(parts[0]), (0...253_402_300_799_999_999).contains(micros),
+            let id = UUID(uuidString: String(parts[1]))
+        else { return nil }
         return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), id)
     }
 }
