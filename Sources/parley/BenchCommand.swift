@@ -50,12 +50,16 @@ struct FanoutBenchCommand: AsyncParsableCommand {
     @Option(help: "Seconds of sending.") var duration = 60.0
     @Option(help: "Seconds to wait after the last send for acks and deliveries.") var drain = 20.0
     @Option(help: "The run is not sustained (exit 1) if p99 send→delivery exceeds this (ms).") var maxP99Ms: Double?
+    @Option(help: "The run is not sustained (exit 1) if less than this share of the offered rate is acknowledged (percent).")
+    var minAckedPercent = 98.0
     @Option(help: "Report a process's CPU use while sending: NAME=PID, or NAME+=PID with its children (PostgreSQL's postmaster). Repeatable.")
     var cpu: [String] = []
 
     func run() async throws {
         var scenario = FanoutScenario(urls: try self.options.gatewayURLs())
         scenario.maxP99 = self.maxP99Ms.map { .milliseconds(Int64($0)) }
+        guard (0...100).contains(self.minAckedPercent) else { throw ValidationError("--min-acked-percent must be between 0 and 100") }
+        scenario.minimumAckedShare = self.minAckedPercent / 100
         scenario.watched = try self.cpu.map { text in
             guard let process = WatchedProcess(text) else { throw ValidationError("--cpu must be NAME=PID or NAME+=PID (got \"\(text)\")") }
             return process

@@ -104,6 +104,14 @@ import Testing
 }
 
 @Suite struct ProcessCPUTests {
+    @Test func theAckedRateIsCountedOverTheSendingTimeUnlessAcksFellBehind() {
+        // a server that keeps up: the last ack comes one ordinary latency after the last send
+        #expect(abs(FanoutScenario.ackWindow(duration: .seconds(3), lastAck: .milliseconds(3080), medianAckLatency: .milliseconds(60)) - 3.02) < 1e-9)
+        #expect(FanoutScenario.ackWindow(duration: .seconds(3), lastAck: .milliseconds(2990), medianAckLatency: .milliseconds(60)) == 3)
+        // a server that fell 2 s behind: the window grows, the rate falls
+        #expect(abs(FanoutScenario.ackWindow(duration: .seconds(30), lastAck: .seconds(32), medianAckLatency: .milliseconds(50)) - 31.95) < 1e-9)
+    }
+
     @Test func watchedProcessesAreNamedWithOrWithoutChildren() throws {
         let gateway = try #require(WatchedProcess("gateway-1=1234"))
         #expect(gateway.name == "gateway-1" && gateway.pid == 1234 && !gateway.children)

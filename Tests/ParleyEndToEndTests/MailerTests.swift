@@ -106,7 +106,13 @@ import Testing
         for user in [sender, offline, reader, online] { try await user.verifyEmail(on: gateway) }
         let chat = try await sender.group(on: gateway, members: [offline, reader, online, unproven])
         let socket = try await online.connect(gateway)
-        try await Task.sleep(for: .milliseconds(500))  // the mailer's consumer group is in place
+        // the mailer's digest group reads from where it was created: wait until it exists
+        let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        let groupDeadline = ContinuousClock.now + .seconds(10)
+        while (try? await redis.xpendingCount("events:messages", group: "digests")) == nil && ContinuousClock.now < groupDeadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        await redis.shutdown()
 
         let bodies = ["привет 👋", "second", "третье — ünïcödé", "4", "five"]
         for body in bodies {

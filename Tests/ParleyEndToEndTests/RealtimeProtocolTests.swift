@@ -152,7 +152,8 @@ import Testing
         let socket = try await b.connect(g2, resume: [busy: 10, quiet: 1, medium: 0])
         // chats are caught up in no particular order: look at everything that came
         _ = try await socket.next("resync")
-        try await Task.sleep(for: .milliseconds(500))
+        let quietDeadline = ContinuousClock.now + .seconds(10)
+        while DeliveryUnderFaultsTests.seqs(socket, chat: quiet).count < 2 && ContinuousClock.now < quietDeadline { try await Task.sleep(for: .milliseconds(20)) }
         let frames = socket.allFrames
         #expect(frames.filter { $0["type"] as? String == "resync" }.compactMap { $0["chat_id"] as? String } == [busy])
         #expect(DeliveryUnderFaultsTests.seqs(socket, chat: quiet) == [2, 3], "the small gap is replayed as messages, in order")
