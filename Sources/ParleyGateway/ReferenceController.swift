@@ -17,7 +17,11 @@ public struct ReferenceController: Sendable {
         return (ByteBuffer(string: APIReference.yaml), ByteBuffer(string: reference.spec.json), ByteBuffer(string: reference.html()))
     }()
 
-    public init() {}
+    /// Renders the reference now, so that the first request for it does not
+    /// pay for parsing and rendering (seconds in a debug build).
+    public init() {
+        _ = Self.served
+    }
 
     public func addRoutes(to router: Router<some RequestContext>) {
         router.get("/openapi.yaml") { _, _ in Self.response(Self.served.yaml, type: "application/yaml; charset=utf-8") }

@@ -134,6 +134,21 @@ import Testing
         #expect(order.receive(chat: Self.a, seq: 11, item: 11, now: self.at(9)) == [11, 12])
     }
 
+    @Test func aResetReleasesEverythingAndForgetsWhatCameBefore() {
+        var order = MessageOrder<Int64>(window: .milliseconds(100))
+        _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
+        _ = order.receive(chat: Self.b, seq: 1, item: 101, now: self.at(0))
+        #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(1)) == [])
+        #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(2)) == [])
+        let released = order.reset()
+        #expect(released.count == 1 && released.first?.chat == Self.a && released.first?.items == [3, 4], "held messages leave in seq order")
+        #expect(order.holding == 0 && order.nextDeadline == nil)
+        // after a subscription gap, the next seq of any chat passes at once (the sockets catch up from PostgreSQL)
+        #expect(order.receive(chat: Self.b, seq: 9, item: 109, now: self.at(3)) == [109])
+        #expect(order.receive(chat: Self.a, seq: 7, item: 7, now: self.at(3)) == [7])
+        #expect(order.receive(chat: Self.a, seq: 9, item: 9, now: self.at(4)) == [], "and ordering resumes from there")
+    }
+
     @Test func aGapStillOpenAfterTheWindowIsLeftToTheSockets() {
         var order = MessageOrder<Int64>(window: .milliseconds(100))
         _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))

@@ -6,6 +6,13 @@ import PostgresNIO
 /// prepared once per connection. Executed on its own, outside any explicit
 /// transaction, it is its own transaction: one round trip per batch, and
 /// the chats' locks are held only while the server runs it and commits.
+///
+/// Acknowledging on its rows relies on PostgreSQL committing an implicit
+/// transaction before it reports the statement complete, and on nothing
+/// that can fail at commit time: no deferred constraints, commit triggers or
+/// synchronous replication whose wait can be cancelled. Adding any of those
+/// means wrapping the call in an explicit transaction and acknowledging
+/// after its COMMIT.
 struct SendBatchStatement: PostgresPreparedStatement {
     static let sql = "SELECT * FROM parley_send_batch($1, $2, $3, $4, $5, $6, $7, $8)"
     /// What became of one send.

@@ -37,6 +37,12 @@ public struct AuthController: Sendable {
         }
         try await self.services.limit("register:\(context.limitAddress)", self.services.limits.registrationsPerAddress, "too many registrations from this address; try again later")
         try self.services.accounts.requireAvailable()
+        // a taken address, or PostgreSQL down, is answered before the
+        // password is hashed (Argon2id is the expensive part; the insert
+        // below still settles a race for the address)
+        if try await self.services.accounts.user(email: email) != nil {
+            throw APIError(.conflict, "email_taken", "an account with this email exists")
+        }
         let hash = try await self.services.hasher.hash(body.password)
         guard let user = try await self.services.accounts.createUser(email: email, displayName: displayName, passwordHash: hash) else {
             throw APIError(.conflict, "email_taken", "an account with this email exists")

@@ -108,6 +108,20 @@ struct MessageOrder<Item> {
         return out
     }
 
+    /// Releases everything held in every chat, and forgets every chat: after
+    /// a Redis subscription gap the seqs seen before say nothing about what
+    /// comes next (the sockets catch up from PostgreSQL instead).
+    mutating func reset() -> [(chat: UUID, items: [Item])] {
+        var out: [(chat: UUID, items: [Item])] = []
+        for chatID in self.holdingChats {
+            guard var chat = self.chats[chatID] else { continue }
+            out.append((chatID, Self.release(&chat)))
+        }
+        self.chats = [:]
+        self.holdingChats = []
+        return out
+    }
+
     /// Everything held, in seq order; the chat then waits for the seq after the last.
     private static func release(_ chat: inout Chat) -> [Item] {
         let seqs = chat.held.keys.sorted()

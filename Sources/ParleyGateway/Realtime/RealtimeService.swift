@@ -104,6 +104,10 @@ public final class RealtimeService: Service {
                 await self.route(channel: channel, payload: payload)
             case .gap(let from, let to):
                 self.logger.warning("redis subscription gap: resyncing local connections", metadata: ["gap.from": "\(from)", "gap.to": "\(to)"])
+                // what is held goes out now; what comes next is not held for seqs the gap swallowed
+                self.order.withLock { order in
+                    for (chat, items) in order.reset() { self.deliver(items, chat: chat) }
+                }
                 // membership changes and logouts announced meanwhile were missed too
                 for user in Set(self.hub.all.map(\.userID)) { await self.reconcile(user: user) }
                 for connection in self.hub.all { connection.enqueue(.catchUp) }
@@ -129,15 +133,18 @@ public final class RealtimeService: Service {
             else { return }
             self.order.withLock { order in
                 let items = order.receive(chat: chat, seq: seq, item: (seq, text), now: .now)
-                if items.count != 1 { self.reordered.increment(by: max(1, items.count - 1)) }
+                if items.count > 1 { self.reordered.increment(by: items.count - 1) }  // counted once, when released
                 self.deliver(items, chat: chat)
             }
         case "message_updated":
             guard let message = object["message"] as? [String: Any], let chat = (message["chat_id"] as? String).flatMap(UUID.init(uuidString:)) else { return }
             self.afterHeldMessages(of: chat) { $0.enqueue(.chatEvent(chatID: chat, payload: text)) }
         case "read":
+            // Read positions are frequent in busy chats and say nothing about
+            // message order: they pass held messages (flushing them would make
+            // every socket read the gap from PostgreSQL).
             guard let chat = chatID else { return }
-            self.afterHeldMessages(of: chat) { $0.enqueue(.chatEvent(chatID: chat, payload: text)) }
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatEvent(chatID: chat, payload: text)) }
         case "typing":
             guard let chat = chatID, let user = userID else { return }
             for connection in self.hub.connections(inChat: chat) { connection.enqueue(.typing(chatID: chat, userID: user, payload: text)) }
@@ -172,7 +179,7 @@ public final class RealtimeService: Service {
     }
 
     /// Hands over what the chat holds, then gives `event` to each of the
-    /// chat's sockets: an edit, a read position or a membership change goes
+    /// chat's sockets: an edit, a chat change or a membership change goes
     /// after the messages received before it, as it would without holding.
     private func afterHeldMessages(of chat: UUID, _ event: (Connection) -> Void) {
         self.order.withLock { order in
