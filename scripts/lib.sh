@@ -59,9 +59,10 @@ pg_bindir() {
 # PyPI; reinstalled when that file changes.
 ensure_venv() {
   local venv="$PARLEY_ROOT/.local/venv" wanted="$PARLEY_ROOT/scripts/requirements-test.txt"
-  if [ ! -x "$venv/bin/python" ]; then
+  if [ ! -x "$venv/bin/pip" ]; then
     mkdir -p "$PARLEY_ROOT/.local"
-    /usr/bin/python3 -m venv "$venv" || die "could not create a Python venv in .local/venv (is python3-venv installed?)"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv" || { rm -rf "$venv"; die "could not create a Python venv in .local/venv (is python3-venv installed?)"; }
   fi
   if ! cmp -s "$wanted" "$venv/requirements-test.txt"; then
     log "installing the Python test tools (scripts/requirements-test.txt) into .local/venv"

@@ -6,12 +6,7 @@ public enum LogSettings {
     public static let variable = "PARLEY_LOG_LEVEL"
 
     public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> Logger.Level {
-        guard let raw = reader.optional(Self.variable) else { return .info }
-        guard let level = Logger.Level(rawValue: raw.lowercased()) else {
-            let names = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
-            throw ConfigurationError(Self.variable, "must be one of \(names) (got \"\(raw)\")")
-        }
-        return level
+        try reader.choice(Self.variable, default: Logger.Level.info)
     }
 }
 
@@ -38,11 +33,7 @@ public enum DeploymentEnvironment: String, Sendable, CaseIterable {
     public static let variable = "PARLEY_ENV"
 
     public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> DeploymentEnvironment {
-        guard let raw = reader.optional(Self.variable) else { return .production }
-        guard let value = DeploymentEnvironment(rawValue: raw.lowercased()) else {
-            throw ConfigurationError(Self.variable, "must be production or development (got \"\(raw)\")")
-        }
-        return value
+        try reader.choice(Self.variable, default: DeploymentEnvironment.production)
     }
 }
 

@@ -48,6 +48,16 @@ public struct SettingsReader: Sendable {
         return value
     }
 
+    /// One of a closed set of names (any case), or `defaultValue` when not set.
+    public func choice<T: RawRepresentable & CaseIterable>(_ name: String, default defaultValue: T) throws(ConfigurationError) -> T
+    where T.RawValue == String {
+        guard let raw = self.optional(name) else { return defaultValue }
+        if let value = T(rawValue: raw.lowercased()) { return value }
+        let names = T.allCases.map(\.rawValue)
+        let expected = names.count == 2 ? names.joined(separator: " or ") : "one of " + names.joined(separator: ", ")
+        throw ConfigurationError(name, "must be \(expected) (got \"\(raw)\")")
+    }
+
     public func boolean(_ name: String, default defaultValue: Bool) throws(ConfigurationError) -> Bool {
         guard let raw = self.optional(name)?.lowercased() else { return defaultValue }
         switch raw {

@@ -3,17 +3,13 @@ public import Logging
 
 /// `PARLEY_LOG_FORMAT`: `text` (default: one readable line per event) or
 /// `json` (one JSON object per line, for log collectors).
-public enum LogFormat: String, Sendable {
+public enum LogFormat: String, Sendable, CaseIterable {
     case text, json
 
     public static let variable = "PARLEY_LOG_FORMAT"
 
     public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> LogFormat {
-        guard let raw = reader.optional(Self.variable) else { return .text }
-        guard let format = LogFormat(rawValue: raw.lowercased()) else {
-            throw ConfigurationError(Self.variable, "must be text or json (got \"\(raw)\")")
-        }
-        return format
+        try reader.choice(Self.variable, default: LogFormat.text)
     }
 }
 

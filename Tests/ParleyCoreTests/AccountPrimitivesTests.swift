@@ -109,14 +109,15 @@ import Testing
     }
 
     @Test func everyRuleOfASubjectHolds() async throws {
-        let rules = [RateLimitRule(2, per: .seconds(3)), RateLimitRule(3, per: .seconds(60))]
+        // a window long enough that three calls fit in it on a loaded machine
+        let rules = [RateLimitRule(2, per: .seconds(10)), RateLimitRule(3, per: .seconds(60))]
         #expect(try await self.limiter.hit(self.key, rules) == .allowed)
         #expect(try await self.limiter.hit(self.key, rules) == .allowed)
         guard case .limited(let retry) = try await self.limiter.hit(self.key, rules) else {
-            Issue.record("third hit within 3 s must be limited")
+            Issue.record("third hit within 10 s must be limited")
             return
         }
-        #expect((1...3).contains(retry))
+        #expect((1...10).contains(retry))
         try await Task.sleep(for: .seconds(retry))
         #expect(try await self.limiter.hit(self.key, rules) == .allowed)
         // the hourly rule now binds: 3 per 60 s, with a retry-after close to a minute

@@ -112,7 +112,9 @@ import Testing
         while (try? await redis.xpendingCount("events:messages", group: "digests")) == nil && ContinuousClock.now < groupDeadline {
             try await Task.sleep(for: .milliseconds(50))
         }
+        let groupExists = (try? await redis.xpendingCount("events:messages", group: "digests")) != nil
         await redis.shutdown()
+        try #require(groupExists, "the mailer created its digest group")
 
         let bodies = ["привет 👋", "second", "третье — ünïcödé", "4", "five"]
         for body in bodies {
@@ -164,6 +166,7 @@ import Testing
         let mailer = try MailerProcess()
         let deadline = ContinuousClock.now + .seconds(15)
         while !mailer.child.outputText.contains("mailer started") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        try #require(mailer.child.outputText.contains("mailer started"), "\(mailer.child.outputText.suffix(1000))")
         mailer.child.signal(SIGTERM)
         #expect(await mailer.child.waitForExit(timeout: .seconds(15)) == 0)
         #expect(!mailer.child.outputText.contains("error"), "a normal stop is not an error:\n\(mailer.child.outputText.suffix(1000))")

@@ -38,7 +38,7 @@ public struct AccountStore: Sendable {
     /// Throws `DatabaseUnavailable` at once while PostgreSQL is known to be
     /// down, so that callers skip expensive work (hashing a password) first.
     public func requireAvailable() throws {
-        if self.database.health.state == .open { throw DatabaseUnavailable("failing fast while it is down (circuit open)") }
+        try self.database.health.failIfOpen()
     }
 
     static let userColumns = "id, email, email_verified, display_name, password_hash, email_notifications, created_at"

@@ -138,14 +138,20 @@ public final class DatabaseHealth: Sendable {
 
     public var state: State { self.breaker.withLock { $0.state } }
 
-    /// Runs `operation` unless the breaker is open, within `deadline`;
-    /// failures that mean "unreachable" count towards opening the breaker
-    /// and come out as `DatabaseUnavailable`.
-    func guarded<T: Sendable>(_ deadline: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Throws `DatabaseUnavailable` at once (and counts it) while the breaker
+    /// is open: PostgreSQL is known to be down.
+    public func failIfOpen() throws {
         if self.state == .open {
             self.fastFailed.increment()
             throw DatabaseUnavailable("failing fast while it is down (circuit open)")
         }
+    }
+
+    /// Runs `operation` unless the breaker is open, within `deadline`;
+    /// failures that mean "unreachable" count towards opening the breaker
+    /// and come out as `DatabaseUnavailable`.
+    func guarded<T: Sendable>(_ deadline: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try self.failIfOpen()
         do {
             let result = try await withDeadline(deadline, operation)
             self.succeeded()

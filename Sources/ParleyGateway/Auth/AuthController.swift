@@ -32,16 +32,17 @@ public struct AuthController: Sendable {
         guard let displayName = AccountValidation.displayName(body.displayName) else {
             throw APIError.badRequest("invalid_display_name", "display_name must be 1 to 64 characters without control or bidirectional override characters")
         }
-        if let problem = try self.services.passwordStrength.problem(body.password) {
-            throw APIError.badRequest("weak_password", "choose a password that is harder to guess: \(problem)")
-        }
         try await self.services.limit("register:\(context.limitAddress)", self.services.limits.registrationsPerAddress, "too many registrations from this address; try again later")
         try self.services.accounts.requireAvailable()
-        // a taken address, or PostgreSQL down, is answered before the
-        // password is hashed (Argon2id is the expensive part; the insert
-        // below still settles a race for the address)
+        // a taken address, or PostgreSQL down, is answered before the password
+        // is checked and hashed (cracklib runs one at a time per process, and
+        // Argon2id is the expensive part; the insert below still settles a
+        // race for the address)
         if try await self.services.accounts.user(email: email) != nil {
             throw APIError(.conflict, "email_taken", "an account with this email exists")
+        }
+        if let problem = try self.services.passwordStrength.problem(body.password) {
+            throw APIError.badRequest("weak_password", "choose a password that is harder to guess: \(problem)")
         }
         let hash = try await self.services.hasher.hash(body.password)
         guard let user = try await self.services.accounts.createUser(email: email, displayName: displayName, passwordHash: hash) else {

@@ -41,7 +41,6 @@ public final class MessageWriter: Sendable {
     let store: ChatStore
     let publisher: ChatEventPublisher
     let maxBatch: Int
-    let maxInFlight: Int
     let minInterval: Duration
     let timeout: Duration
     private let state: Mutex<SendQueue<Pending>>
@@ -60,7 +59,6 @@ public final class MessageWriter: Sendable {
         self.store = store
         self.publisher = publisher
         self.maxBatch = maxBatch
-        self.maxInFlight = maxInFlight
         self.state = Mutex(SendQueue(maxInFlight: maxInFlight))
     }
 
@@ -79,16 +77,13 @@ public final class MessageWriter: Sendable {
 
     private func drain() async {
         while true {
-            // under load, batches start at most every minInterval and grow meanwhile
-            let wait = self.lastStart.withLock { last -> Duration in
-                let now = ContinuousClock.now
-                let due = last + self.minInterval
-                last = max(now, due)
-                return due - now
-            }
+            // under load, batches start at most every minInterval and grow meanwhile;
+            // only a batch taken counts as a start, so an idle writer adds no delay
+            let wait = self.lastStart.withLock { $0 + self.minInterval - ContinuousClock.now }
             if wait > .zero { try? await Task.sleep(for: wait) }
             let batch = self.state.withLock { $0.nextBatch(max: self.maxBatch) }
             if batch.isEmpty { return }
+            self.lastStart.withLock { $0 = .now }
             await self.write(batch)
             self.state.withLock { $0.finished(chats: batch.map(\.new.chatID)) }
         }

@@ -157,11 +157,11 @@ public final class RealtimeService: Service {
         case "member_added":
             guard let chat = chatID, let user = userID else { return }
             let since = (object["last_seq"] as? NSNumber)?.int64Value ?? 0
-            self.afterHeldMessages(of: chat) { _ in }
+            self.order.withLock { self.deliver($0.flush(chat: chat), chat: chat) }
             for connection in await self.hub.addChat(chat, forUser: user) { connection.enqueue(.chatAdded(chat, since: since)) }
         case "member_removed":
             guard let chat = chatID, let user = userID else { return }
-            self.afterHeldMessages(of: chat) { _ in }
+            self.order.withLock { self.deliver($0.flush(chat: chat), chat: chat) }
             for connection in await self.hub.removeChat(chat, forUser: user) { connection.enqueue(.chatRemoved(chat)) }
         default:
             break
