@@ -42,13 +42,17 @@ RUN swift package resolve
 # Tests/ is copied too: the manifest names its targets (Tests/TestSupport has a
 # custom path), and SwiftPM refuses a manifest whose target folders are missing,
 # even when building only the `parley` product.
+# (scripts/check_deploy checks that every folder the manifest names is copied.)
 COPY Sources ./Sources
 COPY sql ./sql
+COPY docs ./docs
+COPY web ./web
 COPY Tests ./Tests
 
 # The Swift runtime and Foundation linked statically, so the runtime image
-# needs no Swift toolchain; the C libraries stay shared. The migrations in sql/
-# are embedded in the binary.
+# needs no Swift toolchain; the C libraries stay shared. The migrations in sql/,
+# the API reference in docs/ and the web client in web/ are embedded in the
+# binary.
 RUN swift build -c release --product parley --static-swift-stdlib \
     && install -D -m 0755 "$(swift build -c release --show-bin-path)/parley" /staging/parley \
     && install -D -m 0755 /usr/libexec/swift/linux/swift-backtrace-static /staging/swift-backtrace-static

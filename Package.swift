@@ -78,9 +78,20 @@ let package = Package(
             name: "ParleyAPIReference",
             dependencies: [.product(name: "Yams", package: "Yams")],
             path: "docs",
-            exclude: ["benchmark-notes.md", "deployment.md", "protocol-extensions.md"],
+            exclude: ["benchmark-notes.md", "deployment.md", "protocol-extensions.md", "web-client.png"],
             sources: ["APIReference.swift", "APIReferenceHTML.swift"],
             resources: [.embedInCode("openapi.yaml")],
+            swiftSettings: upcoming
+        ),
+        // The web client of web/ (no build step), embedded in the binary.
+        .target(
+            name: "ParleyWebClient",
+            path: "web",
+            sources: ["WebClient.swift"],
+            resources: [
+                .embedInCode("index.html"), .embedInCode("style.css"), .embedInCode("app.js"),
+                .embedInCode("api.js"), .embedInCode("live.js"), .embedInCode("icon.svg"),
+            ],
             swiftSettings: upcoming
         ),
         // Configuration, schema migrations, storage.
@@ -124,6 +135,7 @@ let package = Package(
             dependencies: [
                 "ParleyCore",
                 "ParleyAPIReference",
+                "ParleyWebClient",
                 "HiredisNIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -225,6 +237,7 @@ let package = Package(
             dependencies: [
                 "ParleyGateway",
                 "ParleyAPIReference",
+                "ParleyWebClient",
                 "ParleyCore",
                 "HiredisNIO",
                 "ParleyTestSupport",

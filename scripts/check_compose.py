@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks compose.yaml against the README and .env.example.
+"""Checks compose.yaml against the README and .env.example, and that the
+Dockerfile copies every folder the Swift manifest names into the build.
 
 Run from anywhere: python3 scripts/check_compose.py
 Prints one line per problem and exits 1 if there is any; prints a summary
@@ -144,8 +145,24 @@ def run_compose_config(problems):
     return f"compose config: {' '.join(command)} accepted it"
 
 
+def dockerfile_problems():
+    """Folders Package.swift needs (Sources/, Tests/ and every custom
+    `path:`) that the Dockerfile's build stage does not COPY: SwiftPM refuses
+    a manifest whose target folders are missing, so the image would not build."""
+    with open(os.path.join(ROOT, "Package.swift")) as file:
+        manifest = file.read()
+    needed = {"Sources", "Tests"} | {path.split("/")[0] for path in re.findall(r'\bpath:\s*"([^"]+)"', manifest)}
+    with open(os.path.join(ROOT, "Dockerfile")) as file:
+        copied = set()
+        for line in file:
+            words = line.split()
+            if len(words) >= 3 and words[0] == "COPY" and not any(w.startswith("--from") for w in words):
+                copied.update(w.rstrip("/").removeprefix("./") for w in words[1:-1] if not w.startswith("--"))
+    return [f"Dockerfile: the build stage does not COPY {folder}/, which Package.swift needs" for folder in sorted(needed - copied)]
+
+
 def main():
-    problems = []
+    problems = dockerfile_problems()
     try:
         with open(COMPOSE) as f:
             compose_text = f.read()

@@ -5,8 +5,9 @@ set -euo pipefail
 
 PARLEY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PARLEY_PACKAGES=(libhiredis-dev libsodium-dev libcurl4-openssl-dev libssl-dev libcrack2-dev cracklib-runtime postgresql redis-server python3-aiosmtpd curl)
-# what the tests need besides: nginx in front of gateways, and checks of the deployment files
-PARLEY_TEST_PACKAGES=(nginx python3-yaml python3-venv docker-compose systemd)
+# what the tests need besides: nginx in front of gateways, checks of the
+# deployment files, and a browser for the web client
+PARLEY_TEST_PACKAGES=(nginx python3-yaml python3-venv docker-compose systemd chromium chromium-driver)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

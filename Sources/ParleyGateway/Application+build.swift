@@ -88,6 +88,7 @@ public func buildRouter(
     router.add(middleware: ProblemMiddleware())
     dependencies.operations(detailed: false).addRoutes(to: router)
     ReferenceController().addRoutes(to: router)
+    WebClientController(environment: dependencies.configuration.environment, mailHint: dependencies.configuration.webMailHint).addRoutes(to: router)
     AuthController(services: dependencies.accounts).addRoutes(to: router.group("v1/auth"))
     let authenticated = router.group("v1").add(middleware: AuthMiddleware(tokens: dependencies.accounts.tokens, revocations: dependencies.accounts.revocations))
     UsersController(services: dependencies.accounts).addRoutes(to: authenticated)

@@ -11,8 +11,12 @@ public struct GatewayConfiguration: Sendable {
     public var host: String
     public var port: Int
     public var jwtSecret: [UInt8]
-    /// Browser origins allowed to open WebSockets (`scheme://host[:port]`).
+    /// Browser origins allowed to open WebSockets (`scheme://host[:port]`),
+    /// besides the gateway's own (the web client's).
     public var allowedOrigins: [String]
+    /// What the web client shows after a code request: where mails go in
+    /// development (PARLEY_WEB_MAIL_HINT).
+    public var webMailHint: String?
     /// Per-user limits of chat writes.
     public var chatLimits = ChatLimits()
     /// How sends are grouped into transactions.
@@ -87,6 +91,12 @@ public struct GatewayConfiguration: Sendable {
             allowedOrigins: origins, logLevel: logLevel,
             instanceID: reader.optional("PARLEY_INSTANCE_ID") ?? "\(ProcessInfo.processInfo.hostName):\(port):\(ProcessInfo.processInfo.processIdentifier)"
         )
+        if let hint = reader.optional("PARLEY_WEB_MAIL_HINT") {
+            guard hint.count <= 300, !hint.contains(where: \.isNewline) else {
+                throw ConfigurationError("PARLEY_WEB_MAIL_HINT", "must be one line of at most 300 characters")
+            }
+            configuration.webMailHint = hint
+        }
         configuration.trustedProxies = try Self.parseAddresses(reader.optional("PARLEY_TRUSTED_PROXIES"))
         configuration.metricsHost = reader.optional("PARLEY_METRICS_HOST") ?? "127.0.0.1"
         configuration.metricsPort = try reader.optionalInteger("PARLEY_METRICS_PORT", range: 0...65535)

@@ -15,6 +15,16 @@ import Testing
         let member = try await E2EUser.register(on: nginx, name: "Member")
         let chat = try await owner.group(on: nginx, members: [member])
 
+        // the web client through nginx: its page, and a socket opened from the page's origin
+        // (nginx passes the browser's Host with its port, which the gateway compares the Origin with)
+        let page = try await HTTP.request("GET", "\(nginx.baseURL)/")
+        #expect(page.status == 200)
+        #expect(page.headers["content-type"] == "text/html; charset=utf-8")
+        let fromPage = try await TestWebSocket.connect("ws://127.0.0.1:\(nginx.port)/v1/ws", headers: ["Origin": nginx.baseURL])
+        try await fromPage.send(["type": "hello", "token": member.token])
+        #expect(try await fromPage.next("ready")["user_id"] as? String == member.id)
+        await fromPage.close()
+
         // WebSockets through nginx: least_conn puts the member's two sockets on the two gateways
         let first = try await member.connect(nginx)
         let second = try await member.connect(nginx)

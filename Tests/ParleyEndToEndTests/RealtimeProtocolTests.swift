@@ -66,6 +66,13 @@ import Testing
         #expect(foreign.status == 403)
         #expect(foreign.headers["content-type"] == "application/problem+json")
         #expect(String(decoding: foreign.body, as: UTF8.self).contains("forbidden_origin"))
+        // the gateway's own origin (the web client it serves) needs no configuration; another port of the same host does
+        let own = try await TestWebSocket.connect("ws://127.0.0.1:\(g1.port)/v1/ws", headers: ["Origin": "http://127.0.0.1:\(g1.port)"])
+        try await own.send(["type": "hello", "token": a.token])
+        #expect(try await own.next("ready")["user_id"] as? String == a.id)
+        await own.close()
+        let otherPort = try await HTTP.request("GET", "\(g1.baseURL)/v1/ws", headers: upgrade.merging(["Origin": "http://127.0.0.1:\(g1.port + 1)"]) { $1 })
+        #expect(otherPort.status == 403)
     }
 
     @Test func membershipChangesReachEveryInstance() async throws {

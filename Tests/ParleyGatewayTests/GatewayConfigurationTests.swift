@@ -51,4 +51,11 @@ import Testing
         #expect(configuration.allowedOrigins == ["https://chat.example.com", "http://localhost:5173"])
         #expect(configuration.port == 0)
     }
+
+    @Test func theWebClientsMailHint() throws {
+        #expect(try self.load([:]).webMailHint == nil)
+        #expect(try self.load(["PARLEY_WEB_MAIL_HINT": " see .local/run/outbox "]).webMailHint == "see .local/run/outbox")
+        self.expectError(["PARLEY_WEB_MAIL_HINT": String(repeating: "x", count: 301)], setting: "PARLEY_WEB_MAIL_HINT", containing: "300")
+        self.expectError(["PARLEY_WEB_MAIL_HINT": "two\nlines"], setting: "PARLEY_WEB_MAIL_HINT", containing: "one line")
+    }
 }

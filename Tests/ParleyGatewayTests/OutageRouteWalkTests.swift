@@ -32,6 +32,9 @@ import Testing
         "GET /openapi.yaml": 200,
         "GET /openapi.json": 200,
         "GET /docs": 200,
+        "GET /": 200,  // the web client
+        "GET /app/config.json": 200,
+        "GET /app/{file}": 404,  // a UUID is no file of it
     ]
 
     @Test func everyRouteAnswersAPostgreSQLOutageAtOnce() async throws {

@@ -11,7 +11,8 @@ import ParleyCore
 /// - its head must arrive within `headTimeout` (a client that trickles its
 ///   headers, or sends nothing, is dropped; later requests on a kept-alive
 ///   connection are bounded by the HTTP idle timeout);
-/// - a WebSocket upgrade from a browser origin that is not allowed gets
+/// - a WebSocket upgrade from a browser origin that is not allowed (neither
+///   listed nor this gateway's own) gets
 ///   `403 forbidden_origin` (problem+json) — that channel can only answer a
 ///   refused upgrade with a bare 400.
 /// Sits first in the pipeline, reads the first head from the raw bytes,
@@ -97,14 +98,16 @@ final class OriginGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     func refusal(for head: String) -> String? {
         var upgrade = false
         var origins: [String] = []
+        var host: String?
         for line in head.split(separator: "\r\n").dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
             let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             if name == "upgrade", value.lowercased().contains("websocket") { upgrade = true }
             if name == "origin" { origins.append(value) }
+            if name == "host" { host = value }
         }
-        guard upgrade, !RealtimeRoutes.originAllowed(origins, allowed: self.allowed) else { return nil }
+        guard upgrade, !RealtimeRoutes.originAllowed(origins, allowed: self.allowed, host: host) else { return nil }
         let body = String(decoding: APIError.forbiddenOrigin.body(), as: UTF8.self)
         return "HTTP/1.1 403 Forbidden\r\nContent-Type: application/problem+json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
     }

@@ -17,21 +17,30 @@ struct RealtimeRoutes: Sendable {
     /// no Origin, or a non-browser one (a native library's ws://…), passes:
     /// pages cannot set Origin, so only browsers can ride on a user's cookies
     /// or network position, and those are the ones checked.
-    func originAllowed(_ headers: HTTPFields) -> Bool {
-        Self.originAllowed(headers[values: .origin], allowed: self.allowedOrigins)
+    func originAllowed(_ request: Request) -> Bool {
+        Self.originAllowed(request.headers[values: .origin], allowed: self.allowedOrigins, host: request.head.authority)
     }
 
-    static func originAllowed(_ values: [String], allowed: Set<String>) -> Bool {
-        values.allSatisfy { raw in
+    /// Whether a WebSocket may be opened with these Origin headers: clients
+    /// that are not browsers send none (or no web origin); a browser page
+    /// must come from a listed origin, or from this gateway itself (the
+    /// origin's host and port are the Host the browser addressed: the web
+    /// client served at `/`).
+    static func originAllowed(_ values: [String], allowed: Set<String>, host: String?) -> Bool {
+        let host = host?.trimmingCharacters(in: .whitespaces).lowercased()
+        return values.allSatisfy { raw in
             let origin = raw.trimmingCharacters(in: .whitespaces).lowercased()
             let isBrowserOrigin = origin == "null" || origin.hasPrefix("http://") || origin.hasPrefix("https://")
-            return !isBrowserOrigin || allowed.contains(origin)
+            guard isBrowserOrigin else { return true }
+            if allowed.contains(origin) { return true }
+            guard let host, !host.isEmpty, let separator = origin.range(of: "://") else { return false }
+            return origin[separator.upperBound...] == host
         }
     }
 
     func addWebSocketRoute(to router: Router<BasicWebSocketRequestContext>) {
         router.ws("/v1/ws") { request, _ in
-            self.originAllowed(request.headers) ? .upgrade([:]) : .dontUpgrade
+            self.originAllowed(request) ? .upgrade([:]) : .dontUpgrade
         } onUpgrade: { inbound, outbound, context in
             let session = WebSocketSession(
                 realtime: self.realtime, tokens: self.accounts.tokens, revocations: self.accounts.revocations, redis: self.redis, logger: self.logger
@@ -43,7 +52,7 @@ struct RealtimeRoutes: Sendable {
     /// What a request to /v1/ws gets when it is not upgraded.
     func addHTTPRoutes(to router: Router<ParleyRequestContext>, authenticated: RouterGroup<ParleyRequestContext>) {
         router.get("/v1/ws") { request, _ -> Response in
-            guard self.originAllowed(request.headers) else {
+            guard self.originAllowed(request) else {
                 throw APIError.forbiddenOrigin
             }
             throw APIError.badRequest("websocket_required", "GET /v1/ws must be a WebSocket upgrade")
