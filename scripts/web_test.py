@@ -122,6 +122,8 @@ def browser(name):
     options = webdriver.ChromeOptions()
     options.binary_location = os.environ.get("WEB_TEST_CHROMIUM", "/usr/bin/chromium")
     for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1180,760",
+                     # a desktop with a mouse (headless reports no hover, which shows every message's actions)
+                     "--blink-settings=primaryHoverType=2,availableHoverTypes=2,primaryPointerType=4,availablePointerTypes=4",
                      f"--user-data-dir={os.path.join(WORK, 'profile-' + name)}", "--lang=en-US"]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -281,18 +283,26 @@ def main():
         wait(bob, lambda d: d.execute_script(image_loaded), "the image in Bob's chat")
         wait(bob, lambda d: any("Hi Alice" in q for q in texts(d, "#messages .quote")), "the reply's quote at Bob")
 
+        alice.save_screenshot(os.path.join(ARTIFACTS, "alice-chat.png"))  # the README's picture (docs/web-client.png)
+
         step("Bob reloads the page: the session and the history are there")
         bob.refresh()
         wait(bob, lambda d: delivered(d, "Hello Bob, this is Alice") and delivered(d, "Hi Alice") and d.execute_script(image_loaded), "the history after a reload")
         wait(bob, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "open", "the live connection after a reload")
 
-        step("Bob's gateway stops; messages are sent both ways meanwhile")
+        step("Bob's gateway stops; messages are sent both ways meanwhile, and Bob is added to a group")
+        bob_id = session(bob)["user"]["id"]
+        direct = re.search(r"#/chat/([0-9a-f-]{36})", alice.current_url).group(1)
         g2.stop()
         wait(bob, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "reconnecting", "Bob's page reconnecting")
         wait(bob, lambda d: "Reconnecting" in find(d, "#banner").text and find(d, "#banner").is_displayed(), "a visible 'Reconnecting' banner")
         bob.save_screenshot(os.path.join(ARTIFACTS, "bob-reconnecting.png"))
         send(alice, "Sent while your gateway was down")
         wait(alice, lambda d: delivered(d, "Sent while your gateway was down"), "Alice's message acknowledged")
+        token = session(alice)["access_token"]
+        for number in range(1, 41):
+            api(g1, "POST", f"/v1/chats/{direct}/messages", token, {"client_id": str(uuid_of(run, 1000 + number)), "body": f"Backlog {number}"})
+        api(g1, "POST", "/v1/chats", token, {"kind": "group", "title": f"Offline group {run}", "member_ids": [bob_id]})
         send(bob, "Written while offline")
         wait(bob, lambda d: any("waiting for the connection" in t for t in texts(d, "#messages article.pending")), "Bob's message waiting")
         kept = bob.execute_script("return sessionStorage.getItem('parley.pending')") or ""
@@ -301,7 +311,8 @@ def main():
         step("Bob's gateway starts again: everything arrives once, in order")
         g2.start()
         wait(bob, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "open", "Bob's page reconnected")
-        wait(bob, lambda d: delivered(d, "Sent while your gateway was down") and delivered(d, "Written while offline") and not d.find_elements(By.CSS_SELECTOR, "#messages article.pending"), "both messages at Bob")
+        wait(bob, lambda d: delivered(d, "Sent while your gateway was down") and delivered(d, "Backlog 40") and delivered(d, "Written while offline") and not d.find_elements(By.CSS_SELECTOR, "#messages article.pending"), "everything at Bob")
+        wait(bob, lambda d: any(f"Offline group {run}" in t for t in texts(d, "#chat-list .chat-title")), "the group Bob was added to while offline")
         wait(alice, lambda d: delivered(d, "Written while offline"), "Bob's offline message at Alice")
         assert bob.execute_script("return sessionStorage.getItem('parley.pending')") is None, "nothing left waiting"
         for driver in (alice, bob):
@@ -310,7 +321,9 @@ def main():
                 assert bodies.count(text) == 1, f"{driver.label}: {text!r} shown {bodies.count(text)} times: {bodies}"
             seqs = [int(s) for s in driver.execute_script("return [...document.querySelectorAll('#messages article[data-seq]')].map(a => a.dataset.seq)")]
             assert seqs == list(range(1, len(seqs) + 1)), f"{driver.label}: seqs {seqs}"
-            assert len(seqs) == 5, f"{driver.label}: {len(seqs)} messages: {bodies}"
+            assert len(seqs) == 45, f"{driver.label}: {len(seqs)} messages: {bodies}"
+            for number in range(1, 41):
+                assert bodies.count(f"Backlog {number}") == 1, f"{driver.label}: 'Backlog {number}' shown {bodies.count(f'Backlog {number}')} times"
         assert not find(bob, "#banner").is_displayed(), "the banner is gone once connected"
 
         step("Alice edits her first message; Bob sees the edit")

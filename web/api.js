@@ -20,6 +20,7 @@ export class Api {
   constructor(onSignedOut) {
     this.onSignedOut = onSignedOut;
     this.session = null;
+    this.generation = 0; // bumped when the session ends: a refresh in flight then changes nothing
     this.refreshing = null;
     this.refreshTimer = null;
     try {
@@ -47,6 +48,7 @@ export class Api {
   forget(reason) {
     const had = this.session !== null;
     this.session = null;
+    this.generation += 1;
     clearTimeout(this.refreshTimer);
     sessionStorage.removeItem(STORAGE_KEY);
     sessionStorage.removeItem("parley.pending");
@@ -58,10 +60,16 @@ export class Api {
     if (!this.session) return Promise.reject(new ApiError(401, { code: "signed_out", detail: "signed out" }));
     if (!this.refreshing) {
       const token = this.session.refresh_token;
+      const generation = this.generation;
       this.refreshing = this.request("POST", "/v1/auth/refresh", { json: { refresh_token: token }, auth: false })
-        .then((tokens) => { this.adopt(tokens); return tokens; })
+        .then((tokens) => {
+          // signed out meanwhile: the new tokens are not kept
+          if (generation !== this.generation) throw new ApiError(401, { code: "signed_out", detail: "signed out" });
+          this.adopt(tokens);
+          return tokens;
+        })
         .catch((error) => {
-          if (error.status === 401) this.forget(error.code === "token_reused" ? "This session was ended because its refresh token was used twice. Sign in again." : "Your session has ended. Sign in again.");
+          if (error.status === 401 && generation === this.generation) this.forget(error.code === "token_reused" ? "This session was ended because its refresh token was used twice. Sign in again." : "Your session has ended. Sign in again.");
           throw error;
         })
         .finally(() => { this.refreshing = null; });
@@ -81,6 +89,7 @@ export class Api {
       if (!this.session) throw new ApiError(401, { code: "signed_out", detail: "signed out" });
       headers.Authorization = "Bearer " + this.session.access_token;
     }
+    const used = this.session?.access_token;
     if (json !== undefined) {
       headers["Content-Type"] = "application/json";
       body = JSON.stringify(json);
@@ -102,7 +111,8 @@ export class Api {
     let problem = null;
     try { problem = await response.json(); } catch { /* not JSON */ }
     if (response.status === 401 && auth && !retried && this.session) {
-      await this.refresh();
+      // refreshed by another request meanwhile: just try again with the new token
+      if (this.session.access_token === used) await this.refresh();
       return this.request(method, path, { json, body: json === undefined ? body : undefined, contentType, auth, blob, retried: true });
     }
     throw new ApiError(response.status, problem, Number(response.headers.get("Retry-After")) || undefined);
@@ -130,6 +140,7 @@ export class Api {
   }
 
   async logout() {
+    if (this.refreshing) await this.refreshing.catch(() => {});
     const token = this.session?.refresh_token;
     try {
       if (token) await this.request("POST", "/v1/auth/logout", { json: { refresh_token: token }, auth: false });

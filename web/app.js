@@ -94,6 +94,11 @@ function resetState() {
     online: new Set(),
     typing: new Map(), // chat id → Map(user id → expiry)
     filling: new Map(), // chat id → Promise (a gap being filled)
+    highest: new Map(), // chat id → the highest seq the socket brought (a fill goes up to it)
+    resyncing: new Set(), // chats being reloaded after a resync (their live messages wait)
+    readTimer: null,
+    lastReadAt: 0,
+    readyOnce: false,
     blobs: new Map(), // attachment id → Promise<object URL>
     open: null, // the open chat's id
     panel: null, // "new" | "details" | null
@@ -251,13 +256,19 @@ async function enterApp() {
     toast("Could not load your chats: " + explain(error));
   }
   live = new Live(api, {
-    resume: () => Object.fromEntries(state.lastSeq),
+    resume: resumePositions,
     onFrame: handleFrame,
     onState: (connection, attempt) => { state.connection = connection; renderBanner(attempt); },
     onReady: () => {
-      // whatever was not acknowledged goes again, with the same client_id:
-      // the server answers a repeat with the original message
-      for (const pending of state.pending.values()) if (pending.status !== "failed") deliver(pending);
+      // whatever was not acknowledged goes again, with the same client_id
+      // (the server answers a repeat with the original message), paced
+      // within the send limit
+      [...state.pending.values()].filter((p) => p.status !== "failed").forEach((pending, index) => {
+        setTimeout(() => { if (state.pending.has(pending.client_id)) deliver(pending); }, index * 150);
+      });
+      // membership changes are not replayed: after a reconnect the list is read again
+      if (state.readyOnce) loadChats({ reconcile: true }).catch(() => {});
+      state.readyOnce = true;
       loadPresence();
       markRead();
     },
@@ -266,13 +277,47 @@ async function enterApp() {
   route();
 }
 
-async function loadChats() {
+/** The last seq seen per chat, for hello: the 1,000 most recently active
+ * chats (a frame stays far below 64 KiB); the others are brought up to
+ * date by reading the chat list again after the reconnect. */
+function resumePositions() {
+  const chats = [...state.chats.values()].sort((a, b) => activity(b).localeCompare(activity(a))).slice(0, 1000);
+  return Object.fromEntries(chats.map((chat) => [chat.id, state.lastSeq.get(chat.id) || 0]));
+}
+
+/** The chat list; with reconcile (after a reconnect), chats that are gone
+ * are dropped and chats not resumed catch up with the server's figures. */
+async function loadChats({ reconcile = false } = {}) {
   let cursor = null;
+  const seen = new Set();
   for (let page = 0; page < 20; page++) {
     const answer = await api.get("/v1/chats?limit=100" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
-    for (const chat of answer.chats) upsertChat(chat);
+    for (const chat of answer.chats) {
+      seen.add(chat.id);
+      const known = state.chats.get(chat.id);
+      if (!reconcile || !known) {
+        upsertChat(chat);
+      } else if (state.messages.get(chat.id)?.loaded || (state.lastSeq.get(chat.id) || 0) >= chat.last_seq) {
+        // the socket keeps this chat current (its replay may still be
+        // arriving): take the chat's own fields, keep the counters
+        upsertChat({ ...chat, last_seq: known.last_seq, last_message: known.last_message, unread_count: known.unread_count, last_read_seq: known.last_read_seq });
+      } else {
+        // not resumed, or behind: the server's figures, and the socket goes on from there
+        state.lastSeq.set(chat.id, chat.last_seq);
+        upsertChat(chat);
+      }
+    }
     cursor = answer.next_cursor;
     if (!cursor) break;
+  }
+  if (reconcile && !cursor) {
+    for (const id of [...state.chats.keys()]) {
+      if (seen.has(id)) continue;
+      state.chats.delete(id);
+      state.lastSeq.delete(id);
+      state.messages.delete(id);
+      if (id === state.open) location.hash = "";
+    }
   }
   renderList();
   loadPresence();
@@ -399,25 +444,28 @@ function applyMessage(message) {
   const chatID = message.chat_id;
   const last = state.lastSeq.get(chatID) ?? 0;
   if (!state.chats.has(chatID)) {
-    // a chat we have not seen yet (added a moment ago): load it, then its messages
+    // a chat we have not seen yet (added a moment ago): load it; its
+    // messages come with its history when it is opened
     api.get(`/v1/chats/${chatID}`).then((chat) => { upsertChat(chat); renderList(); }).catch(() => {});
     return;
   }
+  // kept for the view even when the chat's history is not loaded yet: a
+  // page read before this message was committed is merged with it
+  messagesOf(chatID).bySeq.set(message.seq, message);
   if (message.seq <= last) {
-    // already seen (a replay, or the ack came first): only complete the view
-    const messages = state.messages.get(chatID);
-    if (messages?.loaded && !messages.bySeq.has(message.seq)) messages.bySeq.set(message.seq, message);
+    // already seen (a replay, or the ack came first)
     settlePending(message);
     if (chatID === state.open) renderMessages();
     return;
   }
-  if (message.seq > last + 1) {
-    fillGap(chatID);
+  if (message.seq > last + 1 || state.resyncing.has(chatID)) {
+    // something before it is missing: history fills the gap, up to here
+    state.highest.set(chatID, Math.max(state.highest.get(chatID) || 0, message.seq));
+    if (!state.resyncing.has(chatID)) fillGap(chatID);
+    if (chatID === state.open) renderMessages();
     return;
   }
   state.lastSeq.set(chatID, message.seq);
-  const messages = state.messages.get(chatID);
-  if (messages?.loaded) messages.bySeq.set(message.seq, message);
   settlePending(message);
   const chat = state.chats.get(chatID);
   chat.last_seq = Math.max(chat.last_seq || 0, message.seq);
@@ -447,11 +495,14 @@ function fillGap(chatID) {
   if (state.filling.has(chatID)) return state.filling.get(chatID);
   const work = (async () => {
     try {
-      for (let round = 0; round < 50; round++) {
+      // until nothing is missing below the highest seq the socket brought
+      // (live messages that arrive meanwhile raise it)
+      for (let round = 0; round < 60; round++) {
         const after = state.lastSeq.get(chatID) ?? 0;
         const page = await api.get(`/v1/chats/${chatID}/messages?after=${after}&limit=100`);
         for (const message of page.messages) if (message.seq === (state.lastSeq.get(chatID) ?? 0) + 1) applyMessage(message);
-        if (!page.has_more || page.messages.length === 0) break;
+        const caughtUp = (state.lastSeq.get(chatID) ?? 0) >= (state.highest.get(chatID) || 0);
+        if ((!page.has_more && caughtUp) || page.messages.length === 0) break;
       }
     } catch (error) {
       toast("Could not load new messages: " + explain(error));
@@ -465,16 +516,26 @@ function fillGap(chatID) {
 
 /** More than the server replays was missed: start again from the chat as it is now. */
 async function resync(chatID) {
+  // live messages of the chat wait (they only raise `highest`) until the
+  // chat is read again; then what is above its last seq is filled in
+  state.resyncing.add(chatID);
   try {
     const chat = await api.get(`/v1/chats/${chatID}`);
-    state.lastSeq.set(chatID, chat.last_seq);
+    const known = state.lastSeq.get(chatID) || 0;
+    if (chat.last_seq > known) {
+      state.lastSeq.set(chatID, chat.last_seq);
+      const messages = state.messages.get(chatID);
+      if (messages) messages.loaded = false; // reloaded when shown
+    }
     upsertChat(chat);
-    state.messages.delete(chatID);
     renderList();
     if (chatID === state.open) await loadLatest(chatID);
   } catch (error) {
     toast("Could not catch up: " + explain(error));
+  } finally {
+    state.resyncing.delete(chatID);
   }
+  if ((state.highest.get(chatID) || 0) > (state.lastSeq.get(chatID) || 0)) fillGap(chatID);
 }
 
 function applyUpdate(message) {
@@ -530,14 +591,18 @@ function deliver(pending) {
     const message = ack.message;
     state.pending.delete(pending.client_id);
     savePending();
-    const messages = state.messages.get(message.chat_id);
-    if (messages?.loaded) messages.bySeq.set(message.seq, message);
+    messagesOf(message.chat_id).bySeq.set(message.seq, message);
     // the message event follows on this socket and moves the chat along
     if (message.chat_id === state.open) renderMessages();
   }).catch((error) => {
     if (!state.pending.has(pending.client_id)) return;
-    if (["disconnected", "timeout", "stopped"].includes(error.code)) {
+    if (["disconnected", "stopped"].includes(error.code)) {
       pending.status = "waiting"; // again after the reconnect
+    } else if (error.code === "timeout") {
+      // no answer on a socket that looks alive: again in a moment (the same
+      // client_id returns the original if the first one was stored)
+      pending.status = "waiting";
+      setTimeout(() => { if (state.pending.has(pending.client_id) && live?.state === "open") deliver(pending); }, 3000);
     } else if (error.code === "rate_limited" || error.code === "unavailable") {
       pending.status = "waiting";
       setTimeout(() => { if (state.pending.has(pending.client_id)) deliver(pending); }, 2000);
@@ -549,7 +614,18 @@ function deliver(pending) {
   });
 }
 
+/** Read positions go out at most once a second, for the highest seq seen
+ * (a burst of messages, a catch-up after a reconnect: one frame). */
 function markRead() {
+  if (state.readTimer) return;
+  state.readTimer = setTimeout(() => {
+    state.readTimer = null;
+    sendRead();
+  }, state.lastReadAt && Date.now() - state.lastReadAt < 1000 ? 1000 : 50);
+}
+
+function sendRead() {
+  state.lastReadAt = Date.now();
   const chat = state.chats.get(state.open);
   if (!chat || document.visibilityState !== "visible") return;
   const seq = state.lastSeq.get(chat.id) || 0;
@@ -601,11 +677,14 @@ async function loadLatest(chatID) {
   messages.loading = true;
   try {
     const page = await api.get(`/v1/chats/${chatID}/messages?limit=50`);
+    const newest = page.messages.at(-1)?.seq || 0;
+    const live = messages.bySeq;
     messages.bySeq = new Map(page.messages.map((m) => [m.seq, m]));
+    // what the socket brought while the page was read, if newer than it
+    for (const [seq, message] of live) if (seq > newest) messages.bySeq.set(seq, message);
     messages.hasMore = page.has_more;
     messages.loaded = true;
     // the page ends at the newest message: nothing before it is missing
-    const newest = page.messages.at(-1)?.seq || 0;
     if (newest > (state.lastSeq.get(chatID) || 0)) state.lastSeq.set(chatID, newest);
   } finally {
     messages.loading = false;

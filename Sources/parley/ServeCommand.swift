@@ -1,7 +1,9 @@
 import ArgumentParser
+import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
 import ParleyCore
 import ParleyGateway
 import Prometheus
@@ -50,7 +52,36 @@ struct ServeCommand: AsyncParsableCommand {
             let group = ServiceGroup(
                 configuration: .init(services: [app, dependencies.realtime.drain], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             )
-            try await group.run()
+            do {
+                try await group.run()
+            } catch let error as IOError where error.errnoCode == EADDRINUSE {
+                throw Self.portInUse(configuration)
+            }
         }
+    }
+
+    /// A listener could not bind: the one line names the setting whose port
+    /// is taken (both, when it cannot tell).
+    static func portInUse(_ configuration: GatewayConfiguration) -> ConfigurationError {
+        var taken: [String] = []
+        if !canBind(configuration.host, configuration.port) { taken.append("PARLEY_HTTP_PORT") }
+        if let port = configuration.metricsPort, !canBind(configuration.metricsHost, port) { taken.append("PARLEY_METRICS_PORT") }
+        if taken.count == 1 {
+            let (host, port) = taken[0] == "PARLEY_HTTP_PORT" ? (configuration.host, configuration.port) : (configuration.metricsHost, configuration.metricsPort ?? 0)
+            return ConfigurationError(taken[0], "\(host):\(port) is already in use (another process listens there; choose another port)")
+        }
+        return ConfigurationError("PARLEY_HTTP_PORT", "a port is already in use: \(configuration.host):\(configuration.port), or PARLEY_METRICS_PORT \(configuration.metricsHost):\(configuration.metricsPort.map(String.init) ?? "off")")
+    }
+
+    /// Whether a listener could bind host:port now (as NIO's servers do, with SO_REUSEADDR).
+    static func canBind(_ host: String, _ port: Int) -> Bool {
+        let address = try? SocketAddress.makeAddressResolvingHost(host, port: port)
+        guard let address else { return true }
+        let fd = socket(Int32(address.protocol.rawValue), Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return true }
+        defer { close(fd) }
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        return address.withSockAddr { pointer, size in bind(fd, pointer, socklen_t(size)) == 0 }
     }
 }

@@ -52,6 +52,29 @@ import Testing
         #expect(output.contains("PARLEY_HTTP_PORT: must be between 0 and 65535 (got 99999)"))
     }
 
+    @Test func aTakenPortIsNamedAtStart() async throws {
+        let port = try TestEnvironment.freePort()
+        let holder = ChildProcess(
+            "/usr/bin/python3",
+            ["-c", "import socket,time; s=socket.socket(); s.bind(('127.0.0.1', \(port))); s.listen(); print('listening', flush=True); time.sleep(60)"]
+        )
+        try holder.start()
+        defer { holder.signal(SIGKILL) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !holder.outputText.contains("listening") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        for (setting, settings) in [
+            ("PARLEY_HTTP_PORT", ["PARLEY_HTTP_PORT": "\(port)"]),
+            ("PARLEY_METRICS_PORT", ["PARLEY_HTTP_PORT": "\(try TestEnvironment.freePort())", "PARLEY_METRICS_PORT": "\(port)"]),
+        ] {
+            let (status, output) = try await ChildProcess.run(
+                try TestEnvironment.parleyBinary(), ["serve", "--no-migrate"], environment: Self.valid.merging(settings) { $1 }, inheritEnvironment: false, timeout: .seconds(20)
+            )
+            #expect(status == 78, "\(setting): \(output)")
+            let last = output.split(separator: "\n").last.map(String.init) ?? ""
+            #expect(last == "parley: configuration error: \(setting): 127.0.0.1:\(port) is already in use (another process listens there; choose another port)", "got: \(output)")
+        }
+    }
+
     @Test func migrateNeedsOnlyTheDatabase() async throws {
         let (status, output) = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["migrate"], environment: ["PATH": "/usr/bin:/bin"], inheritEnvironment: false)
         #expect(status == 78)

@@ -1,6 +1,7 @@
 import Foundation
 import HiredisNIO
 import Logging
+import Synchronization
 import ParleyCore
 import PostgresNIO
 
@@ -58,14 +59,20 @@ public enum TestEnvironment {
 
     /// A TCP port that nobody listens on right now, below Linux's ephemeral
     /// range (32768+): a server restarted on it during a test cannot find it
-    /// taken by some client's outgoing connection.
+    /// taken by some client's outgoing connection. Never the same port twice
+    /// in one test process: two ports handed out before either is bound (a
+    /// gateway's port and its metrics port) would otherwise collide now and
+    /// then, and the second server would fail to bind.
     public static func freePort() throws -> Int {
         for _ in 0..<200 {
             let port = Int.random(in: 20_000..<32_000)
+            guard Self.handedOut.withLock({ $0.insert(port).inserted }) else { continue }
             if Self.canBind(port) { return port }
         }
         throw POSIXError(.EADDRINUSE)
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 
     static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
