@@ -157,6 +157,7 @@ let package = Package(
         .target(
             name: "ParleyBench",
             dependencies: [
+                "HiredisNIO",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -227,6 +228,7 @@ let package = Package(
                 "ParleyCore",
                 "ParleySchema",
                 "ParleyTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -26,3 +26,21 @@ public struct RedisCommand: Sendable, Hashable {
         return ""
     }
 }
+
+// Typed constructors for commands that go into pipelines (the executor's
+// methods of the same names send one at once).
+extension RedisCommand {
+    /// PUBLISH channel message; the reply is the number of receivers.
+    public static func publish(_ channel: String, _ message: RedisArgument) -> RedisCommand {
+        RedisCommand("PUBLISH", [.string(channel), message])
+    }
+
+    /// XADD stream [MAXLEN ~ maxLength] id field value …; the reply is the entry id.
+    public static func xadd(_ stream: String, maxLength: Int? = nil, id: String = "*", fields: [(String, RedisArgument)]) -> RedisCommand {
+        var arguments: [RedisArgument] = [.string(stream)]
+        if let maxLength { arguments += ["MAXLEN", "~", RedisArgument(maxLength)] }
+        arguments.append(.string(id))
+        arguments += fields.flatMap { [RedisArgument.string($0.0), $0.1] }
+        return RedisCommand("XADD", arguments)
+    }
+}

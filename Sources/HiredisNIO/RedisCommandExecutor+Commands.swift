@@ -155,7 +155,7 @@ extension RedisCommandExecutor {
     /// Returns the number of subscribers that received the message.
     @discardableResult
     public func publish(_ channel: String, _ message: RedisArgument) async throws -> Int64 {
-        try await self.integer(RedisCommand("PUBLISH", [.string(channel), message]))
+        try await self.integer(.publish(channel, message))
     }
 
     // MARK: scripts
@@ -189,11 +189,7 @@ extension RedisCommandExecutor {
     /// XADD with `MAXLEN ~ maxLength` when given; returns the new entry's id.
     @discardableResult
     public func xadd(_ stream: String, maxLength: Int? = nil, id: String = "*", fields: [(String, RedisArgument)]) async throws -> String {
-        var args: [RedisArgument] = [.string(stream)]
-        if let maxLength { args += ["MAXLEN", "~", RedisArgument(maxLength)] }
-        args.append(.string(id))
-        args += fields.flatMap { [RedisArgument.string($0.0), $0.1] }
-        guard let entryID = try await self.send(RedisCommand("XADD", args)).string else {
+        guard let entryID = try await self.send(.xadd(stream, maxLength: maxLength, id: id, fields: fields)).string else {
             throw RedisError(.unexpectedReply, "XADD returned no id")
         }
         return entryID

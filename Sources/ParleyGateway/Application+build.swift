@@ -70,7 +70,7 @@ public struct GatewayDependencies: Sendable {
 
     var realtimeRoutes: RealtimeRoutes {
         RealtimeRoutes(
-            realtime: self.realtime, accounts: self.accounts, redis: self.redis, allowedOrigins: Set(self.configuration.allowedOrigins), logger: self.realtime.logger
+            realtime: self.realtime, accounts: self.accounts, allowedOrigins: Set(self.configuration.allowedOrigins), logger: self.realtime.logger
         )
     }
 }

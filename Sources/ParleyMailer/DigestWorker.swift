@@ -19,7 +19,7 @@ public import ServiceLifecycle
 ///    `mail_sent`) before the mail goes out, so it is never mailed twice —
 ///    a crash mid-send loses one digest rather than doubling it.
 public final class DigestWorker: Service {
-    public static let stream = "events:messages"
+    public static let stream = EventStreams.messages
     public static let group = "digests"
     public static let due = "digests:due"
 
@@ -73,6 +73,23 @@ public final class DigestWorker: Service {
         }
     }
 
+    /// The chat, seq and sender of a stream entry about a new message: an
+    /// `EventEnvelope` header in the field `e`, or (entries a gateway of
+    /// the previous version appended) the fields `type`, `chat_id`, `seq`
+    /// and `sender_id`. Anything else: nil.
+    static func newMessage(_ entry: RedisStreamEntry) -> (chat: UUID, seq: Int64, sender: UUID)? {
+        if let header = entry[EventStreams.envelopeField] {
+            guard let envelope = try? EventEnvelope.decode(header: header), envelope.kind == .message,
+                let chat = envelope.chatID, let seq = envelope.seq, let sender = envelope.userID
+            else { return nil }
+            return (chat, seq, sender)
+        }
+        guard entry["type"] == "message.created", let chat = entry["chat_id"].flatMap(UUID.init(uuidString:)),
+            let seq = entry["seq"].flatMap(Int64.init), let sender = entry["sender_id"].flatMap(UUID.init(uuidString:))
+        else { return nil }
+        return (chat, seq, sender)
+    }
+
     /// Schedules the digests that new messages call for: every other member
     /// of the chat with notifications on, who has not read the message and
     /// has no open connection, gets a digest due after the delay (one per
@@ -80,9 +97,7 @@ public final class DigestWorker: Service {
     func schedule(_ entries: [RedisStreamEntry]) async throws {
         var chats: [UUID] = [], seqs: [Int64] = [], senders: [UUID] = []
         for entry in entries {
-            guard entry["type"] == "message.created", let chatID = entry["chat_id"].flatMap(UUID.init(uuidString:)),
-                let seq = entry["seq"].flatMap(Int64.init), let senderID = entry["sender_id"].flatMap(UUID.init(uuidString:))
-            else { continue }
+            guard let (chatID, seq, senderID) = Self.newMessage(entry) else { continue }
             chats.append(chatID)
             seqs.append(seq)
             senders.append(senderID)

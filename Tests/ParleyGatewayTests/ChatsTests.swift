@@ -405,19 +405,23 @@ import Testing
             let chat = try await self.group(api, owner: a, members: [b])
             while !subscriber.isConnected { try await Task.sleep(for: .milliseconds(20)) }
             try await subscriber.subscribe([ChatEventPublisher.channel(UUID(uuidString: chat)!)])
-            var events = subscriber.events.makeAsyncIterator()
             let sent = try await self.send(api, chat, a, "published")
             #expect(try await api.call(.post, "/v1/chats/\(chat)/read", json: ["seq": 1], token: b.token).status == 204)
-            var received: [[String: Any]] = []
-            while received.count < 2, let event = await events.next() {
-                if case .message(_, let payload) = event, let object = try? JSONSerialization.jsonObject(with: Data(payload.readableBytesView)) as? [String: Any] {
-                    received.append(object)
+            // what any gateway receives: envelopes (a deadline, so that a format nobody reads fails instead of hanging)
+            let received = try await withDeadline(.seconds(10)) {
+                var received: [EventEnvelope] = []
+                var events = subscriber.events.makeAsyncIterator()
+                while received.count < 2, let event = await events.next() {
+                    if case .message(_, let payload) = event { received.append(try EventEnvelope.decode(payload)) }
                 }
+                return received
             }
-            #expect(received.first?["type"] as? String == "message")
-            #expect((received.first?["message"] as? [String: Any])?["id"] as? String == sent.json["id"] as? String)
-            #expect(received.last?["type"] as? String == "read")
-            #expect(received.last?["user_id"] as? String == b.id)
+            #expect(received.first?.kind == .message && received.first?.seq == 1)
+            let frame = try received.first.flatMap { try JSONSerialization.jsonObject(with: Data($0.frame.readableBytesView)) as? [String: Any] }
+            #expect(frame?["type"] as? String == "message")
+            #expect((frame?["message"] as? [String: Any])?["id"] as? String == sent.json["id"] as? String)
+            #expect(received.last?.kind == .read && received.last?.seq == 1)
+            #expect(received.last?.userID == UUID(uuidString: b.id))
         }
     }
 }

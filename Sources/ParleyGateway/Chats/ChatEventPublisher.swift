@@ -21,16 +21,18 @@ public enum ChatEvent: Sendable {
 }
 
 /// Publishes chat events on the chat's Redis channel (`chat:{<id>}`,
-/// hash-tagged for Redis Cluster) and appends `message.created` entries to
-/// the `events:messages` stream (for the mail worker), in one pipelined
-/// round trip, after the change is committed.
+/// hash-tagged for Redis Cluster) and appends new messages to the
+/// `events:messages` stream (for the mail worker), in one pipelined round
+/// trip, after the change is committed.
 ///
-/// The channel payload is the JSON event as clients receive it (PROTOCOL.md
-/// "Server → client events"), so gateways forward it without re-encoding;
-/// membership changes use internal types (`member_added`, `member_removed`,
-/// `chat_updated`) that gateways turn into per-user `chat`/`chat_removed` events.
+/// Every payload is an `EventEnvelope`: a header that receiving gateways
+/// route by, and the JSON event as clients receive it (PROTOCOL.md "Server →
+/// client events"), encoded once here and forwarded without re-encoding or
+/// parsing. Membership changes carry no frame (`member_added`,
+/// `member_removed`, `chat_updated`): gateways turn them into per-user
+/// `chat`/`chat_removed` events. Stream entries hold the header alone.
 public struct ChatEventPublisher: Sendable {
-    public static let messageStream = "events:messages"
+    public static let messageStream = EventStreams.messages
     let redis: RedisClient
     /// Where events go when Redis cannot take them: this process's own
     /// connections (the realtime service), so that members connected here
@@ -43,7 +45,7 @@ public struct ChatEventPublisher: Sendable {
     }
 
     final class LocalDelivery: Sendable {
-        typealias Handler = @Sendable ([(channel: String, payload: Data)]) async -> Void
+        typealias Handler = @Sendable ([(channel: String, payload: ByteBuffer)]) async -> Void
         private final class Box: Sendable {
             let handler: Handler
             init(_ handler: @escaping Handler) { self.handler = handler }
@@ -61,18 +63,16 @@ public struct ChatEventPublisher: Sendable {
 
     public func publish(_ events: [ChatEvent], logger: Logger) async {
         var commands: [RedisCommand] = []
-        var deliveries: [(channel: String, payload: Data)] = []
+        var deliveries: [(channel: String, payload: ByteBuffer)] = []
         for event in events {
-            for (channel, payload) in (try? Self.deliveries(event)) ?? [] {
+            for (channel, envelope) in (try? Self.deliveries(event)) ?? [] {
+                let payload = envelope.encoded()
                 deliveries.append((channel, payload))
-                commands.append(RedisCommand("PUBLISH", [.string(channel), .bytes(ByteBuffer(bytes: payload))]))
+                commands.append(.publish(channel, .bytes(payload)))
             }
             if case .messageCreated(let message) = event {
-                commands.append(RedisCommand("XADD", [
-                    .string(Self.messageStream), "MAXLEN", "~", "1000000", "*",
-                    "type", "message.created", "chat_id", .string(message.chatID.lowercased), "seq", RedisArgument(message.seq),
-                    "sender_id", .string(message.senderID.lowercased),
-                ]))
+                let header = EventEnvelope(.message, chatID: message.chatID, userID: message.senderID, seq: message.seq).header
+                commands.append(.xadd(Self.messageStream, maxLength: EventStreams.messagesMaxLength, fields: [(EventStreams.envelopeField, .string(header))]))
             }
         }
         guard !commands.isEmpty else { return }
@@ -90,33 +90,39 @@ public struct ChatEventPublisher: Sendable {
         await self.publish([event], logger: logger)
     }
 
-    /// (channel, payload) pairs for an event.
-    static func deliveries(_ event: ChatEvent) throws -> [(String, Data)] {
-        func json(_ object: [String: Any]) throws -> Data { try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) }
+    /// (channel, envelope) pairs for an event.
+    static func deliveries(_ event: ChatEvent) throws -> [(String, EventEnvelope)] {
+        func json(_ object: [String: Any]) throws -> ByteBuffer {
+            ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+        }
         switch event {
         case .messageCreated(let message):
-            return [(Self.channel(message.chatID), try JSONEncoder.parley.encode(MessageEvent(type: "message", message: MessageBody(message))))]
+            let frame = try JSONEncoder.parley.encode(MessageEvent(type: "message", message: MessageBody(message)))
+            return [(Self.channel(message.chatID), EventEnvelope(.message, chatID: message.chatID, userID: message.senderID, seq: message.seq, frame: ByteBuffer(bytes: frame)))]
         case .messageUpdated(let message):
-            return [(Self.channel(message.chatID), try JSONEncoder.parley.encode(MessageEvent(type: "message_updated", message: MessageBody(message))))]
+            let frame = try JSONEncoder.parley.encode(MessageEvent(type: "message_updated", message: MessageBody(message)))
+            return [(Self.channel(message.chatID), EventEnvelope(.messageUpdated, chatID: message.chatID, userID: message.senderID, seq: message.seq, frame: ByteBuffer(bytes: frame)))]
         case .read(let chatID, let userID, let seq):
-            return [(Self.channel(chatID), try json(["type": "read", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "seq": seq]))]
+            let frame = try json(["type": "read", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "seq": seq])
+            return [(Self.channel(chatID), EventEnvelope(.read, chatID: chatID, userID: userID, seq: seq, frame: frame))]
         case .memberAdded(let chatID, let userID, let lastSeq):
             return [
-                (Self.userChannel(userID), try json(["type": "member_added", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "last_seq": lastSeq])),
-                (Self.channel(chatID), try json(["type": "chat_updated", "chat_id": chatID.lowercased])),
+                (Self.userChannel(userID), EventEnvelope(.memberAdded, chatID: chatID, userID: userID, seq: lastSeq)),
+                (Self.channel(chatID), EventEnvelope(.chatUpdated, chatID: chatID)),
             ]
         case .memberRemoved(let chatID, let userID):
             return [
-                (Self.userChannel(userID), try json(["type": "member_removed", "chat_id": chatID.lowercased, "user_id": userID.lowercased])),
-                (Self.channel(chatID), try json(["type": "chat_updated", "chat_id": chatID.lowercased])),
+                (Self.userChannel(userID), EventEnvelope(.memberRemoved, chatID: chatID, userID: userID)),
+                (Self.channel(chatID), EventEnvelope(.chatUpdated, chatID: chatID)),
             ]
         case .chatUpdated(let chatID):
-            return [(Self.channel(chatID), try json(["type": "chat_updated", "chat_id": chatID.lowercased]))]
+            return [(Self.channel(chatID), EventEnvelope(.chatUpdated, chatID: chatID))]
         case .typing(let chatID, let userID, let active):
-            return [(Self.channel(chatID), try json(["type": "typing", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "active": active]))]
+            let frame = try json(["type": "typing", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "active": active])
+            return [(Self.channel(chatID), EventEnvelope(.typing, chatID: chatID, userID: userID, flag: active, frame: frame))]
         case .presence(let userID, let online, let chatIDs):
-            let payload = try json(["type": "presence", "user_id": userID.lowercased, "online": online, "last_seen_at": Timestamp.format(Date())])
-            return chatIDs.map { (Self.channel($0), payload) }
+            let frame = try json(["type": "presence", "user_id": userID.lowercased, "online": online, "last_seen_at": Timestamp.format(Date())])
+            return chatIDs.map { (Self.channel($0), EventEnvelope(.presence, chatID: $0, userID: userID, flag: online, frame: frame)) }
         }
     }
 

@@ -116,6 +116,15 @@ public struct ChatService: Sendable {
         if deleted { await self.publisher.publish(.messageUpdated(tombstone), logger: logger) }
     }
 
+    /// A member started or stopped typing: one start and one stop per user
+    /// per chat per 2 s, shared by every instance; extra ones are dropped
+    /// silently (PROTOCOL.md "Limits"). Membership is the caller's check.
+    public func typing(chatID: UUID, userID: UUID, active: Bool, logger: Logger) async throws {
+        let key = "typing:{\(chatID.lowercased)}:\(userID.lowercased):\(active ? 1 : 0)"
+        guard try await self.publisher.redis.set(key, to: "1", expireSeconds: 2, onlyIfAbsent: true) else { return }
+        await self.publisher.publish(.typing(chatID: chatID, userID: userID, active: active), logger: logger)
+    }
+
     public func markRead(chatID: UUID, userID: UUID, seq: Int64, logger: Logger) async throws {
         guard seq >= 0 else { throw APIError.badRequest("invalid_seq", "seq must be a non-negative integer") }
         try await self.limitWrites(userID)

@@ -9,7 +9,6 @@ import ParleyCore
 struct RealtimeRoutes: Sendable {
     let realtime: RealtimeService
     let accounts: AccountServices
-    let redis: HiredisNIO.RedisClient
     let allowedOrigins: Set<String>
     let logger: Logger
 
@@ -43,7 +42,7 @@ struct RealtimeRoutes: Sendable {
             self.originAllowed(request) ? .upgrade([:]) : .dontUpgrade
         } onUpgrade: { inbound, outbound, context in
             let session = WebSocketSession(
-                realtime: self.realtime, tokens: self.accounts.tokens, revocations: self.accounts.revocations, redis: self.redis, logger: self.logger
+                realtime: self.realtime, tokens: self.accounts.tokens, revocations: self.accounts.revocations, logger: self.logger
             )
             await session.run(inbound: inbound, outbound: outbound, headers: context.request.headers)
         }
@@ -69,7 +68,6 @@ struct RealtimeRoutes: Sendable {
     }
 }
 
-import HiredisNIO
 
 extension HTTPField.Name {
     static let origin = Self("Origin")!

@@ -48,6 +48,8 @@ public final class RealtimeService: Service {
     private let order: Mutex<MessageOrder<(seq: Int64, payload: String)>>
     private let reordered = Counter(label: "parley_messages_reordered_total")
     private let gapsLeftOpen = Counter(label: "parley_message_gaps_left_open_total")
+    /// Events skipped because their envelope could not be read (a newer publisher).
+    private let undecodable = Counter(label: "parley_events_undecodable_total")
 
     init(
         redisConfiguration: RedisConfiguration, redis: RedisClient, chats: ChatService, revocations: SessionRevocations, limits: RealtimeLimits,
@@ -63,7 +65,7 @@ public final class RealtimeService: Service {
         self.order = Mutex(MessageOrder(window: limits.reorderWindow))
         // events Redis could not take still reach this instance's sockets
         chats.publisher.local.set { [weak self] deliveries in
-            for (channel, payload) in deliveries { await self?.route(channel: channel, payload: ByteBuffer(bytes: payload)) }
+            for (channel, payload) in deliveries { await self?.route(channel: channel, payload: payload) }
         }
         // a revoked session's sockets close at once, however the revocation became known
         revocations.onRevoked { [hub] sessionIDs in
@@ -115,56 +117,63 @@ public final class RealtimeService: Service {
         }
     }
 
+    /// One payload of a subscribed channel: a session revocation, or an
+    /// `EventEnvelope` routed by its header (the client frame inside is
+    /// passed to sockets as it is, never parsed here).
     func route(channel: String, payload: ByteBuffer) async {
-        let text = String(buffer: payload)
         if channel == SessionRevocations.channel {
-            if let sessionID = UUID(uuidString: text) { self.revocations.learn([sessionID]) }
+            if let sessionID = UUID(uuidString: String(buffer: payload)) { self.revocations.learn([sessionID]) }
             return
         }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(payload.readableBytesView)) as? [String: Any],
-            let type = object["type"] as? String
-        else { return }
-        let chatID = (object["chat_id"] as? String).flatMap(UUID.init(uuidString:))
-        let userID = (object["user_id"] as? String).flatMap(UUID.init(uuidString:))
-        switch type {
-        case "message":
-            guard let message = object["message"] as? [String: Any], let chat = (message["chat_id"] as? String).flatMap(UUID.init(uuidString:)),
-                let seq = (message["seq"] as? NSNumber)?.int64Value
-            else { return }
+        let envelope: EventEnvelope
+        do {
+            envelope = try EventEnvelope.decode(payload)
+        } catch {
+            // a newer publisher during a rolling upgrade, or not ours: its clients catch up from PostgreSQL
+            self.undecodable.increment()
+            self.logger.debug("skipped an event this gateway cannot read", metadata: ["channel": "\(channel)", "error": "\(error)"])
+            return
+        }
+        switch envelope.kind {
+        case .message:
+            guard let chat = envelope.chatID, let seq = envelope.seq else { return }
+            let text = envelope.frameText
             self.order.withLock { order in
                 let items = order.receive(chat: chat, seq: seq, item: (seq, text), now: .now)
                 if items.count > 1 { self.reordered.increment(by: items.count - 1) }  // counted once, when released
                 self.deliver(items, chat: chat)
             }
-        case "message_updated":
-            guard let message = object["message"] as? [String: Any], let chat = (message["chat_id"] as? String).flatMap(UUID.init(uuidString:)) else { return }
+        case .messageUpdated:
+            guard let chat = envelope.chatID else { return }
+            let text = envelope.frameText
             self.afterHeldMessages(of: chat) { $0.enqueue(.chatEvent(chatID: chat, payload: text)) }
-        case "read":
+        case .read:
             // Read positions are frequent in busy chats and say nothing about
             // message order: they pass held messages (flushing them would make
             // every socket read the gap from PostgreSQL).
-            guard let chat = chatID else { return }
+            guard let chat = envelope.chatID else { return }
+            let text = envelope.frameText
             for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatEvent(chatID: chat, payload: text)) }
-        case "typing":
-            guard let chat = chatID, let user = userID else { return }
+        case .typing:
+            guard let chat = envelope.chatID, let user = envelope.userID else { return }
+            let text = envelope.frameText
             for connection in self.hub.connections(inChat: chat) { connection.enqueue(.typing(chatID: chat, userID: user, payload: text)) }
-        case "presence":
-            guard let user = userID, let online = object["online"] as? Bool, let chat = channel.chatIDOfChannel else { return }
+        case .presence:
+            guard let user = envelope.userID, let online = envelope.flag, let chat = envelope.chatID else { return }
+            let text = envelope.frameText
             for connection in self.hub.connections(inChat: chat) { connection.enqueue(.presence(userID: user, online: online, payload: text)) }
-        case "chat_updated":
-            guard let chat = chatID else { return }
+        case .chatUpdated:
+            guard let chat = envelope.chatID else { return }
             self.afterHeldMessages(of: chat) { $0.enqueue(.chatChanged(chat)) }
-        case "member_added":
-            guard let chat = chatID, let user = userID else { return }
-            let since = (object["last_seq"] as? NSNumber)?.int64Value ?? 0
+        case .memberAdded:
+            guard let chat = envelope.chatID, let user = envelope.userID else { return }
+            let since = envelope.seq ?? 0
             self.order.withLock { self.deliver($0.flush(chat: chat), chat: chat) }
             for connection in await self.hub.addChat(chat, forUser: user) { connection.enqueue(.chatAdded(chat, since: since)) }
-        case "member_removed":
-            guard let chat = chatID, let user = userID else { return }
+        case .memberRemoved:
+            guard let chat = envelope.chatID, let user = envelope.userID else { return }
             self.order.withLock { self.deliver($0.flush(chat: chat), chat: chat) }
             for connection in await self.hub.removeChat(chat, forUser: user) { connection.enqueue(.chatRemoved(chat)) }
-        default:
-            break
         }
     }
 
@@ -253,14 +262,6 @@ public final class RealtimeService: Service {
             guard let offline = try? await self.presence.sweep() else { continue }
             for user in offline { await self.presence.announce(user, online: false, logger: self.logger) }
         }
-    }
-}
-
-extension String {
-    /// The chat id of a `chat:{<id>}` channel.
-    var chatIDOfChannel: UUID? {
-        guard self.hasPrefix("chat:{"), self.hasSuffix("}") else { return nil }
-        return UUID(uuidString: String(self.dropFirst(6).dropLast()))
     }
 }
 

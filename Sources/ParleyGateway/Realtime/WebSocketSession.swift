@@ -15,7 +15,6 @@ struct WebSocketSession {
     let realtime: RealtimeService
     let tokens: AccessTokens
     let revocations: SessionRevocations
-    let redis: RedisClient
     let logger: Logger
 
     var limits: RealtimeLimits { self.realtime.limits }
@@ -225,11 +224,7 @@ struct WebSocketSession {
             }
         case .typing(_, let chatID, let active):
             guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
-            // one start and one stop per user per chat per 2 s, shared by all
-            // instances; extra ones are dropped silently
-            let key = "typing:{\(chatID.lowercased)}:\(connection.userID.lowercased):\(active ? 1 : 0)"
-            guard try await self.redis.set(key, to: "1", expireSeconds: 2, onlyIfAbsent: true) else { return }
-            await self.realtime.chats.publisher.publish(.typing(chatID: chatID, userID: connection.userID, active: active), logger: logger)
+            try await self.realtime.chats.typing(chatID: chatID, userID: connection.userID, active: active, logger: logger)
         case .read(_, let chatID, let seq):
             guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
             try await self.realtime.chats.markRead(chatID: chatID, userID: connection.userID, seq: seq, logger: logger)

@@ -1,0 +1,146 @@
+public import Foundation
+public import NIOCore
+
+/// What one Parley process tells the others about a chat change, on the
+/// chat and user channels of Redis pub/sub and in the `events:messages`
+/// stream: a one-line header that routing reads (version, kind, chat, user,
+/// seq, flag), then the client frame, encoded once by the publisher and
+/// passed on byte for byte. A receiver reads the header and never parses
+/// the frame (message bodies are up to 16 KiB).
+///
+///     P1 message 0192…-chat 0192…-sender 42 -\n{"type":"message","message":{…}}
+///
+/// Fields are separated by one space; `-` is an absent field. Decoding is
+/// strict: an unknown version or kind is an `EventEnvelopeError` that a
+/// receiver counts and skips (a newer publisher during a rolling upgrade).
+public struct EventEnvelope: Sendable, Equatable {
+    public static let version = 1
+
+    public enum Kind: String, Sendable, CaseIterable {
+        /// A new message; `seq` is its seq, `userID` its sender.
+        case message
+        /// An edit or deletion; `seq` is the message's seq.
+        case messageUpdated = "message_updated"
+        /// A read position; `userID` read up to `seq`.
+        case read
+        /// `userID` started (`flag` true) or stopped typing.
+        case typing
+        /// `userID` came online (`flag` true) or went offline.
+        case presence
+        /// The chat's title, visibility or members changed (no frame: each member's chat is read again).
+        case chatUpdated = "chat_updated"
+        /// `userID` joined; `seq` is the chat's last seq then (no frame).
+        case memberAdded = "member_added"
+        /// `userID` left or was removed (no frame).
+        case memberRemoved = "member_removed"
+    }
+
+    public var kind: Kind
+    public var chatID: UUID?
+    public var userID: UUID?
+    public var seq: Int64?
+    public var flag: Bool?
+    /// The frame clients receive (JSON), empty for internal kinds.
+    public var frame: ByteBuffer
+
+    public init(_ kind: Kind, chatID: UUID? = nil, userID: UUID? = nil, seq: Int64? = nil, flag: Bool? = nil, frame: ByteBuffer = ByteBuffer()) {
+        self.kind = kind
+        self.chatID = chatID
+        self.userID = userID
+        self.seq = seq
+        self.flag = flag
+        self.frame = frame
+    }
+
+    /// The header line, without the newline.
+    public var header: String {
+        [
+            "P\(Self.version)", self.kind.rawValue, self.chatID?.lowercased ?? "-", self.userID?.lowercased ?? "-",
+            self.seq.map(String.init) ?? "-", self.flag.map { $0 ? "1" : "0" } ?? "-",
+        ].joined(separator: " ")
+    }
+
+    /// Header, newline, frame.
+    public func encoded() -> ByteBuffer {
+        let header = self.header
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(header.utf8.count + 1 + self.frame.readableBytes)
+        buffer.writeString(header)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        var frame = self.frame
+        buffer.writeBuffer(&frame)
+        return buffer
+    }
+
+    /// The frame as text, for a socket.
+    public var frameText: String { String(buffer: self.frame) }
+
+    static let headerLimit = 256
+
+    /// Reads an envelope; the frame is a slice of `buffer`, not a copy.
+    public static func decode(_ buffer: ByteBuffer) throws(EventEnvelopeError) -> EventEnvelope {
+        let view = buffer.readableBytesView
+        guard let newline = view.prefix(Self.headerLimit).firstIndex(of: UInt8(ascii: "\n")) else {
+            throw EventEnvelopeError(view.first == UInt8(ascii: "P") ? .malformedHeader : .notAnEnvelope, "no header line")
+        }
+        let headerLength = newline - view.startIndex
+        var envelope = try Self.decode(header: String(decoding: view.prefix(headerLength), as: UTF8.self))
+        envelope.frame = buffer.getSlice(at: buffer.readerIndex + headerLength + 1, length: buffer.readableBytes - headerLength - 1) ?? ByteBuffer()
+        return envelope
+    }
+
+    /// Reads a header line (as stored alone in a stream entry).
+    public static func decode(header: String) throws(EventEnvelopeError) -> EventEnvelope {
+        let fields = header.split(separator: " ", omittingEmptySubsequences: false)
+        guard let first = fields.first, first.hasPrefix("P") else { throw EventEnvelopeError(.notAnEnvelope, "no P<version>") }
+        guard let version = Int(first.dropFirst()) else { throw EventEnvelopeError(.malformedHeader, "version \(first)") }
+        guard version == Self.version else { throw EventEnvelopeError(.unsupportedVersion, "version \(version)") }
+        guard fields.count == 6 else { throw EventEnvelopeError(.malformedHeader, "\(fields.count) fields") }
+        guard let kind = Kind(rawValue: String(fields[1])) else { throw EventEnvelopeError(.unknownKind, String(fields[1].prefix(40))) }
+        func optional<T>(_ field: Substring, _ name: String, _ parse: (Substring) -> T?) throws(EventEnvelopeError) -> T? {
+            if field == "-" { return nil }
+            guard let value = parse(field) else { throw EventEnvelopeError(.malformedHeader, "\(name) \(field.prefix(40))") }
+            return value
+        }
+        return EventEnvelope(
+            kind,
+            chatID: try optional(fields[2], "chat") { UUID(uuidString: String($0)) },
+            userID: try optional(fields[3], "user") { UUID(uuidString: String($0)) },
+            seq: try optional(fields[4], "seq") { Int64($0) },
+            flag: try optional(fields[5], "flag") { $0 == "1" ? true : $0 == "0" ? false : nil }
+        )
+    }
+}
+
+public struct EventEnvelopeError: Error, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        /// Not an envelope at all.
+        case notAnEnvelope
+        /// An envelope of a version this process does not read.
+        case unsupportedVersion
+        /// A kind this process does not know (a newer publisher).
+        case unknownKind
+        /// A header that does not follow the format.
+        case malformedHeader
+    }
+
+    public let code: Code
+    public let detail: String
+
+    public init(_ code: Code, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public var description: String { "\(self.code.rawValue): \(self.detail)" }
+}
+
+/// The streams chat events are appended to.
+public enum EventStreams {
+    /// New messages, for the mail worker (`EventEnvelope` headers in the
+    /// field `e`), capped near a million entries.
+    public static let messages = "events:messages"
+    public static let messagesMaxLength = 1_000_000
+    /// The field of a stream entry that holds the envelope's header.
+    public static let envelopeField = "e"
+}

@@ -1,0 +1,66 @@
+import Foundation
+import NIOCore
+@testable import ParleyCore
+@testable import ParleyGateway
+import Testing
+
+/// What the publisher puts on each channel: envelopes whose headers say
+/// what receiving gateways route by, around the frames clients receive.
+@Suite struct ChatEventPublisherTests {
+    let chat = UUID()
+    let user = UUID()
+
+    func frame(_ envelope: EventEnvelope) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(envelope.frame.readableBytesView)) as? [String: Any])
+    }
+
+    /// Each delivery as a receiver would read it off the wire.
+    func delivered(_ event: ChatEvent) throws -> [(channel: String, envelope: EventEnvelope)] {
+        try ChatEventPublisher.deliveries(event).map { ($0.0, try EventEnvelope.decode($0.1.encoded())) }
+    }
+
+    @Test func aNewMessageCarriesItsRouteAndTheClientFrame() throws {
+        let message = MessageRecord(
+            id: UUID(), chatID: self.chat, seq: 7, senderID: self.user, clientID: UUID(), body: "hello\nworld", attachments: [],
+            replyToSeq: nil, createdAt: Date(), editedAt: nil, deletedAt: nil
+        )
+        let deliveries = try self.delivered(.messageCreated(message))
+        #expect(deliveries.count == 1)
+        let (channel, envelope) = try #require(deliveries.first)
+        #expect(channel == "chat:{\(self.chat.uuidString.lowercased())}")
+        #expect(envelope.kind == .message && envelope.chatID == self.chat && envelope.seq == 7 && envelope.userID == self.user)
+        let frame = try self.frame(envelope)
+        #expect(frame["type"] as? String == "message")
+        let body = try #require(frame["message"] as? [String: Any])
+        #expect(body["seq"] as? Int == 7 && body["body"] as? String == "hello\nworld" && body["chat_id"] as? String == self.chat.uuidString.lowercased())
+
+        var deleted = message
+        deleted.deletedAt = Date()
+        let update = try #require(try self.delivered(.messageUpdated(deleted)).first?.envelope)
+        #expect(update.kind == .messageUpdated && update.seq == 7)
+        #expect(try self.frame(update)["type"] as? String == "message_updated")
+    }
+
+    @Test func membershipChangesGoToTheUserAndTheChat() throws {
+        let added = try self.delivered(.memberAdded(chatID: self.chat, userID: self.user, lastSeq: 12))
+        #expect(added.map(\.channel) == ["user:{\(self.user.uuidString.lowercased())}", "chat:{\(self.chat.uuidString.lowercased())}"])
+        #expect(added[0].envelope == EventEnvelope(.memberAdded, chatID: self.chat, userID: self.user, seq: 12))
+        #expect(added[1].envelope == EventEnvelope(.chatUpdated, chatID: self.chat))
+        let removed = try self.delivered(.memberRemoved(chatID: self.chat, userID: self.user))
+        #expect(removed[0].envelope == EventEnvelope(.memberRemoved, chatID: self.chat, userID: self.user))
+    }
+
+    @Test func readsTypingAndPresenceCarryTheirFieldsInTheHeader() throws {
+        let read = try #require(try self.delivered(.read(chatID: self.chat, userID: self.user, seq: 3)).first?.envelope)
+        #expect(read.kind == .read && read.seq == 3 && read.userID == self.user)
+        #expect(try self.frame(read)["seq"] as? Int == 3)
+        let typing = try #require(try self.delivered(.typing(chatID: self.chat, userID: self.user, active: false)).first?.envelope)
+        #expect(typing.kind == .typing && typing.flag == false)
+        #expect(try self.frame(typing)["active"] as? Bool == false)
+        let other = UUID()
+        let presence = try self.delivered(.presence(userID: self.user, online: true, chatIDs: [self.chat, other]))
+        #expect(presence.map(\.envelope.chatID) == [self.chat, other], "one per chat, each naming its chat")
+        #expect(presence.allSatisfy { $0.envelope.kind == .presence && $0.envelope.flag == true && $0.envelope.userID == self.user })
+        #expect(try self.frame(presence[0].envelope)["online"] as? Bool == true)
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+import HiredisNIO
+import NIOCore
+import ParleyCore
+@testable import ParleyMailer
+import Testing
+
+/// The mail worker reads new messages from `events:messages` entries: the
+/// envelope header gateways append, and the fields of the previous version
+/// (entries still pending during an upgrade).
+@Suite struct DigestEventTests {
+    func entry(_ fields: [String: String]) -> RedisStreamEntry {
+        RedisStreamEntry(id: "1-0", fields: fields.mapValues { ByteBuffer(string: $0) })
+    }
+
+    @Test func newMessagesAreReadFromBothFormats() {
+        let (chat, sender) = (UUID(), UUID())
+        let header = EventEnvelope(.message, chatID: chat, userID: sender, seq: 5).header
+        let current = DigestWorker.newMessage(self.entry([EventStreams.envelopeField: header]))
+        #expect(current?.chat == chat && current?.seq == 5 && current?.sender == sender)
+        let legacy = DigestWorker.newMessage(self.entry([
+            "type": "message.created", "chat_id": chat.uuidString.lowercased(), "seq": "6", "sender_id": sender.uuidString.lowercased(),
+        ]))
+        #expect(legacy?.chat == chat && legacy?.seq == 6 && legacy?.sender == sender)
+    }
+
+    @Test func anythingElseIsSkipped() {
+        for fields in [
+            [EventStreams.envelopeField: EventEnvelope(.read, chatID: UUID(), userID: UUID(), seq: 1).header],
+            [EventStreams.envelopeField: "P1 message - - 1 -"],  // no chat or sender
+            [EventStreams.envelopeField: "P9 message - - 1 -"],
+            ["type": "message.updated", "chat_id": UUID().uuidString, "seq": "1", "sender_id": UUID().uuidString],
+            [:],
+        ] {
+            #expect(DigestWorker.newMessage(self.entry(fields)) == nil, "\(fields)")
+        }
+    }
+}
