@@ -78,6 +78,8 @@ public struct EventEnvelope: Sendable, Equatable {
     static let headerLimit = 256
 
     /// Reads an envelope; the frame is a slice of `buffer`, not a copy.
+    /// (`RealtimeService` also reads the JSON events of the version before
+    /// envelopes, which this does not: see `legacy(_:)`.)
     public static func decode(_ buffer: ByteBuffer) throws(EventEnvelopeError) -> EventEnvelope {
         let view = buffer.readableBytesView
         guard let newline = view.prefix(Self.headerLimit).firstIndex(of: UInt8(ascii: "\n")) else {
@@ -106,9 +108,52 @@ public struct EventEnvelope: Sendable, Equatable {
             kind,
             chatID: try optional(fields[2], "chat") { UUID(uuidString: String($0)) },
             userID: try optional(fields[3], "user") { UUID(uuidString: String($0)) },
-            seq: try optional(fields[4], "seq") { Int64($0) },
+            // 0 ..< Int64.max: a seq is never negative, and its successor must exist
+            seq: try optional(fields[4], "seq") { Int64($0).flatMap { $0 >= 0 && $0 < Int64.max ? $0 : nil } },
             flag: try optional(fields[5], "flag") { $0 == "1" ? true : $0 == "0" ? false : nil }
         )
+    }
+}
+
+extension EventEnvelope {
+    /// The JSON event a gateway of the version before envelopes published
+    /// (the client frame itself, with internal types for membership), as an
+    /// envelope: during a rolling upgrade, new gateways still route what old
+    /// ones publish. Nil for anything else. Remove once no such gateway runs.
+    public static func legacy(_ payload: ByteBuffer, channelChatID: UUID?) -> EventEnvelope? {
+        guard payload.readableBytesView.first == UInt8(ascii: "{"),
+            let object = try? JSONSerialization.jsonObject(with: Data(payload.readableBytesView)) as? [String: Any],
+            let type = object["type"] as? String
+        else { return nil }
+        func uuid(_ value: Any?) -> UUID? { (value as? String).flatMap(UUID.init(uuidString:)) }
+        func seq(_ value: Any?) -> Int64? { (value as? NSNumber).map(\.int64Value).flatMap { $0 >= 0 && $0 < Int64.max ? $0 : nil } }
+        let message = object["message"] as? [String: Any]
+        let chat = uuid(object["chat_id"]), user = uuid(object["user_id"])
+        switch type {
+        case "message", "message_updated":
+            guard let message, let chatID = uuid(message["chat_id"]), let messageSeq = seq(message["seq"]) else { return nil }
+            return EventEnvelope(type == "message" ? .message : .messageUpdated, chatID: chatID, userID: uuid(message["sender_id"]), seq: messageSeq, frame: payload)
+        case "read":
+            guard let chat, let user, let readSeq = seq(object["seq"]) else { return nil }
+            return EventEnvelope(.read, chatID: chat, userID: user, seq: readSeq, frame: payload)
+        case "typing":
+            guard let chat, let user, let active = object["active"] as? Bool else { return nil }
+            return EventEnvelope(.typing, chatID: chat, userID: user, flag: active, frame: payload)
+        case "presence":
+            guard let channelChatID, let user, let online = object["online"] as? Bool else { return nil }
+            return EventEnvelope(.presence, chatID: channelChatID, userID: user, flag: online, frame: payload)
+        case "chat_updated":
+            guard let chat else { return nil }
+            return EventEnvelope(.chatUpdated, chatID: chat)
+        case "member_added":
+            guard let chat, let user else { return nil }
+            return EventEnvelope(.memberAdded, chatID: chat, userID: user, seq: seq(object["last_seq"]) ?? 0)
+        case "member_removed":
+            guard let chat, let user else { return nil }
+            return EventEnvelope(.memberRemoved, chatID: chat, userID: user)
+        default:
+            return nil
+        }
     }
 }
 
@@ -143,4 +188,12 @@ public enum EventStreams {
     public static let messagesMaxLength = 1_000_000
     /// The field of a stream entry that holds the envelope's header.
     public static let envelopeField = "e"
+
+    /// The fields a mail worker of the version before envelopes reads, written
+    /// beside `e` so that gateways can be upgraded before the mailers.
+    /// Remove once no such mailer runs.
+    public static func legacyFields(of envelope: EventEnvelope) -> [(String, String)] {
+        guard envelope.kind == .message, let chat = envelope.chatID, let seq = envelope.seq, let sender = envelope.userID else { return [] }
+        return [("type", "message.created"), ("chat_id", chat.lowercased), ("seq", String(seq)), ("sender_id", sender.lowercased)]
+    }
 }

@@ -29,6 +29,8 @@ public final class DigestWorker: Service {
     let transport: any MailTransport
     let logger: Logger
     let sent = Counter(label: "parley_mails_sent_total", dimensions: [("kind", "digest")])
+    /// Stream entries skipped because their envelope could not be read.
+    let undecodable = Counter(label: "parley_events_undecodable_total")
 
     public init(configuration: MailerConfiguration, redis: RedisClient, postgres: PostgresClient, transport: any MailTransport, logger: Logger) {
         self.configuration = configuration
@@ -77,11 +79,12 @@ public final class DigestWorker: Service {
     /// `EventEnvelope` header in the field `e`, or (entries a gateway of
     /// the previous version appended) the fields `type`, `chat_id`, `seq`
     /// and `sender_id`. Anything else: nil.
-    static func newMessage(_ entry: RedisStreamEntry) -> (chat: UUID, seq: Int64, sender: UUID)? {
+    /// A header that cannot be read throws (a newer gateway during an
+    /// upgrade): the caller counts it.
+    static func newMessage(_ entry: RedisStreamEntry) throws(EventEnvelopeError) -> (chat: UUID, seq: Int64, sender: UUID)? {
         if let header = entry[EventStreams.envelopeField] {
-            guard let envelope = try? EventEnvelope.decode(header: header), envelope.kind == .message,
-                let chat = envelope.chatID, let seq = envelope.seq, let sender = envelope.userID
-            else { return nil }
+            let envelope = try EventEnvelope.decode(header: header)
+            guard envelope.kind == .message, let chat = envelope.chatID, let seq = envelope.seq, let sender = envelope.userID else { return nil }
             return (chat, seq, sender)
         }
         guard entry["type"] == "message.created", let chat = entry["chat_id"].flatMap(UUID.init(uuidString:)),
@@ -97,7 +100,16 @@ public final class DigestWorker: Service {
     func schedule(_ entries: [RedisStreamEntry]) async throws {
         var chats: [UUID] = [], seqs: [Int64] = [], senders: [UUID] = []
         for entry in entries {
-            guard let (chatID, seq, senderID) = Self.newMessage(entry) else { continue }
+            let found: (chat: UUID, seq: Int64, sender: UUID)?
+            do {
+                found = try Self.newMessage(entry)
+            } catch {
+                // acknowledged with the rest: a digest is a reminder, and a newer mailer reads it
+                self.undecodable.increment()
+                self.logger.warning("skipped a stream entry this mailer cannot read", metadata: ["entry.id": "\(entry.id)", "error": "\(error)"])
+                continue
+            }
+            guard let (chatID, seq, senderID) = found else { continue }
             chats.append(chatID)
             seqs.append(seq)
             senders.append(senderID)

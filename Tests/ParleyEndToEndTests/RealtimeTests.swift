@@ -1,4 +1,6 @@
 import Foundation
+import HiredisNIO
+import NIOCore
 import ParleyTestSupport
 import Testing
 
@@ -60,5 +62,26 @@ import Testing
             #expect(!socket.allFrames.contains { $0["type"] as? String == "typing" && $0["user_id"] as? String == b.id && socket === b1 })
         }
         for socket in [a1, a2, b1, c1] { await socket.close() }
+    }
+
+    /// During a rolling upgrade, gateways of the previous version publish
+    /// their events as JSON, not envelopes: a gateway still routes them.
+    @Test func eventsOfThePreviousVersionAreStillRouted() async throws {
+        let (g1, _) = try await twoGateways()
+        let a = try await E2EUser.register(on: g1, name: "Old")
+        let b = try await E2EUser.register(on: g1, name: "New")
+        let group = try await a.group(on: g1, members: [b])
+        let b1 = try await b.connect(g1)
+        let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        let channel = "chat:{\(group)}"
+        // what an old gateway published after storing message 1, and its typing event
+        let message = #"{"message":{"attachments":[],"body":"from an old gateway","chat_id":"\#(group)","client_id":"\#(UUID().uuidString.lowercased())","created_at":"2026-12-01T10:00:00.000Z","deleted":false,"edited_at":null,"id":"\#(UUID().uuidString.lowercased())","reply_to_seq":null,"sender_id":"\#(a.id)","seq":1},"type":"message"}"#
+        try await redis.publish(channel, .string(message))
+        let event = try await b1.next("message")
+        #expect(event.messageSeq == 1)
+        #expect((event["message"] as? [String: Any])?["body"] as? String == "from an old gateway")
+        try await redis.publish(channel, .string(#"{"type":"typing","chat_id":"\#(group)","user_id":"\#(a.id)","active":true}"#))
+        #expect(try await b1.next("typing")["user_id"] as? String == a.id)
+        await b1.close()
     }
 }

@@ -13,26 +13,34 @@ import Testing
         RedisStreamEntry(id: "1-0", fields: fields.mapValues { ByteBuffer(string: $0) })
     }
 
-    @Test func newMessagesAreReadFromBothFormats() {
+    @Test func newMessagesAreReadFromBothFormats() throws {
         let (chat, sender) = (UUID(), UUID())
         let header = EventEnvelope(.message, chatID: chat, userID: sender, seq: 5).header
-        let current = DigestWorker.newMessage(self.entry([EventStreams.envelopeField: header]))
+        let current = try DigestWorker.newMessage(self.entry([EventStreams.envelopeField: header]))
         #expect(current?.chat == chat && current?.seq == 5 && current?.sender == sender)
-        let legacy = DigestWorker.newMessage(self.entry([
+        let legacy = try DigestWorker.newMessage(self.entry([
             "type": "message.created", "chat_id": chat.uuidString.lowercased(), "seq": "6", "sender_id": sender.uuidString.lowercased(),
         ]))
         #expect(legacy?.chat == chat && legacy?.seq == 6 && legacy?.sender == sender)
+        // what gateways append now: both, and the envelope wins
+        let both = try DigestWorker.newMessage(self.entry([
+            EventStreams.envelopeField: header, "type": "message.created", "chat_id": UUID().uuidString, "seq": "99", "sender_id": UUID().uuidString,
+        ]))
+        #expect(both?.seq == 5 && both?.chat == chat)
     }
 
-    @Test func anythingElseIsSkipped() {
+    @Test func anEnvelopeOfAnotherVersionIsAnErrorToCount() {
+        #expect(throws: EventEnvelopeError.self) { try DigestWorker.newMessage(self.entry([EventStreams.envelopeField: "P9 message - - 1 -"])) }
+    }
+
+    @Test func anythingElseIsSkipped() throws {
         for fields in [
             [EventStreams.envelopeField: EventEnvelope(.read, chatID: UUID(), userID: UUID(), seq: 1).header],
             [EventStreams.envelopeField: "P1 message - - 1 -"],  // no chat or sender
-            [EventStreams.envelopeField: "P9 message - - 1 -"],
             ["type": "message.updated", "chat_id": UUID().uuidString, "seq": "1", "sender_id": UUID().uuidString],
             [:],
         ] {
-            #expect(DigestWorker.newMessage(self.entry(fields)) == nil, "\(fields)")
+            #expect(try DigestWorker.newMessage(self.entry(fields)) == nil, "\(fields)")
         }
     }
 }

@@ -30,7 +30,9 @@ public enum ChatEvent: Sendable {
 /// client events"), encoded once here and forwarded without re-encoding or
 /// parsing. Membership changes carry no frame (`member_added`,
 /// `member_removed`, `chat_updated`): gateways turn them into per-user
-/// `chat`/`chat_removed` events. Stream entries hold the header alone.
+/// `chat`/`chat_removed` events. Stream entries hold the header alone (in
+/// the field `e`), and for one release also the fields the mailers of the
+/// previous version read.
 public struct ChatEventPublisher: Sendable {
     public static let messageStream = EventStreams.messages
     let redis: RedisClient
@@ -71,8 +73,9 @@ public struct ChatEventPublisher: Sendable {
                 commands.append(.publish(channel, .bytes(payload)))
             }
             if case .messageCreated(let message) = event {
-                let header = EventEnvelope(.message, chatID: message.chatID, userID: message.senderID, seq: message.seq).header
-                commands.append(.xadd(Self.messageStream, maxLength: EventStreams.messagesMaxLength, fields: [(EventStreams.envelopeField, .string(header))]))
+                let entry = EventEnvelope(.message, chatID: message.chatID, userID: message.senderID, seq: message.seq)
+                let fields = [(EventStreams.envelopeField, entry.header)] + EventStreams.legacyFields(of: entry)
+                commands.append(.xadd(Self.messageStream, maxLength: EventStreams.messagesMaxLength, fields: fields.map { ($0.0, .string($0.1)) }))
             }
         }
         guard !commands.isEmpty else { return }

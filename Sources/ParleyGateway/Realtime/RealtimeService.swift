@@ -129,10 +129,15 @@ public final class RealtimeService: Service {
         do {
             envelope = try EventEnvelope.decode(payload)
         } catch {
-            // a newer publisher during a rolling upgrade, or not ours: its clients catch up from PostgreSQL
-            self.undecodable.increment()
-            self.logger.debug("skipped an event this gateway cannot read", metadata: ["channel": "\(channel)", "error": "\(error)"])
-            return
+            if error.code == .notAnEnvelope, let legacy = EventEnvelope.legacy(payload, channelChatID: channel.chatIDOfChannel) {
+                // a gateway of the previous version, during a rolling upgrade
+                envelope = legacy
+            } else {
+                // a newer publisher during a rolling upgrade, or not ours
+                self.undecodable.increment()
+                self.logger.debug("skipped an event this gateway cannot read", metadata: ["channel": "\(channel)", "error": "\(error)"])
+                return
+            }
         }
         switch envelope.kind {
         case .message:
@@ -262,6 +267,15 @@ public final class RealtimeService: Service {
             guard let offline = try? await self.presence.sweep() else { continue }
             for user in offline { await self.presence.announce(user, online: false, logger: self.logger) }
         }
+    }
+}
+
+extension String {
+    /// The chat id of a `chat:{<id>}` channel (for the JSON events of the
+    /// previous version, whose presence events did not name the chat).
+    var chatIDOfChannel: UUID? {
+        guard self.hasPrefix("chat:{"), self.hasSuffix("}") else { return nil }
+        return UUID(uuidString: String(self.dropFirst(6).dropLast()))
     }
 }
 
