@@ -119,6 +119,8 @@ let package = Package(
                 "ParleyCore",
                 "HiredisNIO",
                 "CCurlSMTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,13 +1,11 @@
 import ArgumentParser
 import Foundation
 import HiredisNIO
-import Hummingbird
 import Metrics
 import Prometheus
 import Logging
 import ParleyCore
 import ParleyMailer
-import PostgresNIO
 import ServiceLifecycle
 import UnixSignals
 
@@ -39,32 +37,14 @@ struct MailerCommand: AsyncParsableCommand {
                 registry = PrometheusCollectorRegistry()
                 MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry!))
             }
-            let redis = RedisClient(configuration: configuration.redis, logger: logger)
             if self.replayDead {
+                let redis = RedisClient(configuration: configuration.redis, logger: logger)
                 let moved = try await MailWorker.replayDead(redis: redis)
                 logger.info("dead-lettered mails moved back to the mail stream", metadata: ["mail.count": "\(moved)"])
                 await redis.shutdown()
                 return
             }
-            let transport: any MailTransport
-            if let smtp = configuration.smtpURL {
-                transport = CurlSMTPTransport(url: smtp, envelopeFrom: configuration.from.email, requireTLS: configuration.smtpRequiresTLS)
-                if !configuration.smtpRequiresTLS { logger.warning("PARLEY_SMTP_URL is smtp+insecure://: mails and any SMTP credentials go over the network in plaintext") }
-            } else {
-                let outbox = try OutboxTransport(directory: configuration.outbox!)
-                logger.notice("PARLEY_SMTP_URL is not set: mails are written as .eml files into \(configuration.outbox!.path)")
-                transport = outbox
-            }
-            let postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
-            let worker = MailWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger)
-            let digests = DigestWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger)
-            var services: [any Service] = [postgres, redis, worker, digests]
-            if let registry {
-                let router = Router()
-                router.get("/metrics") { _, _ in String(decoding: registry.emitToBuffer(), as: UTF8.self) }
-                router.get("/healthz") { _, _ in "ok" }
-                services.append(Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "parley-mailer"), logger: logger))
-            }
+            let services = try buildMailer(configuration, metrics: registry.map { (port, $0) }, logger: logger)
             let group = ServiceGroup(
                 configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             )

@@ -1,0 +1,45 @@
+import Foundation
+public import HiredisNIO
+import Hummingbird
+public import Logging
+import ParleyCore
+import PostgresNIO
+public import Prometheus
+public import ServiceLifecycle
+
+/// The services of one mail worker (`parley mailer`), beside the gateway's
+/// `buildApplication`: PostgreSQL and Redis clients, the code-mail and
+/// digest workers on one transport (SMTP, or an outbox folder in
+/// development), and, with `metrics`, `/metrics` and `/healthz` on
+/// 127.0.0.1:`metrics.port`. Run them in one ServiceGroup.
+public func buildMailer(
+    _ configuration: MailerConfiguration,
+    metrics: (port: Int, registry: PrometheusCollectorRegistry)? = nil,
+    logger: Logger
+) throws -> [any Service] {
+    let transport: any MailTransport
+    if let smtp = configuration.smtpURL {
+        transport = CurlSMTPTransport(url: smtp, envelopeFrom: configuration.from.email, requireTLS: configuration.smtpRequiresTLS)
+        if !configuration.smtpRequiresTLS { logger.warning("PARLEY_SMTP_URL is smtp+insecure://: mails and any SMTP credentials go over the network in plaintext") }
+    } else if let outbox = configuration.outbox {
+        transport = try OutboxTransport(directory: outbox)
+        logger.notice("PARLEY_SMTP_URL is not set: mails are written as .eml files into \(outbox.path)")
+    } else {
+        // MailerConfiguration.load refuses this already; a configuration built in code may not
+        throw ConfigurationError("PARLEY_SMTP_URL", "missing (set it, or PARLEY_MAIL_OUTBOX to write .eml files instead)")
+    }
+    let redis = RedisClient(configuration: configuration.redis, logger: logger)
+    let postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+    var services: [any Service] = [
+        postgres, redis,
+        MailWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger),
+        DigestWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger),
+    ]
+    if let metrics {
+        let router = Router()
+        router.get("/metrics") { _, _ in String(decoding: metrics.registry.emitToBuffer(), as: UTF8.self) }
+        router.get("/healthz") { _, _ in "ok" }
+        services.append(Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: metrics.port), serverName: "parley-mailer"), logger: logger))
+    }
+    return services
+}
