@@ -1,4 +1,4 @@
-# Shared by scripts/run, scripts/test and scripts/bench. Source it; do not run it.
+# Shared by scripts/run, test, bench, check_api and check_web. Source it; do not run it.
 # Private PostgreSQL and Redis servers under .local/, on loopback only.
 
 set -euo pipefail

@@ -9,8 +9,9 @@ reconnect, once each and in order. A third user signs in with an emailed
 code (the mailer writes it to an outbox folder). Screenshots of the pages
 are saved under .local/web-test/.
 
-Run by scripts/check_web (scripts/test), which sets PARLEY_BIN,
-PARLEY_TEST_DATABASE_URL, PARLEY_TEST_REDIS_URL and WEB_TEST_DIR.
+Run by scripts/check_web, which sets WEB_TEST_DIR, WEB_TEST_ARTIFACTS,
+WEB_TEST_CHROMIUM and WEB_TEST_CHROMEDRIVER; PARLEY_BIN,
+PARLEY_TEST_DATABASE_URL and PARLEY_TEST_REDIS_URL come from scripts/test.
 """
 
 import email
@@ -174,7 +175,7 @@ def register(driver, gateway, email_address, name, password):
     find(driver, "#auth-password").send_keys(password)
     find(driver, "#auth-submit").click()
     wait(driver, lambda d: d.find_elements(By.ID, "me-name") and find(d, "#me-name").text == name, "the signed-in page")
-    wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "open", "the live connection")
+    wait_connected(driver, "the live connection")
 
 
 def session(driver):
@@ -191,6 +192,10 @@ def api(gateway, method, path, token, body):
         request.add_header("Authorization", "Bearer " + token)
     with urllib.request.urlopen(request, timeout=10) as answer:
         return answer.status
+
+
+def wait_connected(driver, what):
+    wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "open", what)
 
 
 def send(driver, text):
@@ -232,13 +237,13 @@ def main():
     os.makedirs(ARTIFACTS, exist_ok=True)
     outbox = os.path.join(WORK, "outbox")
     g1, g2 = Gateway(1), Gateway(2)
-    g1.start()
-    g2.start()
-    mailer = start_mailer(outbox)
-    alice = bob = carol = None
+    mailer = alice = bob = carol = None
     run = secrets.token_hex(3)
     password = "plum orchard sailing " + run
     try:
+        g1.start()
+        g2.start()
+        mailer = start_mailer(outbox)
         alice, bob = browser("alice"), browser("bob")
         step(f"two users register in two browsers, on gateways :{g1.port} and :{g2.port}")
         register(alice, g1, f"alice-{run}@example.test", f"Alice {run}", password)
@@ -288,7 +293,7 @@ def main():
         step("Bob reloads the page: the session and the history are there")
         bob.refresh()
         wait(bob, lambda d: delivered(d, "Hello Bob, this is Alice") and delivered(d, "Hi Alice") and d.execute_script(image_loaded), "the history after a reload")
-        wait(bob, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "open", "the live connection after a reload")
+        wait_connected(bob, "the live connection after a reload")
 
         step("Bob's gateway stops; messages are sent both ways meanwhile, and Bob is added to a group")
         bob_id = session(bob)["user"]["id"]
@@ -310,7 +315,7 @@ def main():
 
         step("Bob's gateway starts again: everything arrives once, in order")
         g2.start()
-        wait(bob, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "open", "Bob's page reconnected")
+        wait_connected(bob, "Bob's page reconnected")
         wait(bob, lambda d: delivered(d, "Sent while your gateway was down") and delivered(d, "Backlog 40") and delivered(d, "Written while offline") and not d.find_elements(By.CSS_SELECTOR, "#messages article.pending"), "everything at Bob")
         wait(bob, lambda d: any(f"Offline group {run}" in t for t in texts(d, "#chat-list .chat-title")), "the group Bob was added to while offline")
         wait(alice, lambda d: delivered(d, "Written while offline"), "Bob's offline message at Alice")
@@ -347,7 +352,7 @@ def main():
         bob.execute_script("const s = JSON.parse(sessionStorage.getItem('parley.session')); s.expires_at = Date.now() + 61000; sessionStorage.setItem('parley.session', JSON.stringify(s))")
         bob.refresh()
         wait(bob, lambda d: session(d)["access_token"] != before and session(d)["expires_at"] > time.time() * 1000 + 600_000, "a new access token")
-        wait(bob, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connection") == "open", "the live connection")
+        wait_connected(bob, "the live connection")
         send(bob, "After the refresh")
         wait(alice, lambda d: delivered(d, "After the refresh"), "Bob's message after his refresh")
 
@@ -416,18 +421,20 @@ def main():
             driver.execute_script("console.warn('parley-probe')")  # proves the log is read at all
             messages = [entry["message"] for entry in driver.get_log("browser")]
             assert any("parley-probe" in m for m in messages), f"{driver.label}: the browser log is not captured"
-            shown = [m for m in messages if "parley:" in m]
-            assert not shown, f"{driver.label} showed errors: {shown}"
+            shown = [m for m in messages if "parley:" in m or "Uncaught" in m]
+            assert not shown, f"{driver.label} showed errors or threw: {shown}"
 
         print(f"  web test: passed; screenshots in {ARTIFACTS}", file=sys.stderr)
     finally:
         for driver in (alice, bob, carol):
             if driver:
                 driver.quit()
-        mailer.send_signal(signal.SIGTERM)
+        if mailer:
+            mailer.send_signal(signal.SIGTERM)
         g1.stop()
         g2.stop()
-        mailer.wait(10)
+        if mailer:
+            mailer.wait(10)
 
 
 if __name__ == "__main__":

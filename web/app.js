@@ -105,11 +105,9 @@ function resetState() {
     replyTo: null,
     editing: null,
     staged: [], // uploaded attachments for the next send
-    typingSent: 0,
+    typingSent: 0, // when the last start went out (0: not typing)
     typingFrameAt: 0,
-    typingActive: false,
     typingTimer: null,
-    connection: "stopped",
   });
 }
 resetState();
@@ -258,7 +256,7 @@ async function enterApp() {
   live = new Live(api, {
     resume: resumePositions,
     onFrame: handleFrame,
-    onState: (connection, attempt) => { state.connection = connection; renderBanner(attempt); },
+    onState: renderBanner,
     onReady: () => {
       // whatever was not acknowledged goes again, with the same client_id
       // (the server answers a repeat with the original message), paced
@@ -658,15 +656,13 @@ function typingChanged(chatID, text) {
   if (!text) return stopTyping(chatID);
   if (Date.now() - state.typingSent > 2500 && typingFrame(chatID, true)) {
     state.typingSent = Date.now();
-    state.typingActive = true;
   }
   state.typingTimer = setTimeout(() => stopTyping(chatID), 4000);
 }
 
 function stopTyping(chatID) {
   clearTimeout(state.typingTimer);
-  if (state.typingActive) typingFrame(chatID, false);
-  state.typingActive = false;
+  if (state.typingSent > 0) typingFrame(chatID, false);
   state.typingSent = 0;
 }
 
@@ -782,20 +778,20 @@ let bannerTimer = null;
 
 /** "Reconnecting…" once the connection has been down for a moment (a
  * reconnect that takes a blink, as after a token expiry, shows nothing). */
-function renderBanner(attempt) {
+function renderBanner(connection, attempt) {
   if (!state.me) return;
-  document.body.dataset.connection = state.connection;
+  document.body.dataset.connection = connection;
   clearTimeout(bannerTimer);
-  if (state.connection === "open" || state.connection === "stopped") {
+  if (connection === "open" || connection === "stopped") {
     banner.hidden = true;
     banner.textContent = "";
     return;
   }
   bannerTimer = setTimeout(() => {
-    if (state.connection === "open" || state.connection === "stopped") return;
+    if (live?.state !== connection) return; // it changed meanwhile
     banner.hidden = false;
-    banner.className = state.connection === "reconnecting" ? "banner warn" : "banner";
-    banner.textContent = state.connection === "connecting" ? "Connecting…" : attempt > 1 ? `Reconnecting… (attempt ${attempt})` : "Reconnecting…";
+    banner.className = connection === "reconnecting" ? "banner warn" : "banner";
+    banner.textContent = connection === "connecting" ? "Connecting…" : attempt > 1 ? `Reconnecting… (attempt ${attempt})` : "Reconnecting…";
   }, 800);
 }
 

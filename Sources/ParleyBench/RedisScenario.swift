@@ -91,7 +91,7 @@ public struct RedisScenario: Sendable {
             [
                 "test": result.test.rawValue, "requests": result.requests, "pipeline": result.pipeline, "depth": result.depth,
                 "median_ops_per_s": result.medianOpsPerSecond, "runs_ops_per_s": result.runsOpsPerSecond,
-                "max_event_loop_lag_ms": Double(result.maxEventLoopLag.components.attoseconds) / 1e15 + Double(result.maxEventLoopLag.components.seconds) * 1000,
+                "max_event_loop_lag_ms": result.maxEventLoopLag.seconds * 1000,
             ]
         }
         return try JSONSerialization.data(withJSONObject: ["redis": objects], options: [.prettyPrinted, .sortedKeys])
@@ -121,8 +121,7 @@ public struct RedisScenario: Sendable {
         }
         let elapsed = clock.now - start
         let lag = lagProbe.stop()
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return (Double(batches * self.pipeline) / seconds, lag)
+        return (Double(batches * self.pipeline) / elapsed.seconds, lag)
     }
 }
 

@@ -39,14 +39,10 @@ public struct WebClientController: Sendable {
     public func addRoutes(to router: Router<some RequestContext>) {
         router.get("/") { request, _ in Self.response(Self.served["index.html"]!, request: request) }
         router.get("/app/config.json") { _, _ in
-            var headers = HTTPFields()
-            headers[.contentType] = "application/json"
-            headers[.cacheControl] = "no-store"
-            headers[.xContentTypeOptions] = "nosniff"
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .withoutEscapingSlashes
-            let config = ClientConfig(environment: self.environment.rawValue, mailHint: self.mailHint)
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(config))))
+            var response = try Response.json(ClientConfig(environment: self.environment.rawValue, mailHint: self.mailHint))
+            response.headers[.cacheControl] = "no-store"
+            response.headers[.xContentTypeOptions] = "nosniff"
+            return response
         }
         router.get("/app/:file") { request, context in
             guard let name = context.parameters.get("file"), name != "index.html", let file = Self.served[name] else {

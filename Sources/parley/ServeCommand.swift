@@ -63,14 +63,13 @@ struct ServeCommand: AsyncParsableCommand {
     /// A listener could not bind: the one line names the setting whose port
     /// is taken (both, when it cannot tell).
     static func portInUse(_ configuration: GatewayConfiguration) -> ConfigurationError {
-        var taken: [String] = []
-        if !canBind(configuration.host, configuration.port) { taken.append("PARLEY_HTTP_PORT") }
-        if let port = configuration.metricsPort, !canBind(configuration.metricsHost, port) { taken.append("PARLEY_METRICS_PORT") }
-        if taken.count == 1 {
-            let (host, port) = taken[0] == "PARLEY_HTTP_PORT" ? (configuration.host, configuration.port) : (configuration.metricsHost, configuration.metricsPort ?? 0)
-            return ConfigurationError(taken[0], "\(host):\(port) is already in use (another process listens there; choose another port)")
+        var listeners = [("PARLEY_HTTP_PORT", configuration.host, configuration.port)]
+        if let port = configuration.metricsPort { listeners.append(("PARLEY_METRICS_PORT", configuration.metricsHost, port)) }
+        let taken = listeners.filter { !canBind($0.1, $0.2) }
+        if taken.count == 1, let (setting, host, port) = taken.first {
+            return ConfigurationError(setting, "\(host):\(port) is already in use (another process listens there; choose another port)")
         }
-        return ConfigurationError("PARLEY_HTTP_PORT", "a port is already in use: \(configuration.host):\(configuration.port), or PARLEY_METRICS_PORT \(configuration.metricsHost):\(configuration.metricsPort.map(String.init) ?? "off")")
+        return ConfigurationError("PARLEY_HTTP_PORT", "a port is already in use: " + listeners.map { "\($0.0) \($0.1):\($0.2)" }.joined(separator: " or "))
     }
 
     /// Whether a listener could bind host:port now (as NIO's servers do, with SO_REUSEADDR).

@@ -126,21 +126,10 @@ import Testing
     }
 }
 
-struct TimedOut: Error {}
 
 /// Lets a child task advance an iterator owned by the test.
 final class IteratorBox: @unchecked Sendable {
     var iterator: AsyncStream<RedisSubscriberEvent>.Iterator
     init(_ iterator: AsyncStream<RedisSubscriberEvent>.Iterator) { self.iterator = iterator }
     func next() async -> RedisSubscriberEvent? { await self.iterator.next() }
-}
-
-/// Polls `condition` until it holds, failing after `timeout`.
-func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () async -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    throw TimedOut()
 }

@@ -60,8 +60,7 @@ import Testing
         )
         try holder.start()
         defer { holder.signal(SIGKILL) }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !holder.outputText.contains("listening") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await eventually { holder.outputText.contains("listening") }
         for (setting, settings) in [
             ("PARLEY_HTTP_PORT", ["PARLEY_HTTP_PORT": "\(port)"]),
             ("PARLEY_METRICS_PORT", ["PARLEY_HTTP_PORT": "\(try TestEnvironment.freePort())", "PARLEY_METRICS_PORT": "\(port)"]),

@@ -82,6 +82,15 @@ import Testing
         #expect((event["message"] as? [String: Any])?["body"] as? String == "from an old gateway")
         try await redis.publish(channel, .string(#"{"type":"typing","chat_id":"\#(group)","user_id":"\#(a.id)","active":true}"#))
         #expect(try await b1.next("typing")["user_id"] as? String == a.id)
+        // an envelope of a newer version is counted and skipped; the socket stays up
+        try await redis.publish(channel, .string("P2 message \(group) \(a.id) 2 -\n{\"type\":\"message\"}"))
+        try await eventually {
+            let metrics = String(decoding: try await HTTP.get("\(g1.operationsURL)/metrics").body, as: UTF8.self)
+            return metrics.contains("parley_events_undecodable_total 1")
+        }
+        try await b1.send(["type": "ping", "ref": "after"])
+        #expect(try await b1.next("pong")["ref"] as? String == "after")
+        #expect(!b1.allFrames.contains { $0.messageSeq == 2 }, "nothing was made of it")
         await b1.close()
     }
 }

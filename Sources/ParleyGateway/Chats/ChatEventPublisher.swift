@@ -71,11 +71,11 @@ public struct ChatEventPublisher: Sendable {
                 let payload = envelope.encoded()
                 deliveries.append((channel, payload))
                 commands.append(.publish(channel, .bytes(payload)))
-            }
-            if case .messageCreated(let message) = event {
-                let entry = EventEnvelope(.message, chatID: message.chatID, userID: message.senderID, seq: message.seq)
-                let fields = [(EventStreams.envelopeField, entry.header)] + EventStreams.legacyFields(of: entry)
-                commands.append(.xadd(Self.messageStream, maxLength: EventStreams.messagesMaxLength, fields: fields.map { ($0.0, .string($0.1)) }))
+                if envelope.kind == .message {
+                    // the mail worker's copy: the header alone (and the previous version's fields)
+                    let fields = [(EventStreams.envelopeField, envelope.header)] + EventStreams.legacyFields(of: envelope)
+                    commands.append(.xadd(Self.messageStream, maxLength: EventStreams.messagesMaxLength, fields: fields.map { ($0.0, .string($0.1)) }))
+                }
             }
         }
         guard !commands.isEmpty else { return }

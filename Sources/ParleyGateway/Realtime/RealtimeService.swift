@@ -173,11 +173,11 @@ public final class RealtimeService: Service {
         case .memberAdded:
             guard let chat = envelope.chatID, let user = envelope.userID else { return }
             let since = envelope.seq ?? 0
-            self.order.withLock { self.deliver($0.flush(chat: chat), chat: chat) }
+            self.flushHeld(chat)
             for connection in await self.hub.addChat(chat, forUser: user) { connection.enqueue(.chatAdded(chat, since: since)) }
         case .memberRemoved:
             guard let chat = envelope.chatID, let user = envelope.userID else { return }
-            self.order.withLock { self.deliver($0.flush(chat: chat), chat: chat) }
+            self.flushHeld(chat)
             for connection in await self.hub.removeChat(chat, forUser: user) { connection.enqueue(.chatRemoved(chat)) }
         }
     }
@@ -195,6 +195,10 @@ public final class RealtimeService: Service {
     /// Hands over what the chat holds, then gives `event` to each of the
     /// chat's sockets: an edit, a chat change or a membership change goes
     /// after the messages received before it, as it would without holding.
+    private func flushHeld(_ chat: UUID) {
+        self.order.withLock { self.deliver($0.flush(chat: chat), chat: chat) }
+    }
+
     private func afterHeldMessages(of chat: UUID, _ event: (Connection) -> Void) {
         self.order.withLock { order in
             self.deliver(order.flush(chat: chat), chat: chat)
