@@ -112,11 +112,28 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        // The chat domain: the chat service (every chat write), the
+        // group-commit writer, and the events between processes (ChatEvent,
+        // EventEnvelope, the publisher). Knows nothing of HTTP.
+        .target(
+            name: "ParleyChat",
+            dependencies: [
+                "ParleyCore",
+                "HiredisNIO",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: upcoming
+        ),
         // The mail worker (`parley mailer`).
         .target(
             name: "ParleyMailer",
             dependencies: [
                 "ParleyCore",
+                "ParleyChat",
                 "HiredisNIO",
                 "CCurlSMTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -136,6 +153,7 @@ let package = Package(
             name: "ParleyGateway",
             dependencies: [
                 "ParleyCore",
+                "ParleyChat",
                 "ParleyAPIReference",
                 "ParleyWebClient",
                 "HiredisNIO",
@@ -173,6 +191,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyCore",
+                "ParleyChat",
                 "ParleyGateway",
                 "ParleyMailer",
                 "ParleyBench",
@@ -237,9 +256,23 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(
+            name: "ParleyChatTests",
+            dependencies: [
+                "ParleyChat",
+                "ParleyCore",
+                "HiredisNIO",
+                "ParleyTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
             name: "ParleyGatewayTests",
             dependencies: [
                 "ParleyGateway",
+                "ParleyChat",
                 "ParleyAPIReference",
                 "ParleyWebClient",
                 "ParleyCore",
@@ -262,7 +295,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyMailerTests",
-            dependencies: ["ParleyMailer", "ParleyCore", "HiredisNIO", "ParleyTestSupport"],
+            dependencies: ["ParleyMailer", "ParleyChat", "ParleyCore", "HiredisNIO", "ParleyTestSupport"],
             swiftSettings: upcoming
         ),
         // Real `parley` processes against the real servers.

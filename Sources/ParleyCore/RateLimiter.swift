@@ -22,6 +22,19 @@ public enum RateLimitDecision: Sendable, Hashable {
     case limited(retryAfter: Int)
 }
 
+/// A limit was reached: the caller is told to wait `retryAfter` seconds
+/// (HTTP 429 `rate_limited` with Retry-After; a WebSocket `error` frame
+/// with code `rate_limited`).
+public struct RateLimited: Error, Sendable, Hashable {
+    public let detail: String
+    public let retryAfter: Int
+
+    public init(_ detail: String, retryAfter: Int) {
+        self.detail = detail
+        self.retryAfter = retryAfter
+    }
+}
+
 /// Exact sliding-window limits shared by every instance through Redis.
 ///
 /// One sorted set per subject holds its events (member `<token>:<weight>`,
@@ -41,6 +54,13 @@ public struct RateLimiter: Sendable {
     public init(redis: RedisClient, local: LocalRateLimits = LocalRateLimits()) {
         self.redis = redis
         self.local = local
+    }
+
+    /// Counts an event of `weight`, or throws `RateLimited` with `detail`.
+    public func enforce(_ key: String, _ rules: [RateLimitRule], _ detail: String, weight: Int = 1) async throws {
+        if case .limited(let retryAfter) = try await self.hit(key, rules, weight: weight) {
+            throw RateLimited(detail, retryAfter: retryAfter)
+        }
     }
 
     /// Counts an event of `weight` units if every rule allows it.

@@ -1,6 +1,7 @@
 import Foundation
 import HiredisNIO
-import ParleyCore
+public import ParleyCore
+public import ParleyChat
 import PostgresNIO
 public import HTTPTypes
 public import Hummingbird
@@ -66,6 +67,10 @@ extension APIError {
         switch error {
         case let error as APIError:
             return error
+        case let error as ChatError:
+            return APIError(error)
+        case let error as RateLimited:
+            return .rateLimited(error.detail, retryAfter: error.retryAfter)
         case let error as HTTPError:
             return APIError(error.status, Self.code(for: error.status), error.body ?? error.status.reasonPhrase, extra: [:])
         case let error as any HTTPResponseError:
@@ -107,11 +112,16 @@ extension APIError {
     }
 }
 
-extension RateLimiter {
-    /// Counts an event of `weight`, or throws 429 `rate_limited` with Retry-After.
-    func enforce(_ key: String, _ rules: [RateLimitRule], _ detail: String, weight: Int = 1) async throws {
-        if case .limited(let retryAfter) = try await self.hit(key, rules, weight: weight) {
-            throw APIError.rateLimited(detail, retryAfter: retryAfter)
+extension APIError {
+    /// The one mapping of the chat domain's refusals to HTTP: the status
+    /// follows the refusal's kind, the code and detail are the domain's.
+    public init(_ error: ChatError) {
+        switch error.kind {
+        case .invalid: self = .badRequest(error.code.rawValue, error.detail)
+        case .notFound: self = .notFound(error.code.rawValue, error.detail)
+        case .forbidden: self = APIError(.forbidden, error.code.rawValue, error.detail)
+        case .conflict: self = APIError(.conflict, error.code.rawValue, error.detail)
+        case .unavailable: self = APIError(.serviceUnavailable, error.code.rawValue, error.detail, retryAfter: error.retryAfter ?? 1)
         }
     }
 }

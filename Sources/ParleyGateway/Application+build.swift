@@ -8,6 +8,7 @@ public import ParleyCore
 public import PostgresNIO
 public import Prometheus
 import ServiceLifecycle
+public import ParleyChat
 
 /// The long-lived clients a gateway process shares across requests.
 public struct GatewayDependencies: Sendable {
@@ -122,7 +123,9 @@ public func buildApplication(
     let limits = dependencies.realtime.limits
     let webSocketResponder = webSocketRouter.buildResponder()
     var services: [any Service] = [
-        dependencies.postgres, dependencies.redis, dependencies.accounts.revocations, dependencies.realtime,
+        // stopped in reverse order on SIGTERM, after the HTTP server: the writer
+        // finishes the queued sends while PostgreSQL and Redis are still there
+        dependencies.postgres, dependencies.redis, dependencies.chats.writer, dependencies.accounts.revocations, dependencies.realtime,
         DependencyMonitor(database: dependencies.database, redis: dependencies.redis, logger: logger),
     ]
     if let port = configuration.metricsPort {

@@ -2,6 +2,7 @@ public import Foundation
 public import HiredisNIO
 public import Logging
 public import ParleyCore
+public import ParleyChat
 
 /// Everything `parley serve` needs, validated at start.
 public struct GatewayConfiguration: Sendable {

@@ -5,6 +5,7 @@ import Metrics
 import ParleyCore
 public import PostgresNIO
 public import ServiceLifecycle
+import ParleyChat
 
 /// Unread digests: "you have unread messages" for users who are offline.
 ///

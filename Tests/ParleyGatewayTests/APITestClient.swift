@@ -7,6 +7,7 @@ import ParleyCore
 import ParleyGateway
 import ParleyTestSupport
 import Testing
+import ParleyChat
 
 /// A JSON response as tests read it.
 struct APIResponse {

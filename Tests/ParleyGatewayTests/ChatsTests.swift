@@ -8,6 +8,7 @@ import ParleyCore
 import ParleyGateway
 import ParleyTestSupport
 import Testing
+import ParleyChat
 
 @Suite struct ChatsTests {
     struct User {

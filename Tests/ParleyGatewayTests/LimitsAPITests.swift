@@ -7,6 +7,7 @@ import ParleyTestSupport
 import Testing
 
 @testable import ParleyGateway
+import ParleyChat
 
 /// Every write has a limit, shared through Redis, answered 429 with Retry-After;
 /// guessing passwords and codes is bounded however it is spread out.

@@ -4,6 +4,7 @@ import NIOCore
 import ParleyCore
 @testable import ParleyMailer
 import Testing
+import ParleyChat
 
 /// The mail worker reads new messages from `events:messages` entries: the
 /// envelope header gateways append, and the fields of the previous version

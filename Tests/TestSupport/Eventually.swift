@@ -13,3 +13,15 @@ public func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable 
     }
     throw TimedOut()
 }
+
+/// Runs `body` while `service` runs beside it (a `Service.run`, say), and
+/// cancels the service when `body` returns or throws.
+public func whileRunning<T: Sendable>(
+    _ service: @escaping @Sendable () async throws -> Void, _ body: () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: Void.self, returning: T.self) { group in
+        group.addTask { try await service() }
+        defer { group.cancelAll() }
+        return try await body()
+    }
+}

@@ -41,6 +41,31 @@ public struct MessageRecord: Sendable, Hashable {
     public var deletedAt: Date?
 
     public var isDeleted: Bool { self.deletedAt != nil }
+
+    /// A message as a new send stores it, with `seq` (the store's and fakes' constructor).
+    public init(_ new: NewMessage, id: UUID = UUID(), seq: Int64, createdAt: Date = Date()) {
+        self.init(
+            id: id, chatID: new.chatID, seq: seq, senderID: new.senderID, clientID: new.clientID, body: new.body, attachments: [],
+            replyToSeq: new.replyToSeq, createdAt: createdAt, editedAt: nil, deletedAt: nil
+        )
+    }
+
+    public init(
+        id: UUID, chatID: UUID, seq: Int64, senderID: UUID, clientID: UUID, body: String?, attachments: [AttachmentRef], replyToSeq: Int64?,
+        createdAt: Date, editedAt: Date?, deletedAt: Date?
+    ) {
+        self.id = id
+        self.chatID = chatID
+        self.seq = seq
+        self.senderID = senderID
+        self.clientID = clientID
+        self.body = body
+        self.attachments = attachments
+        self.replyToSeq = replyToSeq
+        self.createdAt = createdAt
+        self.editedAt = editedAt
+        self.deletedAt = deletedAt
+    }
 }
 
 /// A chat as one member sees it.
@@ -76,21 +101,6 @@ public struct AttachmentRecord: Sendable, Hashable {
     public var size: Int
     public var sha256: [UInt8]
     public var createdAt: Date
-}
-
-/// Why a chat operation was refused; the HTTP edge maps each to a status and code.
-public enum ChatError: Error, Sendable, Hashable {
-    case chatNotFound
-    case userNotFound
-    case messageNotFound
-    case attachmentNotFound
-    case notAllowed(String)
-    case notAGroup
-    case groupFull
-    case invalidReply
-    case invalidAttachments
-    case messageDeleted
-    case selfChat
 }
 
 /// The messages of one chat after `after` up to and including `through`.

@@ -1,4 +1,5 @@
 import Foundation
+import ParleyChat
 public import HTTPTypes
 public import Hummingbird
 
@@ -14,12 +15,4 @@ extension Response {
     public static func noContent() -> Response {
         Response(status: .noContent)
     }
-}
-
-extension JSONEncoder {
-    static let parley: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return encoder
-    }()
 }

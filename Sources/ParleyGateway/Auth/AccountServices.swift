@@ -3,6 +3,7 @@ import HTTPTypes
 import HiredisNIO
 import Logging
 public import ParleyCore
+public import ParleyChat
 
 /// Limits of PROTOCOL.md ("Limits"), as defaults.
 public struct AccountLimits: Sendable {

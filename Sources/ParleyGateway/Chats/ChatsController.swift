@@ -2,7 +2,8 @@ import HTTPTypes
 import Foundation
 public import Hummingbird
 import NIOCore
-import ParleyCore
+public import ParleyCore
+public import ParleyChat
 
 /// `/v1/chats…` and `/v1/attachments…`: authenticated.
 public struct ChatsController: Sendable {
@@ -18,7 +19,7 @@ public struct ChatsController: Sendable {
         group.get("chats") { request, context in try await self.list(request, context) }
         group.get("chats/:id") { _, context in
             let (me, chatID) = try Self.ids(context)
-            guard let chat = try await self.store.chat(chatID, viewer: me) else { throw APIError(ChatError.chatNotFound) }
+            guard let chat = try await self.store.chat(chatID, viewer: me) else { throw ChatError.chatNotFound }
             return try Response.json(ChatBody(chat: chat, members: try await self.store.members(of: chatID)))
         }
         group.patch("chats/:id") { request, context in
@@ -26,13 +27,13 @@ public struct ChatsController: Sendable {
             let body = try await request.decodeJSON(UpdateChatRequest.self, context: context)
             let title = try body.title.map(Self.validTitle)
             try await self.service.updateGroup(chatID, actor: me, title: title, isPublic: body.isPublic, logger: context.logger)
-            guard let chat = try await self.store.chat(chatID, viewer: me) else { throw APIError(ChatError.chatNotFound) }
+            guard let chat = try await self.store.chat(chatID, viewer: me) else { throw ChatError.chatNotFound }
             return try Response.json(ChatBody(chat: chat, members: nil))
         }
         group.post("chats/:id/members") { request, context in
             let (me, chatID) = try Self.ids(context)
             let body = try await request.decodeJSON(AddMemberRequest.self, context: context)
-            guard let userID = UUID(uuidString: body.userID) else { throw APIError(ChatError.userNotFound) }
+            guard let userID = UUID(uuidString: body.userID) else { throw ChatError.userNotFound }
             guard let role = MemberRole(rawValue: body.role ?? "member"), role != .owner else {
                 throw APIError.badRequest("invalid_role", "role must be admin or member")
             }
@@ -41,7 +42,7 @@ public struct ChatsController: Sendable {
         }
         group.delete("chats/:id/members/:user_id") { _, context in
             let (me, chatID) = try Self.ids(context)
-            guard let userID = context.parameters.get("user_id").flatMap(UUID.init(uuidString:)) else { throw APIError(ChatError.userNotFound) }
+            guard let userID = context.parameters.get("user_id").flatMap(UUID.init(uuidString:)) else { throw ChatError.userNotFound }
             try await self.service.removeMember(chatID, actor: me, userID: userID, logger: context.logger)
             return Response.noContent()
         }
@@ -55,7 +56,7 @@ public struct ChatsController: Sendable {
                 guard let value = Int(raw), (1...100).contains(value) else { throw APIError.badRequest("invalid_limit", "limit must be an integer from 1 to 100") }
                 limit = value
             }
-            let page = try await ChatService.mapping { try await self.store.history(chatID: chatID, viewer: me, before: before, after: after, limit: limit) }
+            let page = try await self.store.history(chatID: chatID, viewer: me, before: before, after: after, limit: limit)
             return try Response.json(MessagePageBody(messages: page.messages.map(MessageBody.init), hasMore: page.hasMore))
         }
         group.post("chats/:id/messages") { request, context in
@@ -89,7 +90,7 @@ public struct ChatsController: Sendable {
             let me = try context.requireIdentity().userID
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
                 let (contentType, data) = try await self.store.attachmentData(id, viewer: me)
-            else { throw APIError(ChatError.attachmentNotFound) }
+            else { throw ChatError.attachmentNotFound }
             var headers = HTTPFields()
             headers[.contentType] = contentType
             headers[.xContentTypeOptions] = "nosniff"
@@ -168,12 +169,12 @@ public struct ChatsController: Sendable {
 
     static func ids(_ context: ParleyRequestContext) throws -> (UUID, UUID) {
         let me = try context.requireIdentity().userID
-        guard let chatID = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw APIError(ChatError.chatNotFound) }
+        guard let chatID = context.parameters.get("id").flatMap(UUID.init(uuidString:)) else { throw ChatError.chatNotFound }
         return (me, chatID)
     }
 
     static func pathSeq(_ context: ParleyRequestContext) throws -> Int64 {
-        guard let seq = context.parameters.get("seq").flatMap(Int64.init), seq > 0 else { throw APIError(ChatError.messageNotFound) }
+        guard let seq = context.parameters.get("seq").flatMap(Int64.init), seq > 0 else { throw ChatError.messageNotFound }
         return seq
     }
 

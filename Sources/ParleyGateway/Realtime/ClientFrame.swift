@@ -1,5 +1,6 @@
 import Foundation
 import ParleyCore
+import ParleyChat
 
 /// A frame a client sends on `/v1/ws` (PROTOCOL.md "Client → server").
 enum ClientFrame {

@@ -2,6 +2,7 @@ import Foundation
 import HiredisNIO
 import Logging
 import Synchronization
+import ParleyChat
 
 /// The WebSockets of this instance, indexed by user, chat and session, and
 /// the Redis channels they need: a chat channel while at least one local

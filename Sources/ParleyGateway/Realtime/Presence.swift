@@ -2,6 +2,7 @@ import Foundation
 import HiredisNIO
 import Logging
 import ParleyCore
+import ParleyChat
 
 /// Who is online, shared by every instance through Redis.
 ///

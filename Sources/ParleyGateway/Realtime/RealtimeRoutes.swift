@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import ParleyCore
+import ParleyChat
 
 /// `/v1/ws` and `/v1/chats/{id}/presence`.
 struct RealtimeRoutes: Sendable {
@@ -60,7 +61,7 @@ struct RealtimeRoutes: Sendable {
             let me = try context.requireIdentity().userID
             guard let chatID = context.parameters.get("id").flatMap(UUID.init(uuidString:)),
                 try await self.realtime.chats.store.role(of: me, in: chatID) != nil
-            else { throw APIError(ChatError.chatNotFound) }
+            else { throw ChatError.chatNotFound }
             let members = try await self.realtime.chats.store.memberIDs(of: chatID)
             let online = try await self.realtime.presence.online(members)
             return try Response.json(["online": online.map(\.lowercased)])

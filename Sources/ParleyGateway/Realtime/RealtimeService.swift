@@ -6,6 +6,7 @@ import NIOCore
 import ParleyCore
 public import ServiceLifecycle
 import Synchronization
+import ParleyChat
 
 /// Limits of the realtime gateway (PROTOCOL.md "Limits").
 public struct RealtimeLimits: Sendable {

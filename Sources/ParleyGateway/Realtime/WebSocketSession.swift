@@ -9,6 +9,7 @@ import NIOWebSocket
 import ParleyCore
 import ServiceLifecycle
 import Synchronization
+import ParleyChat
 
 /// One client on `/v1/ws`: hello, ready, resume, then frames both ways.
 struct WebSocketSession {
@@ -180,15 +181,19 @@ struct WebSocketSession {
             }
             do {
                 try await self.handle(frame, connection: connection, logger: logger)
-            } catch let error as APIError {
-                if error.code == "rate_limited" || error.status.code < 500 {
-                    self.reject(connection, ref: frame.ref, code: error.code, detail: error.detail, &badFrames)
-                } else {
-                    connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: error.code, detail: error.detail)))
-                }
             } catch {
-                logger.error("frame failed", metadata: ["error": "\(error)"])
-                connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: "unavailable", detail: "try again")))
+                // the same mapping as the REST edge: the client's mistakes count
+                // towards the bad-frame limit, our dependencies' outages do not
+                guard let problem = APIError.from(error) else {
+                    logger.error("frame failed", metadata: ["error": "\(error)"])
+                    connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: "unavailable", detail: "try again")))
+                    continue
+                }
+                if problem.status.code < 500 {
+                    self.reject(connection, ref: frame.ref, code: problem.code, detail: problem.detail, &badFrames)
+                } else {
+                    connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: problem.code, detail: problem.detail)))
+                }
             }
         }
     }
@@ -204,13 +209,13 @@ struct WebSocketSession {
     func handle(_ frame: ClientFrame, connection: Connection, logger: Logger) async throws {
         switch frame {
         case .hello(_, _):
-            throw APIError.badRequest("invalid_frame", "hello was already received")
+            throw ChatError.invalid(.invalidFrame, "hello was already received")
         case .ping(let ref):
             var pong: [String: Any] = ["type": "pong"]
             if let ref { pong["ref"] = ref }
             connection.enqueue(.frame(ServerFrame.json(pong)))
         case .send(let ref, let chatID, let request):
-            guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
+            guard connection.follows(chatID) else { throw ChatError.chatNotFound }
             // nothing is stored for a socket the server is closing, or whose
             // session ended (a lookup in memory while the revocation view is fresh)
             guard !connection.isClosing else { return }
@@ -223,10 +228,10 @@ struct WebSocketSession {
                 connection.enqueue(.frame(ServerFrame.encoded(ServerFrame.Ack(ref: ref, message: MessageBody(message)))))
             }
         case .typing(_, let chatID, let active):
-            guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
+            guard connection.follows(chatID) else { throw ChatError.chatNotFound }
             try await self.realtime.chats.typing(chatID: chatID, userID: connection.userID, active: active, logger: logger)
         case .read(_, let chatID, let seq):
-            guard connection.follows(chatID) else { throw APIError(ChatError.chatNotFound) }
+            guard connection.follows(chatID) else { throw ChatError.chatNotFound }
             try await self.realtime.chats.markRead(chatID: chatID, userID: connection.userID, seq: seq, logger: logger)
         }
     }

@@ -1,6 +1,5 @@
 public import Foundation
 import Crypto
-import HTTPTypes
 import HiredisNIO
 public import NIOCore
 public import Logging
@@ -77,42 +76,40 @@ public struct ChatService: Sendable {
         onStored: @escaping MessageWriter.OnStored = { _ in }
     ) async throws -> (message: MessageRecord, created: Bool) {
         guard let clientID = UUID(uuidString: request.clientID) else {
-            throw APIError.badRequest("invalid_client_id", "client_id must be a UUID")
+            throw ChatError.invalid(.invalidClientID, "client_id must be a UUID")
         }
         guard request.attachmentIDs.count <= MessageValidation.maxAttachments else {
-            throw APIError.badRequest("invalid_attachments", "at most \(MessageValidation.maxAttachments) attachments")
+            throw ChatError.invalid(.invalidAttachments, "at most \(MessageValidation.maxAttachments) attachments")
         }
         let attachmentIDs = try request.attachmentIDs.map { raw in
-            guard let id = UUID(uuidString: raw) else { throw APIError.badRequest("invalid_attachments", "attachment_ids must be UUIDs") }
+            guard let id = UUID(uuidString: raw) else { throw ChatError.invalid(.invalidAttachments, "attachment_ids must be UUIDs") }
             return id
         }
         guard case .success(let body) = MessageValidation.body(request.body, hasAttachments: !attachmentIDs.isEmpty) else {
-            throw APIError.badRequest("invalid_body", "body must be 1 to 4000 characters and at most 16 KiB (or attachments given)")
+            throw ChatError.invalid(.invalidBody, "body must be 1 to 4000 characters and at most 16 KiB (or attachments given)")
         }
-        if let reply = request.replyToSeq, reply < 1 { throw APIError.badRequest("invalid_reply", "reply_to_seq must be a seq of this chat") }
+        if let reply = request.replyToSeq, reply < 1 { throw ChatError.invalid(.invalidReply, "reply_to_seq must be a seq of this chat") }
         try await self.limit("send:\(senderID.lowercased)", self.limits.sends, "too many messages; slow down")
-        return try await Self.mapping {
-            try await self.writer.send(
-                NewMessage(chatID: chatID, senderID: senderID, clientID: clientID, body: body, attachmentIDs: attachmentIDs, replyToSeq: request.replyToSeq),
-                logger: logger,
-                onStored: onStored
-            )
-        }
+        return try await self.writer.send(
+            NewMessage(chatID: chatID, senderID: senderID, clientID: clientID, body: body, attachmentIDs: attachmentIDs, replyToSeq: request.replyToSeq),
+            logger: logger,
+            onStored: onStored
+        )
     }
 
     public func edit(chatID: UUID, seq: Int64, actor: UUID, body: String, logger: Logger) async throws -> MessageRecord {
         guard case .success(let valid?) = MessageValidation.body(body, hasAttachments: false) else {
-            throw APIError.badRequest("invalid_body", "body must be 1 to 4000 characters and at most 16 KiB")
+            throw ChatError.invalid(.invalidBody, "body must be 1 to 4000 characters and at most 16 KiB")
         }
         try await self.limitWrites(actor)
-        let message = try await Self.mapping { try await self.store.edit(chatID: chatID, seq: seq, actor: actor, body: valid) }
+        let message = try await self.store.edit(chatID: chatID, seq: seq, actor: actor, body: valid)
         await self.publisher.publish(.messageUpdated(message), logger: logger)
         return message
     }
 
     public func delete(chatID: UUID, seq: Int64, actor: UUID, logger: Logger) async throws {
         try await self.limitWrites(actor)
-        let (tombstone, deleted) = try await Self.mapping { try await self.store.delete(chatID: chatID, seq: seq, actor: actor) }
+        let (tombstone, deleted) = try await self.store.delete(chatID: chatID, seq: seq, actor: actor)
         if deleted { await self.publisher.publish(.messageUpdated(tombstone), logger: logger) }
     }
 
@@ -126,9 +123,9 @@ public struct ChatService: Sendable {
     }
 
     public func markRead(chatID: UUID, userID: UUID, seq: Int64, logger: Logger) async throws {
-        guard seq >= 0 else { throw APIError.badRequest("invalid_seq", "seq must be a non-negative integer") }
+        guard seq >= 0 else { throw ChatError.invalid(.invalidSeq, "seq must be a non-negative integer") }
         try await self.limitWrites(userID)
-        if let position = try await Self.mapping({ try await self.store.markRead(chatID: chatID, userID: userID, seq: seq) }) {
+        if let position = try await self.store.markRead(chatID: chatID, userID: userID, seq: seq) {
             await self.publisher.publish(.read(chatID: chatID, userID: userID, seq: position), logger: logger)
         }
     }
@@ -138,36 +135,34 @@ public struct ChatService: Sendable {
     /// The direct chat of two users (created if needed: both members' sockets follow it).
     public func directChat(_ me: UUID, with peer: UUID, logger: Logger) async throws -> (chat: ChatRecord, created: Bool) {
         try await self.limitChatChanges(me)
-        let (chat, created) = try await Self.mapping { try await self.store.directChat(between: me, and: peer) }
+        let (chat, created) = try await self.store.directChat(between: me, and: peer)
         if created { await self.publisher.publish([me, peer].map { .memberAdded(chatID: chat.id, userID: $0, lastSeq: 0) }, logger: logger) }
         return (chat, created)
     }
 
     public func createGroup(creator: UUID, title: String, memberIDs: [UUID], isPublic: Bool, logger: Logger) async throws -> ChatRecord {
         try await self.limitChatChanges(creator)
-        let chat = try await Self.mapping {
-            try await self.store.createGroup(creator: creator, title: title, memberIDs: memberIDs, isPublic: isPublic)
-        }
+        let chat = try await self.store.createGroup(creator: creator, title: title, memberIDs: memberIDs, isPublic: isPublic)
         await self.publisher.publish(Set(memberIDs).union([creator]).map { .memberAdded(chatID: chat.id, userID: $0, lastSeq: 0) }, logger: logger)
         return chat
     }
 
     public func updateGroup(_ chatID: UUID, actor: UUID, title: String?, isPublic: Bool?, logger: Logger) async throws {
         try await self.limitChatChanges(actor)
-        try await Self.mapping { try await self.store.updateGroup(chatID, actor: actor, title: title, isPublic: isPublic) }
+        try await self.store.updateGroup(chatID, actor: actor, title: title, isPublic: isPublic)
         await self.publisher.publish(.chatUpdated(chatID: chatID), logger: logger)
     }
 
     public func addMember(_ chatID: UUID, actor: UUID, userID: UUID, role: MemberRole, logger: Logger) async throws -> (member: MemberRecord, added: Bool) {
         try await self.limitChatChanges(actor)
-        let (member, added, lastSeq) = try await Self.mapping { try await self.store.addMember(chatID, actor: actor, userID: userID, role: role) }
+        let (member, added, lastSeq) = try await self.store.addMember(chatID, actor: actor, userID: userID, role: role)
         if added { await self.publisher.publish(.memberAdded(chatID: chatID, userID: userID, lastSeq: lastSeq), logger: logger) }
         return (member, added)
     }
 
     public func removeMember(_ chatID: UUID, actor: UUID, userID: UUID, logger: Logger) async throws {
         try await self.limitChatChanges(actor)
-        let newOwner = try await Self.mapping { try await self.store.removeMember(chatID, actor: actor, userID: userID) }
+        let newOwner = try await self.store.removeMember(chatID, actor: actor, userID: userID)
         var events: [ChatEvent] = [.memberRemoved(chatID: chatID, userID: userID)]
         if newOwner != nil { events.append(.chatUpdated(chatID: chatID)) }
         await self.publisher.publish(events, logger: logger)
@@ -180,11 +175,11 @@ public struct ChatService: Sendable {
         let user = owner.lowercased
         let slot = UUID().uuidString
         if case .limited(let retryAfter) = try await self.limiter.reserve("uploads:\(user)", self.limits.uploads, token: slot) {
-            throw APIError.rateLimited("too many uploads today; try again later", retryAfter: retryAfter)
+            throw RateLimited("too many uploads today; try again later", retryAfter: retryAfter)
         }
         if case .limited(let retryAfter) = try await self.limiter.hit("upload-bytes:\(user)", self.limits.uploadBytes, weight: data.readableBytes) {
             try await self.limiter.giveBack("uploads:\(user)", token: slot)
-            throw APIError.rateLimited("too many bytes uploaded today; try again later", retryAfter: retryAfter)
+            throw RateLimited("too many bytes uploaded today; try again later", retryAfter: retryAfter)
         }
         let digest = Array(SHA256.hash(data: data.readableBytesView))
         return try await self.store.createAttachment(ownerID: owner, contentType: contentType, data: data, sha256: digest)
@@ -202,33 +197,5 @@ public struct ChatService: Sendable {
 
     func limit(_ key: String, _ rules: [RateLimitRule], _ detail: String) async throws {
         try await self.limiter.enforce(key, rules, detail)
-    }
-
-    /// Runs a store call, turning its refusals into API errors.
-    static func mapping<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as ChatError {
-            throw APIError(error)
-        }
-    }
-}
-
-extension APIError {
-    /// The status and code of each refusal of the chat store.
-    init(_ error: ChatError) {
-        switch error {
-        case .chatNotFound: self = .notFound("chat_not_found", "no such chat (or you are not a member)")
-        case .userNotFound: self = .notFound("user_not_found", "no such user")
-        case .messageNotFound: self = .notFound("message_not_found", "no such message")
-        case .attachmentNotFound: self = .notFound("attachment_not_found", "no such attachment")
-        case .notAllowed(let why): self = APIError(.forbidden, "forbidden", why)
-        case .notAGroup: self = .badRequest("not_a_group", "only groups have members to manage and titles")
-        case .groupFull: self = APIError(.conflict, "group_full", "the group has reached its size limit")
-        case .invalidReply: self = .badRequest("invalid_reply", "reply_to_seq is not a message of this chat")
-        case .invalidAttachments: self = .badRequest("invalid_attachments", "attachments must be your own uploads, each once")
-        case .messageDeleted: self = APIError(.conflict, "message_deleted", "a deleted message cannot be edited")
-        case .selfChat: self = .badRequest("invalid_user", "a direct chat needs another user")
-        }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
-@testable import ParleyCore
-@testable import ParleyGateway
+import ParleyCore
+@testable import ParleyChat
 import Testing
 
 /// What the publisher puts on each channel: envelopes whose headers say

@@ -2,7 +2,28 @@ import Foundation
 public import Logging
 import Metrics
 public import ParleyCore
+public import ServiceLifecycle
 import Synchronization
+
+/// Where the writer stores a batch: `ChatStore` in the gateway, a fake in
+/// unit tests (a stalled or failing database).
+public protocol MessageBatchStore: Sendable {
+    /// Stores the batch in one transaction: one outcome per send, in order,
+    /// or an error when nothing of the batch was stored.
+    func send(batch: [NewMessage], deadline: Duration) async throws -> [SendOutcome]
+}
+
+extension ChatStore: MessageBatchStore {}
+
+/// Where the writer announces what it stored: `ChatEventPublisher` (Redis)
+/// in the gateway, a recorder in unit tests.
+public protocol ChatEventPublishing: Sendable {
+    /// Announces `events` in order; a failure only delays them (receivers
+    /// catch up from PostgreSQL), so it is logged, not thrown.
+    func publish(_ events: [ChatEvent], logger: Logger) async
+}
+
+extension ChatEventPublisher: ChatEventPublishing {}
 
 /// Group commit for sends: concurrent sends share one transaction.
 ///
@@ -28,7 +49,13 @@ import Synchronization
 /// the same way, so that one stalled batch never stops the writer; the
 /// gateway's sessions wait at most 5 s for a row lock, so such a batch has
 /// normally rolled back, and if it did commit, the resend publishes it.
-public final class MessageWriter: Sendable {
+///
+/// The writer is a `Service`: its batch loops are children of `run()`, so
+/// they stop with the process. On graceful shutdown it refuses new sends
+/// (503 `unavailable`, nothing stored) and finishes the queued ones; on
+/// cancellation, the sends not written fail the same way. A send before
+/// `run()` starts waits for it.
+public final class MessageWriter: Service {
     public typealias OnStored = @Sendable (MessageRecord) async -> Void
 
     struct Pending {
@@ -38,19 +65,22 @@ public final class MessageWriter: Sendable {
         let continuation: CheckedContinuation<(message: MessageRecord, created: Bool), any Error>
     }
 
-    let store: ChatStore
-    let publisher: ChatEventPublisher
+    let store: any MessageBatchStore
+    let publisher: any ChatEventPublishing
     let maxBatch: Int
     let minInterval: Duration
     let timeout: Duration
-    private let state: Mutex<SendQueue<Pending>>
+    private let state: Mutex<(queue: SendQueue<Pending>, stopped: Bool)>
+    /// One element per batch loop to start (`SendQueue.enqueue` said so).
+    private let starts: AsyncStream<Void>
+    private let startsContinuation: AsyncStream<Void>.Continuation
     private let lastStart = Mutex(ContinuousClock.now - .seconds(1))
     private let batches = Mutex((count: 0, sends: 0))
     private let batchCounter = Counter(label: "parley_send_batches_total")
     private let batchSize = Recorder(label: "parley_send_batch_size", aggregate: true)
 
     public init(
-        store: ChatStore, publisher: ChatEventPublisher, maxBatch: Int = 500, maxInFlight: Int = 1, minInterval: Duration = .milliseconds(2),
+        store: any MessageBatchStore, publisher: any ChatEventPublishing, maxBatch: Int = 500, maxInFlight: Int = 1, minInterval: Duration = .milliseconds(2),
         timeout: Duration = .seconds(10)
     ) {
         precondition(maxBatch > 0 && maxInFlight > 0)
@@ -59,19 +89,60 @@ public final class MessageWriter: Sendable {
         self.store = store
         self.publisher = publisher
         self.maxBatch = maxBatch
-        self.state = Mutex(SendQueue(maxInFlight: maxInFlight))
+        self.state = Mutex((SendQueue(maxInFlight: maxInFlight), false))
+        (self.starts, self.startsContinuation) = AsyncStream.makeStream()
     }
+
+    /// Runs the batch loops until graceful shutdown (then finishes the
+    /// queued sends) or cancellation (then fails the sends not written).
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            await withGracefulShutdownHandler {
+                // ends when the stream is finished (shutdown) and the starts
+                // already asked for are taken, or when the task is cancelled
+                for await _ in self.starts {
+                    group.addTask { await self.drain() }
+                }
+            } onGracefulShutdown: {
+                self.stop()
+            }
+        }
+        // cancelled (or a start was never taken): nothing more will be written
+        self.stop()
+        let left = self.state.withLock { state in state.queue.removeAll() }
+        for pending in left { pending.continuation.resume(throwing: Self.notStored) }
+    }
+
+    /// Refuses sends from now on; the starts already asked for still run.
+    private func stop() {
+        self.state.withLock { $0.stopped = true }
+        self.startsContinuation.finish()
+    }
+
+    static let notStored = ChatError.unavailable("the message was not stored; resend it with the same client_id", retryAfter: 1)
+
+    /// Sends waiting for a batch (not those being written).
+    public var queued: Int { self.state.withLock { $0.queue.items.count } }
+    /// True once the writer refuses sends (shutting down).
+    public var isStopped: Bool { self.state.withLock { $0.stopped } }
 
     /// Batches written and sends they carried, since start (for metrics and tests).
     public var written: (batches: Int, sends: Int) { self.batches.withLock { ($0.count, $0.sends) } }
 
     public func send(_ new: NewMessage, logger: Logger, onStored: @escaping OnStored) async throws -> (message: MessageRecord, created: Bool) {
         try await withCheckedThrowingContinuation { continuation in
-            let start = self.state.withLock { queue in
-                queue.enqueue(Pending(new: new, logger: logger, onStored: onStored, continuation: continuation), chat: new.chatID)
+            let pending = Pending(new: new, logger: logger, onStored: onStored, continuation: continuation)
+            let accepted = self.state.withLock { state -> Bool? in
+                guard !state.stopped else { return nil }
+                return state.queue.enqueue(pending, chat: new.chatID)
             }
-            // Unstructured: a send whose caller goes away must not cancel the others' transaction.
-            if start { Task { await self.drain() } }
+            switch accepted {
+            case nil: continuation.resume(throwing: Self.notStored)
+            // a batch loop of run(), not of this send: a send whose caller goes
+            // away must not cancel the others' transaction
+            case true?: self.startsContinuation.yield()
+            case false?: break
+            }
         }
     }
 
@@ -81,11 +152,11 @@ public final class MessageWriter: Sendable {
             // only a batch taken counts as a start, so an idle writer adds no delay
             let wait = self.lastStart.withLock { $0 + self.minInterval - ContinuousClock.now }
             if wait > .zero { try? await Task.sleep(for: wait) }
-            let batch = self.state.withLock { $0.nextBatch(max: self.maxBatch) }
+            let batch = self.state.withLock { $0.queue.nextBatch(max: self.maxBatch) }
             if batch.isEmpty { return }
             self.lastStart.withLock { $0 = .now }
             await self.write(batch)
-            self.state.withLock { $0.finished(chats: batch.map(\.new.chatID)) }
+            self.state.withLock { $0.queue.finished(chats: batch.map(\.new.chatID)) }
         }
     }
 
@@ -98,8 +169,7 @@ public final class MessageWriter: Sendable {
             // PostgreSQL down, a lock wait over the limit, or the deadline: nothing of
             // the batch is stored (or, past the deadline, will be announced on resend)
             batch[0].logger.error("a batch of sends failed; failing its sends", metadata: ["sends": "\(batch.count)", "error": "\(error)"])
-            let failure = APIError.unavailable("the message was not stored; resend it with the same client_id", retryAfter: 1)
-            for pending in batch { pending.continuation.resume(throwing: failure) }
+            for pending in batch { pending.continuation.resume(throwing: Self.notStored) }
             return
         }
         self.batches.withLock {

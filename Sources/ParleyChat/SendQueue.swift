@@ -52,6 +52,12 @@ struct SendQueue<Item> {
         return batch
     }
 
+    /// Takes every queued item (the writer is stopping).
+    mutating func removeAll() -> [Item] {
+        defer { self.items = [] }
+        return self.items.map(\.item)
+    }
+
     mutating func finished(chats: [UUID]) {
         for chat in Set(chats) {
             guard let count = self.held[chat] else { continue }

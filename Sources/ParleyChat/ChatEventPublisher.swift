@@ -1,6 +1,7 @@
 public import Foundation
 public import HiredisNIO
 public import Logging
+public import NIOCore
 import Synchronization
 public import ParleyCore
 
@@ -40,14 +41,14 @@ public struct ChatEventPublisher: Sendable {
     /// connections (the realtime service), so that members connected here
     /// still see them live; members elsewhere catch up from PostgreSQL once
     /// their subscriber is back.
-    let local = LocalDelivery()
+    public let local = LocalDelivery()
 
     public init(redis: RedisClient) {
         self.redis = redis
     }
 
-    final class LocalDelivery: Sendable {
-        typealias Handler = @Sendable ([(channel: String, payload: ByteBuffer)]) async -> Void
+    public final class LocalDelivery: Sendable {
+        public typealias Handler = @Sendable ([(channel: String, payload: ByteBuffer)]) async -> Void
         private final class Box: Sendable {
             let handler: Handler
             init(_ handler: @escaping Handler) { self.handler = handler }
@@ -55,7 +56,7 @@ public struct ChatEventPublisher: Sendable {
 
         private let box = Mutex<Box?>(nil)
 
-        func set(_ handler: @escaping Handler) { self.box.withLock { $0 = Box(handler) } }
+        public func set(_ handler: @escaping Handler) { self.box.withLock { $0 = Box(handler) } }
         var handler: Handler? { self.box.withLock { $0 }?.handler }
     }
 
@@ -134,5 +135,3 @@ public struct ChatEventPublisher: Sendable {
         let message: MessageBody
     }
 }
-
-import NIOCore

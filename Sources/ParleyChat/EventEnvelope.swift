@@ -1,5 +1,6 @@
 public import Foundation
 public import NIOCore
+import ParleyCore
 
 /// What one Parley process tells the others about a chat change, on the
 /// chat and user channels of Redis pub/sub and in the `events:messages`

@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import ParleyCore
+import ParleyChat
 import Testing
 
 /// The envelope between Parley processes: what goes in comes out, the
