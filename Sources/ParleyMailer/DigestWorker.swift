@@ -2,8 +2,7 @@ import Foundation
 public import HiredisNIO
 public import Logging
 import Metrics
-import ParleyCore
-public import PostgresNIO
+public import ParleyCore
 public import ServiceLifecycle
 import ParleyChat
 
@@ -26,17 +25,17 @@ public final class DigestWorker: Service {
 
     let configuration: MailerConfiguration
     let redis: RedisClient
-    let postgres: PostgresClient
+    let store: MailStore
     let transport: any MailTransport
     let logger: Logger
     let sent = Counter(label: "parley_mails_sent_total", dimensions: [("kind", "digest")])
     /// Stream entries skipped because their envelope could not be read.
     let undecodable = Counter(label: "parley_events_undecodable_total")
 
-    public init(configuration: MailerConfiguration, redis: RedisClient, postgres: PostgresClient, transport: any MailTransport, logger: Logger) {
+    public init(configuration: MailerConfiguration, redis: RedisClient, store: MailStore, transport: any MailTransport, logger: Logger) {
         self.configuration = configuration
         self.redis = redis
-        self.postgres = postgres
+        self.store = store
         self.transport = transport
         self.logger = logger
     }
@@ -82,16 +81,16 @@ public final class DigestWorker: Service {
     /// and `sender_id`. Anything else: nil.
     /// A header that cannot be read throws (a newer gateway during an
     /// upgrade): the caller counts it.
-    static func newMessage(_ entry: RedisStreamEntry) throws(EventEnvelopeError) -> (chat: UUID, seq: Int64, sender: UUID)? {
+    static func newMessage(_ entry: RedisStreamEntry) throws(EventEnvelopeError) -> MailStore.NewMessageRef? {
         if let header = entry[EventStreams.envelopeField] {
             let envelope = try EventEnvelope.decode(header: header)
             guard envelope.kind == .message, let chat = envelope.chatID, let seq = envelope.seq, let sender = envelope.userID else { return nil }
-            return (chat, seq, sender)
+            return MailStore.NewMessageRef(chatID: chat, seq: seq, senderID: sender)
         }
         guard entry["type"] == "message.created", let chat = entry["chat_id"].flatMap(UUID.init(uuidString:)),
             let seq = entry["seq"].flatMap(Int64.init), let sender = entry["sender_id"].flatMap(UUID.init(uuidString:))
         else { return nil }
-        return (chat, seq, sender)
+        return MailStore.NewMessageRef(chatID: chat, seq: seq, senderID: sender)
     }
 
     /// Schedules the digests that new messages call for: every other member
@@ -99,34 +98,17 @@ public final class DigestWorker: Service {
     /// has no open connection, gets a digest due after the delay (one per
     /// user: `ZADD NX` keeps an earlier due time).
     func schedule(_ entries: [RedisStreamEntry]) async throws {
-        var chats: [UUID] = [], seqs: [Int64] = [], senders: [UUID] = []
+        var messages: [MailStore.NewMessageRef] = []
         for entry in entries {
-            let found: (chat: UUID, seq: Int64, sender: UUID)?
             do {
-                found = try Self.newMessage(entry)
+                if let message = try Self.newMessage(entry) { messages.append(message) }
             } catch {
                 // acknowledged with the rest: a digest is a reminder, and a newer mailer reads it
                 self.undecodable.increment()
                 self.logger.warning("skipped a stream entry this mailer cannot read", metadata: ["entry.id": "\(entry.id)", "error": "\(error)"])
-                continue
             }
-            guard let (chatID, seq, senderID) = found else { continue }
-            chats.append(chatID)
-            seqs.append(seq)
-            senders.append(senderID)
         }
-        guard !chats.isEmpty else { return }
-        var recipients: [UUID] = []
-        for try await id in try await self.postgres.query(
-            """
-            SELECT DISTINCT u.id FROM unnest(\(chats)::uuid[], \(seqs)::bigint[], \(senders)::uuid[]) AS e(chat_id, seq, sender_id)
-            JOIN chat_members m ON m.chat_id = e.chat_id AND m.user_id <> e.sender_id AND m.last_read_seq < e.seq
-            JOIN users u ON u.id = m.user_id AND u.email_notifications AND u.email_verified AND u.deleted_at IS NULL
-            """,
-            logger: self.logger
-        ).decode(UUID.self) {
-            recipients.append(id)
-        }
+        let recipients = try await self.store.digestRecipients(of: messages)
         guard !recipients.isEmpty else { return }
         let online = Set(try await PresenceKeys.online(recipients, redis: self.redis))
         let dueAt = Int64(Date().timeIntervalSince1970 * 1000) + self.delayMilliseconds
@@ -170,105 +152,28 @@ public final class DigestWorker: Service {
         """
     )
 
-    struct ChatDigest {
-        var chatID: UUID
-        var title: String
-        var unread: Int64
-        var previouslyMailed: Int64?
-        var throughSeq: Int64
-        var messages: [(sender: String, body: String)]
-    }
-
     func sendDigest(to userID: UUID) async throws {
-        var recipient: (email: String, name: String, notify: Bool)?
-        for try await row in try await self.postgres.query(
-            // only to an address its owner proved (an unverified one may be someone else's)
-            "SELECT email, display_name, email_notifications AND email_verified AND deleted_at IS NULL FROM users WHERE id = \(userID)", logger: self.logger
-        ).decode((String, String, Bool).self) {
-            recipient = row
-        }
-        guard let recipient, recipient.notify else { return }
-        var chats: [ChatDigest] = []
-        for try await (chatID, kind, title, lastSeq, lastRead, mailed, peerName) in try await self.postgres.query(
-            """
-            SELECT c.id, c.kind, c.title, c.last_seq, m.last_read_seq, d.through_seq,
-                   (SELECT u.display_name FROM chat_members pm JOIN users u ON u.id = pm.user_id
-                    WHERE c.kind = 'direct' AND pm.chat_id = c.id AND pm.user_id <> \(userID) LIMIT 1)
-            FROM chat_members m JOIN chats c ON c.id = m.chat_id
-            LEFT JOIN mail_digests d ON d.user_id = m.user_id AND d.chat_id = c.id
-            WHERE m.user_id = \(userID) AND c.last_seq > GREATEST(m.last_read_seq, COALESCE(d.through_seq, 0))
-            ORDER BY c.activity_at DESC LIMIT 20
-            """,
-            logger: self.logger
-        ).decode((UUID, String, String?, Int64, Int64, Int64?, String?).self) {
-            let name = kind == "direct" ? (peerName ?? "Direct chat") : (title ?? "Group")
-            chats.append(ChatDigest(chatID: chatID, title: name, unread: lastSeq - lastRead, previouslyMailed: mailed, throughSeq: lastSeq, messages: []))
-        }
-        for index in chats.indices {
-            let after = chats[index].previouslyMailed ?? 0
-            var newest: [(String, String)] = []
-            for try await (sender, body) in try await self.postgres.query(
-                """
-                SELECT u.display_name, msg.body FROM messages msg JOIN users u ON u.id = msg.sender_id
-                WHERE msg.chat_id = \(chats[index].chatID) AND msg.seq > \(after) AND msg.seq <= \(chats[index].throughSeq)
-                  AND msg.deleted_at IS NULL AND msg.sender_id <> \(userID)
-                ORDER BY msg.seq DESC LIMIT 5
-                """,
-                logger: self.logger
-            ).decode((String, String?).self) {
-                newest.append((sender, body ?? "(attachment)"))
-            }
-            chats[index].messages = newest.reversed()
-        }
-        chats.removeAll { $0.messages.isEmpty }
+        guard let recipient = try await self.store.digestAddress(of: userID) else { return }
+        let chats = try await self.store.unreadChats(of: userID)
         guard !chats.isEmpty else {
             self.logger.info("digest skipped: everything was read", metadata: ["user.id": "\(userID.uuidString.lowercased())"])
             return
         }
         let key = "digest:\(userID.uuidString.lowercased()):" + chats.map { "\($0.chatID.uuidString.lowercased())@\($0.throughSeq)" }.sorted().joined(separator: ",")
         // record first: a crash after this never mails the same range twice
-        let fresh: Bool = try await self.postgres.transaction(logger: self.logger) { connection in
-            var inserted = false
-            for try await _ in try await connection.query(
-                "INSERT INTO mail_sent (idempotency_key, kind, user_id) VALUES (\(key), 'digest', \(userID)) ON CONFLICT DO NOTHING RETURNING 1",
-                logger: self.logger
-            ) {
-                inserted = true
-            }
-            guard inserted else { return false }
-            for chat in chats {
-                try await connection.query(
-                    """
-                    INSERT INTO mail_digests (user_id, chat_id, through_seq) VALUES (\(userID), \(chat.chatID), \(chat.throughSeq))
-                    ON CONFLICT (user_id, chat_id) DO UPDATE SET through_seq = GREATEST(mail_digests.through_seq, EXCLUDED.through_seq), sent_at = now()
-                    """,
-                    logger: self.logger
-                )
-            }
-            return true
-        }
-        guard fresh else { return }
+        guard try await self.store.recordDigest(key, to: userID, chats: chats) else { return }
         do {
             try await self.transport.send(Self.digestMail(chats, to: .init(email: recipient.email, name: recipient.name), from: self.configuration.from, messageID: "\(UUID.v7().lowercased)@parley"))
             self.sent.increment()
             self.logger.info("digest sent", metadata: ["user.id": "\(userID.uuidString.lowercased())", "digest.chats": "\(chats.count)"])
         } catch {
             // not sent: forget the record so that the next attempt mails it
-            try await self.postgres.transaction(logger: self.logger) { connection in
-                try await connection.query("DELETE FROM mail_sent WHERE idempotency_key = \(key)", logger: self.logger)
-                for chat in chats {
-                    if let previous = chat.previouslyMailed {
-                        try await connection.query("UPDATE mail_digests SET through_seq = \(previous) WHERE user_id = \(userID) AND chat_id = \(chat.chatID)", logger: self.logger)
-                    } else {
-                        try await connection.query("DELETE FROM mail_digests WHERE user_id = \(userID) AND chat_id = \(chat.chatID)", logger: self.logger)
-                    }
-                }
-            }
+            try await self.store.forgetDigest(key, to: userID, chats: chats)
             throw error
         }
     }
 
-    static func digestMail(_ chats: [ChatDigest], to: MailMessage.Address, from: MailMessage.Address, messageID: String) -> MailMessage {
+    static func digestMail(_ chats: [MailStore.DigestChat], to: MailMessage.Address, from: MailMessage.Address, messageID: String) -> MailMessage {
         let total = chats.reduce(0) { $0 + $1.unread }
         var text = "You have \(total) unread message\(total == 1 ? "" : "s") on Parley.\n"
         var html = "<p>You have \(total) unread message\(total == 1 ? "" : "s") on Parley.</p>"

@@ -4,8 +4,7 @@ public import HiredisNIO
 public import Logging
 import Metrics
 import NIOCore
-import ParleyCore
-public import PostgresNIO
+public import ParleyCore
 public import ServiceLifecycle
 
 /// A member of the `mailers` consumer group on the Redis stream `mail:jobs`.
@@ -24,7 +23,7 @@ public final class MailWorker: Service {
 
     let configuration: MailerConfiguration
     let redis: RedisClient
-    let postgres: PostgresClient
+    let store: MailStore
     let transport: any MailTransport
     let mailKey: SymmetricKey
     let logger: Logger
@@ -35,10 +34,10 @@ public final class MailWorker: Service {
     let lag = Gauge(label: "parley_mail_stream_lag")
     let pending = Gauge(label: "parley_mail_stream_pending")
 
-    public init(configuration: MailerConfiguration, redis: RedisClient, postgres: PostgresClient, transport: any MailTransport, logger: Logger) {
+    public init(configuration: MailerConfiguration, redis: RedisClient, store: MailStore, transport: any MailTransport, logger: Logger) {
         self.configuration = configuration
         self.redis = redis
-        self.postgres = postgres
+        self.store = store
         self.transport = transport
         self.mailKey = configuration.mailKey
         var logger = logger
@@ -89,7 +88,7 @@ public final class MailWorker: Service {
 
     func deliver(_ entry: RedisStreamEntry) async throws {
         let key = entry["id"] ?? entry.id
-        guard try await !self.alreadySent(key) else {
+        guard try await !self.store.alreadySent(key) else {
             self.logger.info("mail already sent; acknowledging", metadata: ["mail.id": "\(key)"])
             return
         }
@@ -104,7 +103,7 @@ public final class MailWorker: Service {
             }
             let code = try Secrets.open(box, key: self.mailKey)
             try await self.transport.send(Self.codeMail(code: code, to: to, from: self.configuration.from, messageID: "\(key)@parley"))
-            try await self.recordSent(key, kind: "otp")
+            try await self.store.recordSent(key, kind: "otp")
             self.sent.increment()
             self.logger.info("code mail sent", metadata: ["mail.id": "\(key)"])
         default:
@@ -127,17 +126,6 @@ public final class MailWorker: Service {
         } catch {
             self.logger.warning("could not dead-letter a mail; it stays pending", metadata: ["error": "\(error)"])
         }
-    }
-
-    func alreadySent(_ key: String) async throws -> Bool {
-        for try await _ in try await self.postgres.query("SELECT 1 FROM mail_sent WHERE idempotency_key = \(key)", logger: self.logger) { return true }
-        return false
-    }
-
-    func recordSent(_ key: String, kind: String) async throws {
-        try await self.postgres.query(
-            "INSERT INTO mail_sent (idempotency_key, kind) VALUES (\(key), \(kind)) ON CONFLICT DO NOTHING", logger: self.logger
-        )
     }
 
     /// Moves every dead-lettered entry back onto the mail stream. Returns how many.

@@ -30,10 +30,13 @@ public func buildMailer(
     }
     let redis = RedisClient(configuration: configuration.redis, logger: logger)
     let postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+    // background work: a generous deadline, so that a stalled PostgreSQL fails a round
+    // (retried later) instead of holding the worker
+    let store = MailStore(database: Database(client: postgres, deadline: .seconds(10), health: DatabaseHealth(logger: logger)), logger: logger)
     var services: [any Service] = [
         postgres, redis,
-        MailWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger),
-        DigestWorker(configuration: configuration, redis: redis, postgres: postgres, transport: transport, logger: logger),
+        MailWorker(configuration: configuration, redis: redis, store: store, transport: transport, logger: logger),
+        DigestWorker(configuration: configuration, redis: redis, store: store, transport: transport, logger: logger),
     ]
     if let metrics {
         let router = Router()

@@ -71,7 +71,8 @@ import Testing
         await server.kill()
         // after the kill: the subscriber may hear a last pong just before it
         let killedAt = Date()
-        try await Task.sleep(for: .milliseconds(300))
+        // the outage lasts until the subscriber has noticed it
+        try await eventually { !subscriber.isConnected }
         try await server.start()
 
         // the subscriber reconnects, subscribes again and says what it may have missed

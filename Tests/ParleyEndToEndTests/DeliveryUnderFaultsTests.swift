@@ -77,7 +77,7 @@ import Testing
             if killOneInstance && hop == 4 && !killed.isSet {
                 #expect(received.count < total / 2, "the kill happens mid-load")
                 g2.child.signal(SIGKILL)  // mid-load: its sockets die, sends to it fail and are retried on g1
-                try await Task.sleep(for: .milliseconds(300))
+                _ = await g2.child.waitForExit()
                 killed.set()
             }
             await socket.close()
@@ -106,9 +106,11 @@ import Testing
             defer { finished.set() }
             return try await Self.load([owner, other], chat: chat, count: total, gateways: { [g1, g2] })
         }
-        try await Task.sleep(for: .milliseconds(300))
+        try await eventually { try await owner.lastSeq(on: g1, chat) >= 20 }
         await redis.kill()
-        try await Task.sleep(for: .milliseconds(800))
+        // sends go on being stored while Redis is down
+        let atKill = try await owner.lastSeq(on: g1, chat)
+        try await eventually { try await owner.lastSeq(on: g1, chat) >= atKill + 50 || finished.isSet }
         #expect(!finished.isSet, "the outage must fall in the middle of the sends")
         try await redis.start()
         let (acked, failures) = try await loadTask.value

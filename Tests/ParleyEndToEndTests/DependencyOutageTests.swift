@@ -34,7 +34,8 @@ import Testing
             defer { finished.set() }
             return try await DeliveryUnderFaultsTests.load([owner, reader], chat: chat, count: total, gateways: { [a, b] })
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // the crash falls in the middle of the sends: once some are stored
+        try await eventually { try await owner.lastSeq(on: a, chat) >= 20 }
         try await postgres.crash()
 
         // every kind of request answers 503 with Retry-After within the deadline (2 s)
@@ -57,7 +58,8 @@ import Testing
         #expect(error["code"] as? String == "unavailable")
         #expect(!finished.isSet, "the crash must fall in the middle of the sends")
 
-        try await Task.sleep(for: .seconds(1))
+        // the gateways noticed the outage (readiness says so) before PostgreSQL comes back
+        try await eventually { try await HTTP.get("\(a.operationsURL)/readyz").status == 503 }
         try await postgres.start()
         // it recovers by itself: every acknowledged message reaches every connected member once, in order
         let (acked, _) = try await load.value

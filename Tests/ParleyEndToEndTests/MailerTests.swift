@@ -7,6 +7,18 @@ import Testing
 
 /// `parley mailer` against the real Redis stream, PostgreSQL and an SMTP catcher.
 @Suite struct MailerTests {
+    /// Runs `body` with a client of the test Redis.
+    static func withRedis(_ body: (RedisClient) async throws -> Void) async throws {
+        let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        do {
+            try await body(redis)
+        } catch {
+            await redis.shutdown()
+            throw error
+        }
+        await redis.shutdown()
+    }
+
     static func requestCode(_ gateway: GatewayProcess, _ email: String) async throws {
         let response = try await HTTP.json("POST", "\(gateway.baseURL)/v1/auth/otp/request", ["email": email], clientAddress: E2EUser.address())
         try #require(response.status == 202)
@@ -87,7 +99,10 @@ import Testing
         // another worker claims it once it has been idle long enough
         let rescuer = try MailerProcess(retryMilliseconds: 300)
         let mails = try await MailCatcher.wait(for: email)
-        try await Task.sleep(for: .seconds(2))
+        // acknowledged: from then on no mailer of the group handles the job again
+        try await Self.withRedis { redis in
+            try await eventually { try await redis.entryIsAcknowledged(OneTimeCodes.mailStream, group: "mailers", field: "to", value: email) }
+        }
         #expect(try MailCatcher.mails(to: email).count == 1, "sent exactly once")
         #expect(mails.count == 1)
         _ = rescuer  // alive until here: it (or any other live mailer of the group) claims the pending job
@@ -130,7 +145,14 @@ import Testing
             Issue.record("no digest; mailer said:\n\(mailer.child.outputText.suffix(3000))")
             throw error
         }
-        try await Task.sleep(for: .seconds(3))  // anything more would arrive by now
+        // every event of the burst was scheduled and acknowledged, and neither the
+        // offline member nor the reader has a digest due any more: nothing can send another
+        try await Self.withRedis { redis in
+            try await eventually {
+                let due = Set(try await redis.zrangeByScore("digests:due", min: "-inf", max: "+inf"))
+                return try await redis.groupIsCaughtUp("events:messages", group: "digests") && due.isDisjoint(with: [offline.id, reader.id])
+            }
+        }
         #expect(try MailCatcher.mails(to: offline.email, digestsOnly: true).count == 1, "one digest for the burst")
         let digest = try #require(mails.first)
         #expect(digest.text.contains("5 unread"))
@@ -209,7 +231,11 @@ import Testing
         }
         #expect(mailer.child.outputText.contains("one-time code expired before it could be mailed; dropped"))
         #expect(mailer.child.outputText.contains("mail already sent; acknowledging"))
-        try await Task.sleep(for: .milliseconds(500))
+        try await Self.withRedis { redis in
+            for email in [expiredEmail, sentEmail] {
+                try await eventually { try await redis.entryIsAcknowledged(OneTimeCodes.mailStream, group: "mailers", field: "to", value: email) }
+            }
+        }
         #expect(try MailCatcher.mails(to: expiredEmail).isEmpty)
         #expect(try MailCatcher.mails(to: sentEmail).isEmpty)
     }

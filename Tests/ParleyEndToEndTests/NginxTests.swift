@@ -58,7 +58,7 @@ import Testing
         // through nginx to the other gateway with resume, and miss nothing
         let total = 120
         let load = Task { try await DeliveryUnderFaultsTests.load([owner], chat: chat, count: total, gateways: { [nginx] }) }
-        try await Task.sleep(for: .milliseconds(300))
+        try await eventually { try await owner.lastSeq(on: nginx, chat) >= 10 }
         g2.child.signal(SIGTERM)
         let closed = await withTaskGroup(of: (Int, UInt16?).self) { group in
             for (index, socket) in [first, second].enumerated() {

@@ -1,4 +1,6 @@
 import Foundation
+import HiredisNIO
+import ParleyCore
 import ParleyTestSupport
 import Testing
 
@@ -18,8 +20,14 @@ import Testing
         let listed = try await HTTP.json("GET", "\(g2.baseURL)/v1/chats/\(chat)/presence", token: b.token)
         #expect(Set(listed.json["online"] as? [String] ?? []) == [a.id, b.id])
         let second = try await a.connect(g2)
+        // both connections are in Redis before the first closes
+        let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        let connections = PresenceKeys.user(try #require(UUID(uuidString: a.id)))
+        try await eventually { try await redis.zcard(connections) == 2 }
         await first.close()
-        try await Task.sleep(for: .milliseconds(300))
+        // g1 has taken the first connection out: it saw another one left, so no offline goes out
+        try await eventually { try await redis.zcard(connections) == 1 }
+        await redis.shutdown()
         #expect(!watcher.allFrames.contains { $0["type"] as? String == "presence" && $0["online"] as? Bool == false }, "still online through the second connection")
         let clock = ContinuousClock()
         let closedAt = clock.now

@@ -94,12 +94,18 @@ import Testing
         try await joinerSocket.send(["type": "send", "ref": "j", "chat_id": chat, "client_id": UUID().uuidString, "body": "thanks"])
         #expect(try await joinerSocket.next("ack").messageSeq == 2)
 
+        // a member socket on the removed member's instance: it shows when that instance has routed an event
+        let witness = try await owner.connect(g2)
         let removed = try await HTTP.request("DELETE", "\(g1.baseURL)/v1/chats/\(chat)/members/\(joiner.id)", headers: ["Authorization": "Bearer \(owner.token)"])
         #expect(removed.status == 204)
         #expect(try await joinerSocket.next("chat_removed")["chat_id"] as? String == chat)
         try await ownerSocket.send(["type": "send", "chat_id": chat, "client_id": UUID().uuidString, "body": "after removal"])
         _ = try await ownerSocket.next("ack")
-        try await Task.sleep(for: .milliseconds(500))
+        // g2 routed seq 3 to its sockets; a pong queued after that comes after anything queued for the removed member
+        _ = try await witness.next("message") { $0.messageChat == chat && $0.messageSeq == 3 }
+        try await joinerSocket.send(["type": "ping", "ref": "after-3"])
+        _ = try await joinerSocket.next("pong") { $0["ref"] as? String == "after-3" }
+        await witness.close()
         let late = joinerSocket.allFrames.filter { $0["type"] as? String == "message" && $0.messageChat == chat }.compactMap(\.messageSeq)
         #expect(!late.contains(3), "a removed member gets nothing more from the chat")
         try await joinerSocket.send(["type": "send", "chat_id": chat, "client_id": UUID().uuidString, "body": "sneaky"])

@@ -42,6 +42,13 @@ struct E2EUser {
         try await HTTP.json("POST", "\(gateway.baseURL)\(path)", body, token: self.token)
     }
 
+    /// The chat's newest seq as this member reads it over REST (0 when empty):
+    /// what tests wait on to know that sends are being stored.
+    func lastSeq(on gateway: any Endpoint, _ chat: String) async throws -> Int {
+        let page = try await HTTP.json("GET", "\(gateway.baseURL)/v1/chats/\(chat)/messages?limit=1", token: self.token)
+        return ((page.json["messages"] as? [[String: Any]])?.last?["seq"] as? Int) ?? 0
+    }
+
     func group(on gateway: any Endpoint, members: [E2EUser]) async throws -> String {
         let response = try await self.post(gateway, "/v1/chats", ["kind": "group", "title": "E2E", "member_ids": members.map(\.id)])
         try #require(response.status == 201)

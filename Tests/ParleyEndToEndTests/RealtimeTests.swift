@@ -54,11 +54,15 @@ import Testing
         try await a1.send(["type": "ping", "ref": "p"])
         #expect(try await a1.next("pong")["ref"] as? String == "p")
 
-        // nothing twice
-        try await Task.sleep(for: .milliseconds(300))
+        // nothing twice: a last message closes the chat's stream on every socket (a chat's
+        // events arrive in order, so a repeat of 1 or 2 would have come before it)
+        #expect(try await c.post(g1, "/v1/chats/\(group)/messages", ["client_id": UUID().uuidString, "body": "last"]).status == 201)
+        for socket in [a1, a2, b1, c1] {
+            _ = try await socket.next("message") { $0.messageChat == group && $0.messageSeq == 3 }
+        }
         for socket in [a1, a2, b1, c1] {
             let seqs = socket.allFrames.filter { $0["type"] as? String == "message" && $0.messageChat == group }.compactMap(\.messageSeq)
-            #expect(seqs == [1, 2])
+            #expect(seqs == [1, 2, 3])
             #expect(!socket.allFrames.contains { $0["type"] as? String == "typing" && $0["user_id"] as? String == b.id && socket === b1 })
         }
         for socket in [a1, a2, b1, c1] { await socket.close() }

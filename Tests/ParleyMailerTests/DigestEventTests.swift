@@ -18,16 +18,16 @@ import ParleyChat
         let (chat, sender) = (UUID(), UUID())
         let header = EventEnvelope(.message, chatID: chat, userID: sender, seq: 5).header
         let current = try DigestWorker.newMessage(self.entry([EventStreams.envelopeField: header]))
-        #expect(current?.chat == chat && current?.seq == 5 && current?.sender == sender)
+        #expect(current?.chatID == chat && current?.seq == 5 && current?.senderID == sender)
         let legacy = try DigestWorker.newMessage(self.entry([
             "type": "message.created", "chat_id": chat.uuidString.lowercased(), "seq": "6", "sender_id": sender.uuidString.lowercased(),
         ]))
-        #expect(legacy?.chat == chat && legacy?.seq == 6 && legacy?.sender == sender)
+        #expect(legacy?.chatID == chat && legacy?.seq == 6 && legacy?.senderID == sender)
         // what gateways append now: both, and the envelope wins
         let both = try DigestWorker.newMessage(self.entry([
             EventStreams.envelopeField: header, "type": "message.created", "chat_id": UUID().uuidString, "seq": "99", "sender_id": UUID().uuidString,
         ]))
-        #expect(both?.seq == 5 && both?.chat == chat)
+        #expect(both?.seq == 5 && both?.chatID == chat)
     }
 
     @Test func anEnvelopeOfAnotherVersionIsAnErrorToCount() {

@@ -76,15 +76,18 @@ public final class TestWebSocket: @unchecked Sendable {
         try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
     }
 
-    /// The next frame (after those already taken) matching `type`, as JSON.
-    public func next(_ type: String? = nil, timeout: Duration = .seconds(10)) async throws -> [String: Any] {
+    /// The next frame (after those already taken) matching `type` and
+    /// `condition`, as JSON; the frames skipped on the way are taken too.
+    public func next(
+        _ type: String? = nil, timeout: Duration = .seconds(10), where condition: ([String: Any]) -> Bool = { _ in true }
+    ) async throws -> [String: Any] {
         let deadline = ContinuousClock.now + timeout
         while true {
             let found: [String: Any]? = self.withLock {
                 while self.cursor < self.frames.count {
                     let text = self.frames[self.cursor]
                     self.cursor += 1
-                    if let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], type == nil || object["type"] as? String == type {
+                    if let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], type == nil || object["type"] as? String == type, condition(object) {
                         return object
                     }
                 }
