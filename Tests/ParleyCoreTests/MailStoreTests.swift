@@ -19,7 +19,8 @@ import Testing
     /// A group of `sender` and `reader` (who wants mail at a verified address).
     func withWorld(_ body: @escaping @Sendable (World) async throws -> Void) async throws {
         try await withPostgresClient(try TestEnvironment.databaseSettings()) { postgres in
-            let database = Database(client: postgres, health: DatabaseHealth(logger: TestEnvironment.logger))
+            // the whole suite runs in parallel on two cores: a deadline for a busy machine
+            let database = Database(client: postgres, deadline: .seconds(10), health: DatabaseHealth(logger: TestEnvironment.logger))
             let accounts = AccountStore(database: database, logger: TestEnvironment.logger)
             let chats = ChatStore(database: database, logger: TestEnvironment.logger)
             let tag = UUID().uuidString.prefix(8).lowercased()
