@@ -340,6 +340,22 @@ def main():
         composer.send_keys(Keys.ENTER)
         wait(bob, lambda d: delivered(d, "Hello Bob (edited)") and "edited" in d.find_element(By.CSS_SELECTOR, "#messages article[data-seq='1']").text, "the edit at Bob")
 
+        step("Bob reacts to it; Alice sees the count, adds hers, and Bob takes his back")
+        def reaction(driver, emoji):
+            """The count on the first message's reaction chip, and whether it is the reader's (None: no chip)."""
+            return driver.execute_script(
+                "const c = [...document.querySelectorAll(\"#messages article[data-seq='1'] .reaction\")].find(c => c.dataset.emoji === arguments[0]);"
+                "return c ? [c.textContent.trim(), c.classList.contains('me')] : null", emoji)
+        quick = [b for b in bob.find_elements(By.CSS_SELECTOR, "#messages article[data-seq='1'] .quick-reactions button") if b.get_attribute("textContent") == "🎉"]
+        bob.execute_script("arguments[0].click()", quick[0])
+        wait(alice, lambda d: reaction(d, "🎉") == ["🎉 1", False], "Bob's reaction at Alice")
+        wait(bob, lambda d: reaction(d, "🎉") == ["🎉 1", True], "Bob's own reaction, marked as his")
+        alice.execute_script("arguments[0].click()", find(alice, "#messages article[data-seq='1'] .reaction"))
+        wait(bob, lambda d: reaction(d, "🎉") == ["🎉 2", True], "two reactions at Bob")
+        bob.execute_script("arguments[0].click()", find(bob, "#messages article[data-seq='1'] .reaction"))
+        wait(alice, lambda d: reaction(d, "🎉") == ["🎉 1", True], "Bob's reaction taken back, at Alice")
+        wait(bob, lambda d: reaction(d, "🎉") == ["🎉 1", False], "Bob's reaction taken back, at Bob")
+
         alice.save_screenshot(os.path.join(ARTIFACTS, "alice.png"))
         bob.save_screenshot(os.path.join(ARTIFACTS, "bob.png"))
         bob.set_window_size(390, 760)

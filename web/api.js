@@ -121,6 +121,7 @@ export class Api {
   get(path) { return this.request("GET", path); }
   post(path, json) { return this.request("POST", path, { json }); }
   patch(path, json) { return this.request("PATCH", path, { json }); }
+  put(path) { return this.request("PUT", path); }
   delete(path) { return this.request("DELETE", path); }
 
   async register(email, password, displayName) {

@@ -380,6 +380,9 @@ function handleFrame(frame) {
     case "message_updated":
       applyUpdate(frame.message);
       break;
+    case "reaction":
+      applyReaction(frame);
+      break;
     case "typing": {
       if (!state.typing.has(frame.chat_id)) state.typing.set(frame.chat_id, new Map());
       const typing = state.typing.get(frame.chat_id);
@@ -449,6 +452,7 @@ function applyMessage(message) {
   }
   // kept for the view even when the chat's history is not loaded yet: a
   // page read before this message was committed is merged with it
+  keepReactions(message, messagesOf(chatID).bySeq.get(message.seq));
   messagesOf(chatID).bySeq.set(message.seq, message);
   if (message.seq <= last) {
     // already seen (a replay, or the ack came first)
@@ -536,13 +540,53 @@ async function resync(chatID) {
   if ((state.highest.get(chatID) || 0) > (state.lastSeq.get(chatID) || 0)) fillGap(chatID);
 }
 
+/** Events that cannot know the reader's `me` carry no reactions: keep the ones we have. */
+function keepReactions(message, known) {
+  if (!("reactions" in message) && known?.reactions) message.reactions = known.reactions;
+}
+
 function applyUpdate(message) {
   const messages = state.messages.get(message.chat_id);
-  if (messages?.bySeq.has(message.seq)) messages.bySeq.set(message.seq, message);
+  if (messages?.bySeq.has(message.seq)) {
+    keepReactions(message, messages.bySeq.get(message.seq));
+    messages.bySeq.set(message.seq, message);
+  }
   const chat = state.chats.get(message.chat_id);
   if (chat?.last_message?.seq === message.seq) chat.last_message = message;
   renderList();
   if (message.chat_id === state.open) renderMessages();
+}
+
+/** A reaction added or taken back, by anyone (ourselves included, from any device). */
+function applyReaction(frame) {
+  const message = state.messages.get(frame.chat_id)?.bySeq.get(frame.seq);
+  if (!message) return;  // not loaded: its history page will have it
+  const mine = frame.user_id === state.me.id;
+  const reactions = (message.reactions || []).map((r) => ({ ...r }));
+  let entry = reactions.find((r) => r.emoji === frame.emoji);
+  if (frame.added) {
+    if (mine && entry?.me) return;  // our own, counted already (the page came after it)
+    if (!entry) reactions.push(entry = { emoji: frame.emoji, count: 0, me: false });
+    entry.count += 1;
+    if (mine) entry.me = true;
+  } else if (entry && !(mine && !entry.me)) {
+    entry.count -= 1;
+    if (mine) entry.me = false;
+  }
+  // most used first; equal counts keep their order
+  message.reactions = reactions.filter((r) => r.count > 0).sort((a, b) => b.count - a.count);
+  if (frame.chat_id === state.open) renderMessages();
+}
+
+const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
+
+/** Adds our reaction, or takes it back when it is there; the event updates the view. */
+async function toggleReaction(chatID, message, emoji) {
+  const mine = message.reactions?.find((r) => r.emoji === emoji)?.me;
+  const path = `/v1/chats/${chatID}/messages/${message.seq}/reactions/${encodeURIComponent(emoji)}`;
+  try {
+    if (mine) await api.delete(path); else await api.put(path);
+  } catch (error) { toast(explain(error)); }
 }
 
 // ---------------------------------------------------------------- sending
@@ -1050,6 +1094,8 @@ function messageItem(chat, message, seen, pending) {
         composer.focus();
       } }));
     }
+    actions.push(h("span", { class: "quick-reactions" }, QUICK_REACTIONS.map((emoji) =>
+      h("button", { type: "button", class: "link", title: `React ${emoji}`, text: emoji, onclick: () => toggleReaction(chat.id, message, emoji) }))));
     const role = state.details.get(chat.id)?.find((m) => m.user.id === state.me.id)?.role;
     if (mine || role === "owner" || role === "admin") {
       actions.push(h("button", { type: "button", class: "link danger", text: "Delete", onclick: async () => {
@@ -1079,6 +1125,12 @@ function messageItem(chat, message, seen, pending) {
   quote,
   message.deleted ? h("p", { class: "body muted", text: "message deleted" }) : message.body ? h("p", { class: "body", text: message.body }) : null,
   (message.attachments || []).map((attachment) => attachmentView(attachment)),
+  !pending && !message.deleted && message.reactions?.length
+    ? h("div", { class: "reactions" }, message.reactions.map((r) => h("button", {
+      type: "button", class: "chip reaction" + (r.me ? " me" : ""), title: r.me ? "Take your reaction back" : "React too",
+      dataset: { emoji: r.emoji }, onclick: () => toggleReaction(chat.id, message, r.emoji),
+    }, r.emoji, " ", String(r.count))))
+    : null,
   h("footer", { class: "meta" },
     h("time", { datetime: message.created_at, text: time(message.created_at) }),
     message.edited_at && !message.deleted ? h("span", { text: " · edited" }) : null,

@@ -12,6 +12,8 @@ public enum ChatEvent: Sendable {
     case messageCreated(MessageRecord)
     case messageUpdated(MessageRecord)
     case read(chatID: UUID, userID: UUID, seq: Int64)
+    /// `userID` added (or removed) `emoji` on message `seq`.
+    case reaction(chatID: UUID, seq: Int64, userID: UUID, emoji: String, added: Bool)
     /// `lastSeq`: the chat's last seq when the member joined; they get what comes after.
     case memberAdded(chatID: UUID, userID: UUID, lastSeq: Int64)
     case memberRemoved(chatID: UUID, userID: UUID)
@@ -109,6 +111,11 @@ public struct ChatEventPublisher: Sendable {
         case .read(let chatID, let userID, let seq):
             let frame = try json(["type": "read", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "seq": seq])
             return [(Self.channel(chatID), EventEnvelope(.read, chatID: chatID, userID: userID, seq: seq, frame: frame))]
+        case .reaction(let chatID, let seq, let userID, let emoji, let added):
+            let frame = try json([
+                "type": "reaction", "chat_id": chatID.lowercased, "seq": seq, "user_id": userID.lowercased, "emoji": emoji, "added": added,
+            ])
+            return [(Self.channel(chatID), EventEnvelope(.reaction, chatID: chatID, userID: userID, seq: seq, flag: added, frame: frame))]
         case .memberAdded(let chatID, let userID, let lastSeq):
             return [
                 (Self.userChannel(userID), EventEnvelope(.memberAdded, chatID: chatID, userID: userID, seq: lastSeq)),

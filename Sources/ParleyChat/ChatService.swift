@@ -102,8 +102,11 @@ public struct ChatService: Sendable {
             throw ChatError.invalid(.invalidBody, "body must be 1 to 4000 characters and at most 16 KiB")
         }
         try await self.limitWrites(actor)
-        let message = try await self.store.edit(chatID: chatID, seq: seq, actor: actor, body: valid)
+        var message = try await self.store.edit(chatID: chatID, seq: seq, actor: actor, body: valid)
+        // the event goes to every member: without reactions, whose `me` differs per member
         await self.publisher.publish(.messageUpdated(message), logger: logger)
+        // the editor's answer has them as the editor sees them (omitted if they cannot be read now)
+        message.reactions = try? await self.store.reactions(chatID: chatID, seq: seq, viewer: actor)
         return message
     }
 
@@ -111,6 +114,18 @@ public struct ChatService: Sendable {
         try await self.limitWrites(actor)
         let (tombstone, deleted) = try await self.store.delete(chatID: chatID, seq: seq, actor: actor)
         if deleted { await self.publisher.publish(.messageUpdated(tombstone), logger: logger) }
+    }
+
+    /// Adds or removes the member's reaction; an event goes to the members
+    /// only when something changed (adding twice is a no-op).
+    public func react(chatID: UUID, seq: Int64, userID: UUID, emoji raw: String, add: Bool, logger: Logger) async throws {
+        guard let emoji = MessageValidation.emoji(raw) else {
+            throw ChatError.invalid(.invalidEmoji, "a reaction is one emoji (one grapheme cluster of at most \(MessageValidation.maxEmojiBytes) bytes)")
+        }
+        try await self.limitWrites(userID)
+        if try await self.store.react(chatID: chatID, seq: seq, userID: userID, emoji: emoji, add: add) {
+            await self.publisher.publish(.reaction(chatID: chatID, seq: seq, userID: userID, emoji: emoji, added: add), logger: logger)
+        }
     }
 
     /// A member started or stopped typing: one start and one stop per user

@@ -24,6 +24,8 @@ public struct EventEnvelope: Sendable, Equatable {
         case messageUpdated = "message_updated"
         /// A read position; `userID` read up to `seq`.
         case read
+        /// `userID` added (`flag` true) or removed a reaction on message `seq`.
+        case reaction
         /// `userID` started (`flag` true) or stopped typing.
         case typing
         /// `userID` came online (`flag` true) or went offline.

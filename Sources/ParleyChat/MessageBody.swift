@@ -37,6 +37,9 @@ public struct MessageBody: Encodable, Sendable {
     public let createdAt: String
     public let editedAt: String?
     public let deleted: Bool
+    /// Most used first, as the reader sees them; absent where they were not
+    /// read (`message_updated` events, replays after a resume).
+    public let reactions: [ReactionBody]?
 
     public init(_ message: MessageRecord) {
         self.id = message.id.lowercased
@@ -50,10 +53,11 @@ public struct MessageBody: Encodable, Sendable {
         self.createdAt = Timestamp.format(message.createdAt)
         self.editedAt = message.editedAt.map(Timestamp.format)
         self.deleted = message.isDeleted
+        self.reactions = message.reactions.map { $0.map { ReactionBody(emoji: $0.emoji, count: $0.count, me: $0.me) } }
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, seq, body, attachments, deleted
+        case id, seq, body, attachments, deleted, reactions
         case chatID = "chat_id"
         case senderID = "sender_id"
         case clientID = "client_id"
@@ -76,5 +80,13 @@ public struct MessageBody: Encodable, Sendable {
         try c.encode(self.createdAt, forKey: .createdAt)
         try c.encode(self.editedAt, forKey: .editedAt)
         try c.encode(self.deleted, forKey: .deleted)
+        try c.encodeIfPresent(self.reactions, forKey: .reactions)
     }
+}
+
+/// One emoji on a message (PROTOCOL.md 1.1).
+public struct ReactionBody: Encodable, Sendable {
+    public let emoji: String
+    public let count: Int
+    public let me: Bool
 }

@@ -46,6 +46,8 @@ public struct ChatError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidBody = Code("invalid_body", .invalid)
         public static let invalidSeq = Code("invalid_seq", .invalid)
         public static let invalidFrame = Code("invalid_frame", .invalid)
+        public static let invalidEmoji = Code("invalid_emoji", .invalid)
+        public static let tooManyReactions = Code("too_many_reactions", .conflict)
         public static let unavailable = Code("unavailable", .unavailable)
 
         public var description: String { self.rawValue }
@@ -77,6 +79,10 @@ public struct ChatError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let invalidAttachments = ChatError(.invalidAttachments, "attachments must be your own uploads, each once")
     public static let messageDeleted = ChatError(.messageDeleted, "a deleted message cannot be edited")
     public static let selfChat = ChatError(.invalidUser, "a direct chat needs another user")
+    public static let tooManyReactions = ChatError(
+        .tooManyReactions, "a message has at most \(MessageValidation.maxReactionEmoji) different reactions; use one of those it has"
+    )
+    public static let messageDeletedReaction = ChatError(.messageDeleted, "a deleted message cannot get reactions")
 
     /// The caller's role does not allow this; `why` says what would.
     public static func notAllowed(_ why: String) -> ChatError { ChatError(.forbidden, why) }

@@ -3,6 +3,9 @@ public enum MessageValidation {
     public static let maxCharacters = 4000
     public static let maxBytes = 16 * 1024
     public static let maxAttachments = 10
+    /// Different emoji on one message (PROTOCOL.md 1.1).
+    public static let maxReactionEmoji = 20
+    public static let maxEmojiBytes = 32
 
     /// The body to store: 1–4,000 characters and at most 16 KiB of UTF-8, or
     /// nil/empty when attachments carry the message. Stored byte for byte.
@@ -13,6 +16,18 @@ public enum MessageValidation {
     }
 
     public struct InvalidBody: Error {}
+
+    /// A reaction: one grapheme cluster of at most 32 bytes of UTF-8 that is
+    /// an emoji (not plain ASCII such as a digit, which Unicode also counts as
+    /// emoji-capable). Nil when it is not one.
+    public static func emoji(_ raw: String) -> String? {
+        guard raw.count == 1, raw.utf8.count <= Self.maxEmojiBytes, !raw.allSatisfy(\.isASCII) else { return nil }
+        let scalars = raw.unicodeScalars
+        guard scalars.contains(where: { $0.properties.isEmoji }),
+            !scalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+        else { return nil }
+        return raw
+    }
 
     /// NUL cannot be stored in PostgreSQL text; other C0 controls but tab,
     /// newline and carriage return have no place in chat text either.

@@ -63,4 +63,25 @@ import Testing
         #expect(presence.allSatisfy { $0.envelope.kind == .presence && $0.envelope.flag == true && $0.envelope.userID == self.user })
         #expect(try self.frame(presence[0].envelope)["online"] as? Bool == true)
     }
+
+    @Test func aReactionIsTheFrameOfPROTOCOL() throws {
+        let delivered = try self.delivered(.reaction(chatID: self.chat, seq: 4, userID: self.user, emoji: "👍🏽", added: false))
+        #expect(delivered.map(\.channel) == ["chat:{\(self.chat.uuidString.lowercased())}"])
+        let envelope = try #require(delivered.first?.envelope)
+        #expect(envelope.kind == .reaction && envelope.seq == 4 && envelope.userID == self.user && envelope.flag == false)
+        let frame = try self.frame(envelope)
+        #expect(frame["type"] as? String == "reaction" && frame["emoji"] as? String == "👍🏽" && frame["added"] as? Bool == false)
+        #expect(frame["chat_id"] as? String == self.chat.uuidString.lowercased() && frame["seq"] as? Int == 4)
+        #expect(frame["user_id"] as? String == self.user.uuidString.lowercased())
+    }
+
+    @Test func aNewMessageHasNoReactionsAndAnUpdateLeavesThemOut() throws {
+        var message = MessageRecord(NewMessage(chatID: self.chat, senderID: self.user, clientID: UUID(), body: "hi"), seq: 1)
+        message.reactions = []
+        let created = try #require(try self.delivered(.messageCreated(message)).first?.envelope)
+        #expect((try self.frame(created)["message"] as? [String: Any])?["reactions"] as? [Any] != nil)
+        message.reactions = nil
+        let updated = try #require(try self.delivered(.messageUpdated(message)).first?.envelope)
+        #expect((try self.frame(updated)["message"] as? [String: Any])?.keys.contains("reactions") == false)
+    }
 }

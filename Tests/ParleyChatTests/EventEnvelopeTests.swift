@@ -53,7 +53,7 @@ import Testing
         ("P1 message - - - -", .malformedHeader),  // no newline
         ("P2 message - - - -\n{}", .unsupportedVersion),
         ("Px message - - - -\n", .malformedHeader),
-        ("P1 reaction - - - -\n{}", .unknownKind),
+        ("P1 poll - - - -\n{}", .unknownKind),
         ("P1 message - - -\n", .malformedHeader),  // five fields
         ("P1 message - - - - extra\n", .malformedHeader),
         ("P1 message not-a-uuid - 1 -\n", .malformedHeader),

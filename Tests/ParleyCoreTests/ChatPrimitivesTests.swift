@@ -19,6 +19,22 @@ import Testing
     }
 }
 
+@Suite struct ReactionEmojiTests {
+    @Test(arguments: ["👍", "❤️", "🎉", "👩‍👩‍👧", "🇫🇷", "👍🏽", "©"])
+    func emojiAreAccepted(emoji: String) {
+        #expect(MessageValidation.emoji(emoji) == emoji)
+    }
+
+    @Test(arguments: [
+        "", "a", "1", "#", "*", " ", "👍👍", "👍 ", "ok", "é", "\u{0}", "\u{85}", "\u{2028}",
+        // one grapheme cluster, but over 32 bytes
+        String(repeating: "👩‍", count: 8) + "👧",
+    ])
+    func anythingElseIsRefused(text: String) {
+        #expect(MessageValidation.emoji(text) == nil)
+    }
+}
+
 @Suite struct AttachmentTypesTests {
     @Test func magicBytes() {
         #expect(AttachmentTypes.matches("image/png", [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0]))

@@ -5,6 +5,62 @@ import ParleyTestSupport
 import Testing
 
 @Suite struct RealtimeTests {
+    @Test func editsReactionsAndDeletesReachEveryInstanceAndEditsKeepTheirHistory() async throws {
+        let (g1, g2) = try await twoGateways()
+        let a = try await E2EUser.register(on: g1, name: "Editor")
+        let b = try await E2EUser.register(on: g2, name: "Reader")
+        let chat = try await a.group(on: g1, members: [b])
+        let onG1 = try await a.connect(g1)
+        let onG2 = try await b.connect(g2)
+        #expect(try await a.post(g1, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": "first draft"]).status == 201)
+        for socket in [onG1, onG2] { #expect(try await socket.next("message").messageSeq == 1) }
+
+        // an edit on one instance reaches the other as message_updated, once
+        let edited = try await HTTP.json("PATCH", "\(g1.baseURL)/v1/chats/\(chat)/messages/1", ["body": "final"], token: a.token)
+        #expect(edited.status == 200)
+        for socket in [onG1, onG2] {
+            let update = try await socket.next("message_updated")
+            #expect((update["message"] as? [String: Any])?["body"] as? String == "final")
+            #expect(update.messageSeq == 1)
+        }
+        // its earlier version is kept, readable on the other instance by the sender only
+        let history = try await HTTP.json("GET", "\(g2.baseURL)/v1/chats/\(chat)/messages/1/edits", token: a.token)
+        #expect((history.json["edits"] as? [[String: Any]])?.map { $0["body"] as? String } == ["first draft"])
+        #expect(try await HTTP.json("GET", "\(g2.baseURL)/v1/chats/\(chat)/messages/1/edits", token: b.token).status == 403)
+
+        // reactions: announced on every instance when something changed, not for a repeat
+        let thumbs = "%F0%9F%91%8D"  // 👍
+        for method in ["PUT", "PUT", "DELETE"] {
+            #expect(try await HTTP.json(method, "\(g2.baseURL)/v1/chats/\(chat)/messages/1/reactions/\(thumbs)", token: b.token).status == 204)
+        }
+        for socket in [onG1, onG2] {
+            for added in [true, false] {
+                let reaction = try await socket.next("reaction")
+                #expect(reaction["emoji"] as? String == "👍" && reaction["user_id"] as? String == b.id && reaction["seq"] as? Int == 1)
+                #expect(reaction["added"] as? Bool == added, "the repeated PUT is not announced")
+            }
+        }
+        #expect(try await HTTP.json("PUT", "\(g1.baseURL)/v1/chats/\(chat)/messages/1/reactions/\(thumbs)", token: a.token).status == 204)
+        for socket in [onG1, onG2] { #expect(try await socket.next("reaction")["user_id"] as? String == a.id) }
+        let page = try await HTTP.json("GET", "\(g2.baseURL)/v1/chats/\(chat)/messages", token: b.token)
+        let reactions = ((page.json["messages"] as? [[String: Any]])?.first?["reactions"] as? [[String: Any]]) ?? []
+        #expect(reactions.count == 1 && reactions.first?["count"] as? Int == 1 && reactions.first?["me"] as? Bool == false)
+
+        // a delete on the other instance: a tombstone everywhere, and the history goes with the body
+        #expect(try await HTTP.json("DELETE", "\(g2.baseURL)/v1/chats/\(chat)/messages/1", token: a.token).status == 204)
+        for socket in [onG1, onG2] {
+            let update = try await socket.next("message_updated")
+            #expect((update["message"] as? [String: Any])?["deleted"] as? Bool == true)
+            #expect((update["message"] as? [String: Any])?["body"] is NSNull)
+            #expect(((update["message"] as? [String: Any])?["reactions"] as? [Any])?.isEmpty == true, "a tombstone has none, for everyone")
+        }
+        #expect((try await HTTP.json("GET", "\(g1.baseURL)/v1/chats/\(chat)/messages/1/edits", token: a.token).json["edits"] as? [Any])?.isEmpty == true)
+        for socket in [onG1, onG2] {
+            #expect(socket.allFrames.filter { $0["type"] as? String == "message_updated" }.count == 2, "each change once")
+            await socket.close()
+        }
+    }
+
     @Test func messagesTypingAndReadsCrossInstancesExactlyOnce() async throws {
         let (g1, g2) = try await twoGateways()
         let a = try await E2EUser.register(on: g1, name: "Ann")

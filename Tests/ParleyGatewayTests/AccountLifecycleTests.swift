@@ -68,6 +68,9 @@ import Testing
             for chat in [group, direct] {
                 #expect(try await api.call(.post, "/v1/chats/\(chat)/messages", json: ["client_id": UUID().uuidString, "body": "my words"], token: leaver).status == 201)
             }
+            // an edited message: its earlier version goes with the account too
+            #expect(try await api.call(.patch, "/v1/chats/\(group)/messages/1", json: ["body": "my words, edited"], token: leaver).status == 200)
+            #expect((try await api.call(.get, "/v1/chats/\(group)/messages/1/edits", token: leaver).json["edits"] as? [Any])?.count == 1)
 
             // the password (or a fresh code) is required
             #expect(try await api.call(.delete, "/v1/me", json: [:] as [String: String], token: leaver).code == "invalid_request")
@@ -88,6 +91,8 @@ import Testing
                 #expect(messages.first?["body"] is NSNull)
                 #expect(messages.first?["sender_id"] as? String == leaverID)
             }
+            // the group's new owner finds no earlier version of the leaver's message
+            #expect((try await api.call(.get, "/v1/chats/\(group)/messages/1/edits", token: friend).json["edits"] as? [Any])?.isEmpty == true)
             // it left the group, which passed to the other member; the direct chat shows a deleted user
             let members = try #require(try await api.call(.get, "/v1/chats/\(group)", token: friend).json["members"] as? [[String: Any]])
             #expect(members.count == 1)

@@ -333,6 +333,90 @@ import ParleyChat
         }
     }
 
+    @Test func editsKeepTheirHistoryForTheSenderAndTheChatsManagers() async throws {
+        try await self.live { api in
+            let (owner, admin, sender, member, outsider) = (try await self.user(api), try await self.user(api), try await self.user(api), try await self.user(api), try await self.user(api))
+            let chat = try await self.group(api, owner: owner, members: [sender, member])
+            #expect(try await api.call(.post, "/v1/chats/\(chat)/members", json: ["user_id": admin.id, "role": "admin"], token: owner.token).status == 201)
+            try await self.send(api, chat, sender, "v1")
+            func edits(_ user: User, _ seq: Int = 1) async throws -> APIResponse { try await api.call(.get, "/v1/chats/\(chat)/messages/\(seq)/edits", token: user.token) }
+            #expect((try await edits(sender).json["edits"] as? [Any])?.isEmpty == true, "never edited: no earlier versions")
+            for body in ["v2", "v2", "v3 <b>&</b>"] {
+                #expect(try await api.call(.patch, "/v1/chats/\(chat)/messages/1", json: ["body": body], token: sender.token).status == 200)
+            }
+            // oldest first; an edit that changes nothing adds no version
+            for reader in [sender, owner, admin] {
+                let answer = try await edits(reader)
+                #expect(answer.status == 200)
+                let versions = answer.json["edits"] as? [[String: Any]] ?? []
+                #expect(versions.map { $0["body"] as? String } == ["v1", "v2"])
+                let times = versions.compactMap { $0["replaced_at"] as? String }
+                #expect(times.count == 2 && times == times.sorted())
+            }
+            let current = try await api.call(.get, "/v1/chats/\(chat)/messages", token: member.token).json["messages"] as? [[String: Any]]
+            #expect(current?.first?["body"] as? String == "v3 <b>&</b>")
+            #expect(try await edits(member).status == 403, "other members see the current body only")
+            #expect(try await edits(member).code == "forbidden")
+            #expect(try await edits(outsider).code == "chat_not_found")
+            #expect(try await edits(sender, 9).code == "message_not_found")
+            #expect(try await api.call(.get, "/v1/chats/\(chat)/messages/0/edits", token: sender.token).code == "message_not_found")
+            // deleting the message deletes its earlier versions with its body
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/messages/1", token: admin.token).status == 204)
+            #expect((try await edits(owner).json["edits"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test func reactionsAreCountedPerEmojiWithMeAndLimited() async throws {
+        var limits = ChatLimits()
+        limits.writes = [RateLimitRule(1000, per: .seconds(1))]  // the 20-emoji limit, not the rate, is under test here
+        try await GatewayTestSupport.liveApp(chatLimits: limits).test(.live) { client in
+            let api = APITestClient(client)
+            let (a, b, outsider) = (try await self.user(api), try await self.user(api), try await self.user(api))
+            let chat = try await self.group(api, owner: a, members: [b])
+            let sent = try await self.send(api, chat, a, "react to me")
+            #expect((sent.json["reactions"] as? [Any])?.isEmpty == true, "a new message has none")
+            func react(_ user: User, _ emoji: String, _ method: HTTPRequest.Method = .put, seq: Int = 1) async throws -> APIResponse {
+                let encoded = emoji.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? emoji
+                return try await api.call(method, "/v1/chats/\(chat)/messages/\(seq)/reactions/\(encoded)", token: user.token)
+            }
+            func reactions(_ user: User) async throws -> [String] {
+                let messages = try await api.call(.get, "/v1/chats/\(chat)/messages", token: user.token).json["messages"] as? [[String: Any]]
+                return (messages?.first?["reactions"] as? [[String: Any]] ?? []).map { "\($0["emoji"] ?? "")\($0["count"] ?? "")\(($0["me"] as? Bool) == true ? "+" : "")" }
+            }
+            for (user, emoji) in [(b, "👍"), (a, "🎉"), (a, "👍"), (a, "👍")] {
+                #expect(try await react(user, emoji).status == 204)
+            }
+            // most used first; `me` as each reader sees it
+            #expect(try await reactions(a) == ["👍2+", "🎉1+"])
+            #expect(try await reactions(b) == ["👍2+", "🎉1"])
+            // taking one back, twice
+            #expect(try await react(a, "🎉", .delete).status == 204)
+            #expect(try await react(a, "🎉", .delete).status == 204)
+            #expect(try await reactions(b) == ["👍2+"])
+            // the editor's answer has them as the editor sees them
+            let edited = try await api.call(.patch, "/v1/chats/\(chat)/messages/1", json: ["body": "edited"], token: a.token)
+            #expect((edited.json["reactions"] as? [[String: Any]])?.first?["me"] as? Bool == true)
+
+            // refusals
+            #expect(try await react(a, "a").code == "invalid_emoji")
+            #expect(try await react(a, "👍👍").code == "invalid_emoji")
+            #expect(try await api.call(.put, "/v1/chats/\(chat)/messages/1/reactions/%FF", token: a.token).code == "invalid_emoji")
+            #expect(try await react(outsider, "👍").code == "chat_not_found")
+            #expect(try await react(a, "👍", seq: 9).code == "message_not_found")
+            // at most 20 different emoji; one already there can still be added
+            let more = ["😀", "😂", "😍", "🤔", "😮", "😢", "😡", "🙏", "👏", "🔥", "💯", "✅", "❌", "👀", "🚀", "🌟", "🍕", "🎂", "🤝"]
+            for emoji in more { #expect(try await react(a, emoji).status == 204, "\(emoji)") }
+            #expect(try await react(b, "🐙").code == "too_many_reactions")
+            #expect(try await react(b, "🚀").status == 204)
+            #expect(try await reactions(b).count == 20)
+            // a deleted message loses them, and gets no more
+            #expect(try await api.call(.delete, "/v1/chats/\(chat)/messages/1", token: a.token).status == 204)
+            #expect(try await reactions(b).isEmpty)
+            #expect(try await react(b, "👍").code == "message_deleted")
+            #expect(try await react(b, "👍", .delete).status == 204)
+        }
+    }
+
     @Test func bodiesRoundTripByteForByteAndSQLIsLiteral() async throws {
         try await self.live { api in
             let a = try await self.user(api)

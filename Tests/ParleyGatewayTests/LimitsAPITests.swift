@@ -131,13 +131,14 @@ import ParleyChat
             let chat = try #require(created.json["id"] as? String)
             #expect(try await api.call(.patch, "/v1/chats/\(chat)", json: ["title": "Renamed"], token: owner.access).status == 200)
             Self.expectLimited(try await api.call(.post, "/v1/chats", json: ["kind": "group", "title": "Third"], token: owner.access), "third chat change")
-            // edits, deletes and read receipts share one budget
+            // edits, deletes, reactions and read receipts share one budget
             let sent = try await api.call(.post, "/v1/chats/\(chat)/messages", json: ["client_id": UUID().uuidString, "body": "hi"], token: member.access)
             #expect(sent.status == 201)
             #expect(try await api.call(.patch, "/v1/chats/\(chat)/messages/1", json: ["body": "hello"], token: member.access).status == 200)
-            #expect(try await api.call(.post, "/v1/chats/\(chat)/read", json: ["seq": 1], token: member.access).status == 204)
+            #expect(try await api.call(.put, "/v1/chats/\(chat)/messages/1/reactions/%F0%9F%91%8D", token: member.access).status == 204)
             #expect(try await api.call(.post, "/v1/chats/\(chat)/read", json: ["seq": 1], token: member.access).status == 204)
             Self.expectLimited(try await api.call(.delete, "/v1/chats/\(chat)/messages/1", token: member.access), "fourth write")
+            Self.expectLimited(try await api.call(.delete, "/v1/chats/\(chat)/messages/1/reactions/%F0%9F%91%8D", token: member.access), "fifth write")
             // uploads: by count and by bytes
             let text = Array("0123456789".utf8)
             #expect(try await api.upload(token: owner.access, type: "text/plain", text + text + text + text + text).status == 201)

@@ -188,6 +188,14 @@ public struct AccountStore: Sendable {
             logger: logger
         )
         try await connection.query(
+            "DELETE FROM message_edits e USING messages m WHERE m.sender_id = \(userID) AND e.chat_id = m.chat_id AND e.seq = m.seq", logger: logger
+        )
+        // its reactions, and those on its messages (tombstones have none)
+        try await connection.query("DELETE FROM message_reactions WHERE user_id = \(userID)", logger: logger)
+        try await connection.query(
+            "DELETE FROM message_reactions r USING messages m WHERE m.sender_id = \(userID) AND r.chat_id = m.chat_id AND r.seq = m.seq", logger: logger
+        )
+        try await connection.query(
             "UPDATE messages SET body = NULL, deleted_at = now() WHERE sender_id = \(userID) AND deleted_at IS NULL", logger: logger
         )
         try await connection.query("DELETE FROM attachments WHERE owner_id = \(userID)", logger: logger)

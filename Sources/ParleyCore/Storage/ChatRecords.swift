@@ -27,6 +27,20 @@ public struct AttachmentRef: Sendable, Hashable {
     public var size: Int
 }
 
+/// One emoji on a message: how many members put it there, and whether the
+/// viewer is one of them.
+public struct ReactionCount: Sendable, Hashable {
+    public var emoji: String
+    public var count: Int
+    public var me: Bool
+
+    public init(emoji: String, count: Int, me: Bool) {
+        self.emoji = emoji
+        self.count = count
+        self.me = me
+    }
+}
+
 public struct MessageRecord: Sendable, Hashable {
     public var id: UUID
     public var chatID: UUID
@@ -39,6 +53,9 @@ public struct MessageRecord: Sendable, Hashable {
     public var createdAt: Date
     public var editedAt: Date?
     public var deletedAt: Date?
+    /// Most used first, as the viewer sees them; nil when not read (events
+    /// sent to every member carry none, since `me` differs per member).
+    public var reactions: [ReactionCount]?
 
     public var isDeleted: Bool { self.deletedAt != nil }
 
@@ -52,7 +69,7 @@ public struct MessageRecord: Sendable, Hashable {
 
     public init(
         id: UUID, chatID: UUID, seq: Int64, senderID: UUID, clientID: UUID, body: String?, attachments: [AttachmentRef], replyToSeq: Int64?,
-        createdAt: Date, editedAt: Date?, deletedAt: Date?
+        createdAt: Date, editedAt: Date?, deletedAt: Date?, reactions: [ReactionCount]? = nil
     ) {
         self.id = id
         self.chatID = chatID
@@ -65,6 +82,7 @@ public struct MessageRecord: Sendable, Hashable {
         self.createdAt = createdAt
         self.editedAt = editedAt
         self.deletedAt = deletedAt
+        self.reactions = reactions
     }
 }
 
@@ -92,6 +110,18 @@ public struct MemberRecord: Sendable, Hashable {
     public var role: MemberRole
     public var joinedAt: Date
     public var lastReadSeq: Int64
+}
+
+/// An earlier version of an edited message: its body (nil: attachments
+/// only) and when an edit replaced it.
+public struct MessageEditRecord: Sendable, Hashable {
+    public var body: String?
+    public var replacedAt: Date
+
+    public init(body: String?, replacedAt: Date) {
+        self.body = body
+        self.replacedAt = replacedAt
+    }
 }
 
 public struct AttachmentRecord: Sendable, Hashable {

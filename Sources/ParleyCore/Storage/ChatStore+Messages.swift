@@ -57,7 +57,9 @@ extension ChatStore {
                 }
                 let message = MessageRecord(
                     id: id, chatID: new.chatID, seq: seq, senderID: new.senderID, clientID: new.clientID, body: row.body, attachments: attachments,
-                    replyToSeq: row.reply, createdAt: createdAt, editedAt: row.editedAt, deletedAt: row.deletedAt
+                    replyToSeq: row.reply, createdAt: createdAt, editedAt: row.editedAt, deletedAt: row.deletedAt,
+                    // a new message has none yet; a resend's are not read here
+                    reactions: row.outcome == "created" ? [] : nil
                 )
                 outcomes.append(.success((message, row.outcome == "created")))
             case "same_as":
@@ -106,14 +108,31 @@ extension ChatStore {
 
     private func page(chatID: UUID, viewer: UUID?, before: Int64?, after: Int64?, limit: Int) async throws -> (messages: [MessageRecord], hasMore: Bool) {
         let upper = before ?? Int64.max
-        var query: PostgresQuery = """
-            SELECT \(unescaped: Self.messageColumns),
-                EXISTS (SELECT 1 FROM message_attachments ma WHERE ma.chat_id = m.chat_id AND ma.seq = m.seq) AS has_attachments
-            FROM messages m WHERE m.chat_id = \(chatID) AND m.seq > \(after ?? 0) AND m.seq < \(upper)
-            """
+        // a viewer's page carries each message's reactions as that viewer sees
+        // them, most used first, aggregated in the same query
+        var query: PostgresQuery
         if let viewer {
-            query.sql += " AND EXISTS (SELECT 1 FROM chat_members cm WHERE cm.chat_id = m.chat_id AND cm.user_id = $\(query.binds.count + 1))"
-            query.binds.append(viewer)
+            query = """
+                SELECT \(unescaped: Self.messageColumns),
+                    EXISTS (SELECT 1 FROM message_attachments ma WHERE ma.chat_id = m.chat_id AND ma.seq = m.seq) AS has_attachments,
+                    r.emoji, r.counts, r.mine
+                FROM messages m
+                LEFT JOIN LATERAL (
+                    SELECT array_agg(x.emoji ORDER BY x.n DESC, x.first) AS emoji, array_agg(x.n ORDER BY x.n DESC, x.first) AS counts,
+                           array_agg(x.me ORDER BY x.n DESC, x.first) AS mine
+                    FROM (SELECT mr.emoji, count(*) AS n, bool_or(mr.user_id = \(viewer)) AS me, min(mr.created_at) AS first
+                          FROM message_reactions mr WHERE mr.chat_id = m.chat_id AND mr.seq = m.seq GROUP BY mr.emoji) x
+                ) r ON m.deleted_at IS NULL
+                WHERE m.chat_id = \(chatID) AND m.seq > \(after ?? 0) AND m.seq < \(upper)
+                  AND EXISTS (SELECT 1 FROM chat_members cm WHERE cm.chat_id = m.chat_id AND cm.user_id = \(viewer))
+                """
+        } else {
+            query = """
+                SELECT \(unescaped: Self.messageColumns),
+                    EXISTS (SELECT 1 FROM message_attachments ma WHERE ma.chat_id = m.chat_id AND ma.seq = m.seq) AS has_attachments,
+                    NULL::text[], NULL::bigint[], NULL::boolean[]
+                FROM messages m WHERE m.chat_id = \(chatID) AND m.seq > \(after ?? 0) AND m.seq < \(upper)
+                """
         }
         query.sql += after != nil ? " ORDER BY m.seq ASC" : " ORDER BY m.seq DESC"
         query.sql += " LIMIT $\(query.binds.count + 1)"
@@ -121,12 +140,13 @@ extension ChatStore {
         var messages: [MessageRecord] = []
         var withAttachments: [(UUID, Int64)] = []
         for try await row in try await self.database.query(query, logger: self.logger) {
-            let (id, chat, seq, sender, clientID, body, reply, created, edited, deleted, hasAttachments) = try row.decode(
-                (UUID, UUID, Int64, UUID, UUID, String?, Int64?, Date, Date?, Date?, Bool).self
+            let (id, chat, seq, sender, clientID, body, reply, created, edited, deleted, hasAttachments, emoji, counts, mine) = try row.decode(
+                (UUID, UUID, Int64, UUID, UUID, String?, Int64?, Date, Date?, Date?, Bool, [String]?, [Int64]?, [Bool]?).self
             )
             messages.append(MessageRecord(
                 id: id, chatID: chat, seq: seq, senderID: sender, clientID: clientID, body: body, attachments: [], replyToSeq: reply,
-                createdAt: created, editedAt: edited, deletedAt: deleted
+                createdAt: created, editedAt: edited, deletedAt: deleted,
+                reactions: viewer == nil ? nil : Self.reactions(emoji, counts, mine)
             ))
             if hasAttachments, deleted == nil { withAttachments.append((chat, seq)) }
         }
@@ -140,12 +160,74 @@ extension ChatStore {
         return (messages, hasMore)
     }
 
+    /// Reactions from the three parallel arrays a query aggregates (most used first).
+    static func reactions(_ emoji: [String]?, _ counts: [Int64]?, _ mine: [Bool]?) -> [ReactionCount] {
+        guard let emoji, let counts, let mine, emoji.count == counts.count, counts.count == mine.count else { return [] }
+        return (0..<emoji.count).map { ReactionCount(emoji: emoji[$0], count: Int(counts[$0]), me: mine[$0]) }
+    }
+
+    /// One message's reactions as `viewer` sees them, most used first.
+    public func reactions(chatID: UUID, seq: Int64, viewer: UUID) async throws -> [ReactionCount] {
+        try await self.database.query(
+            """
+            SELECT emoji, count(*) AS n, bool_or(user_id = \(viewer)) FROM message_reactions
+            WHERE chat_id = \(chatID) AND seq = \(seq) GROUP BY emoji ORDER BY n DESC, min(created_at)
+            """,
+            logger: self.logger
+        ).decode((String, Int64, Bool).self).elements.map { ReactionCount(emoji: $0.0, count: Int($0.1), me: $0.2) }
+    }
+
+    /// Adds (or removes) `userID`'s reaction `emoji` to a message; returns
+    /// whether anything changed (adding twice, or removing what is not
+    /// there, changes nothing). Members only; not on a deleted message; at
+    /// most `MessageValidation.maxReactionEmoji` different emoji per message.
+    public func react(chatID: UUID, seq: Int64, userID: UUID, emoji: String, add: Bool) async throws -> Bool {
+        try await self.database.transaction(logger: self.logger) { connection in
+            // the message's row lock serialises its reactions, so the distinct-emoji limit holds
+            let (message, _) = try await self.lockedMessage(connection, chatID: chatID, seq: seq, actor: userID, attachments: false)
+            guard add else {
+                var removed = false
+                for try await _ in try await connection.query(
+                    "DELETE FROM message_reactions WHERE chat_id = \(chatID) AND seq = \(seq) AND emoji = \(emoji) AND user_id = \(userID) RETURNING 1",
+                    logger: self.logger
+                ) {
+                    removed = true
+                }
+                return removed
+            }
+            guard !message.isDeleted else { throw ChatError.messageDeletedReaction }
+            for try await (distinct, present) in try await connection.query(
+                "SELECT count(DISTINCT emoji), coalesce(bool_or(emoji = \(emoji)), false) FROM message_reactions WHERE chat_id = \(chatID) AND seq = \(seq)",
+                logger: self.logger
+            ).decode((Int64, Bool).self) {
+                guard present || distinct < MessageValidation.maxReactionEmoji else { throw ChatError.tooManyReactions }
+            }
+            var added = false
+            for try await _ in try await connection.query(
+                """
+                INSERT INTO message_reactions (chat_id, seq, emoji, user_id) VALUES (\(chatID), \(seq), \(emoji), \(userID))
+                ON CONFLICT DO NOTHING RETURNING 1
+                """,
+                logger: self.logger
+            ) {
+                added = true
+            }
+            return added
+        }
+    }
+
     /// Edits the body (sender only, not once deleted).
     public func edit(chatID: UUID, seq: Int64, actor: UUID, body: String) async throws -> MessageRecord {
         try await self.database.transaction(logger: self.logger) { connection in
             let message = try await self.lockedMessage(connection, chatID: chatID, seq: seq, actor: actor).message
             guard message.senderID == actor else { throw ChatError.notAllowed("only the sender can edit a message") }
             guard !message.isDeleted else { throw ChatError.messageDeleted }
+            if message.body != body {
+                // the history keeps the body this edit replaces
+                try await connection.query(
+                    "INSERT INTO message_edits (chat_id, seq, previous_body) VALUES (\(chatID), \(seq), \(message.body))", logger: self.logger
+                )
+            }
             var edited: MessageRecord?
             for try await row in try await connection.query(
                 """
@@ -182,12 +264,40 @@ extension ChatStore {
                 tombstone = try Self.message(row)
             }
             try await connection.query("DELETE FROM message_attachments WHERE chat_id = \(chatID) AND seq = \(seq)", logger: self.logger)
-            guard let tombstone else { throw ChatError.messageNotFound }
+            try await connection.query("DELETE FROM message_edits WHERE chat_id = \(chatID) AND seq = \(seq)", logger: self.logger)
+            try await connection.query("DELETE FROM message_reactions WHERE chat_id = \(chatID) AND seq = \(seq)", logger: self.logger)
+            guard var tombstone else { throw ChatError.messageNotFound }
+            tombstone.reactions = []  // removed with the body, for every viewer
             return (tombstone, true)
         }
     }
 
-    private func lockedMessage(_ connection: PostgresConnection, chatID: UUID, seq: Int64, actor: UUID) async throws -> (message: MessageRecord, role: MemberRole) {
+    /// The earlier versions of a message, oldest first: each body with the
+    /// time an edit replaced it. Only the sender and the chat's owner and
+    /// admins may read them; a deleted message has none.
+    public func edits(chatID: UUID, seq: Int64, viewer: UUID) async throws -> [MessageEditRecord] {
+        let rows = try await self.database.query(
+            """
+            SELECT cm.role, m.sender_id FROM chat_members cm
+            LEFT JOIN messages m ON m.chat_id = cm.chat_id AND m.seq = \(seq)
+            WHERE cm.chat_id = \(chatID) AND cm.user_id = \(viewer)
+            """,
+            logger: self.logger
+        ).decode((String, UUID?).self).elements
+        guard let (rawRole, sender) = rows.first, let role = MemberRole(rawValue: rawRole) else { throw ChatError.chatNotFound }
+        guard let sender else { throw ChatError.messageNotFound }
+        guard sender == viewer || role.canManage else {
+            throw ChatError.notAllowed("only the sender, the owner or an admin can see earlier versions of a message")
+        }
+        return try await self.database.query(
+            "SELECT previous_body, edited_at FROM message_edits WHERE chat_id = \(chatID) AND seq = \(seq) ORDER BY id",
+            logger: self.logger
+        ).decode((String?, Date).self).elements.map { MessageEditRecord(body: $0.0, replacedAt: $0.1) }
+    }
+
+    private func lockedMessage(
+        _ connection: PostgresConnection, chatID: UUID, seq: Int64, actor: UUID, attachments: Bool = true
+    ) async throws -> (message: MessageRecord, role: MemberRole) {
         var role: MemberRole?
         for try await r in try await connection.query(
             "SELECT role FROM chat_members WHERE chat_id = \(chatID) AND user_id = \(actor)", logger: self.logger
@@ -203,7 +313,7 @@ extension ChatStore {
             message = try Self.message(row)
         }
         guard var message else { throw ChatError.messageNotFound }
-        message.attachments = try await Self.attachments(on: connection, chatID: chatID, seq: seq, logger: self.logger)
+        if attachments { message.attachments = try await Self.attachments(on: connection, chatID: chatID, seq: seq, logger: self.logger) }
         return (message, role)
     }
 

@@ -145,6 +145,32 @@ struct EditMessageRequest: Decodable {
     let body: String
 }
 
+/// The earlier versions of a message, oldest first.
+struct MessageEditsBody: Encodable {
+    struct Edit: Encodable {
+        let body: String?
+        let replacedAt: String
+
+        // a null body is written out: the version had attachments only
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(self.body, forKey: .body)
+            try c.encode(self.replacedAt, forKey: .replacedAt)
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case body
+            case replacedAt = "replaced_at"
+        }
+    }
+
+    let edits: [Edit]
+
+    init(_ edits: [MessageEditRecord]) {
+        self.edits = edits.map { Edit(body: $0.body, replacedAt: Timestamp.format($0.replacedAt)) }
+    }
+}
+
 struct ReadRequest: Decodable {
     let seq: Int64
 }

@@ -74,6 +74,20 @@ public struct ChatsController: Sendable {
             let body = try await request.decodeJSON(EditMessageRequest.self, context: context)
             return try Response.json(MessageBody(try await self.service.edit(chatID: chatID, seq: seq, actor: me, body: body.body, logger: context.logger)))
         }
+        group.get("chats/:id/messages/:seq/edits") { _, context in
+            let (me, chatID) = try Self.ids(context)
+            return try Response.json(MessageEditsBody(try await self.store.edits(chatID: chatID, seq: try Self.pathSeq(context), viewer: me)))
+        }
+        for (method, add) in [(HTTPRequest.Method.put, true), (.delete, false)] {
+            group.on("chats/:id/messages/:seq/reactions/:emoji", method: method) { _, context in
+                let (me, chatID) = try Self.ids(context)
+                let seq = try Self.pathSeq(context)
+                // the router hands over the path segment as sent: percent-encoded
+                let emoji = context.parameters.get("emoji")?.removingPercentEncoding ?? ""
+                try await self.service.react(chatID: chatID, seq: seq, userID: me, emoji: emoji, add: add, logger: context.logger)
+                return Response.noContent()
+            }
+        }
         group.delete("chats/:id/messages/:seq") { _, context in
             let (me, chatID) = try Self.ids(context)
             try await self.service.delete(chatID: chatID, seq: try Self.pathSeq(context), actor: me, logger: context.logger)

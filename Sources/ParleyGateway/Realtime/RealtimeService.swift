@@ -149,7 +149,8 @@ public final class RealtimeService: Service {
                 if items.count > 1 { self.reordered.increment(by: items.count - 1) }  // counted once, when released
                 self.deliver(items, chat: chat)
             }
-        case .messageUpdated:
+        case .messageUpdated, .reaction:
+            // after the message itself, if it is held for a missing seq
             guard let chat = envelope.chatID else { return }
             let text = envelope.frameText
             self.afterHeldMessages(of: chat) { $0.enqueue(.chatEvent(chatID: chat, payload: text)) }
