@@ -356,6 +356,20 @@ def main():
         wait(alice, lambda d: reaction(d, "🎉") == ["🎉 1", True], "Bob's reaction taken back, at Alice")
         wait(bob, lambda d: reaction(d, "🎉") == ["🎉 1", False], "Bob's reaction taken back, at Bob")
 
+        step("Alice blocks Bob: his next message is refused; once she unblocks him, his retry arrives")
+        alice.execute_script("arguments[0].click()", find(alice, "#details-button"))
+        wait(alice, lambda d: d.find_elements(By.ID, "block-button") and "Block" in find(d, "#block-button").text, "the block button")
+        alice.execute_script("arguments[0].click()", find(alice, "#block-button"))
+        wait(alice, lambda d: find(d, "#block-button").text.startswith("Unblock"), "Bob shown as blocked")
+        send(bob, "Can you hear me?")
+        wait(bob, lambda d: any("Not sent" in a.text for a in d.find_elements(By.CSS_SELECTOR, "#messages article.pending")), "Bob's send refused")
+        alice.execute_script("arguments[0].click()", find(alice, "#block-button"))
+        wait(alice, lambda d: find(d, "#block-button").text.startswith("Block"), "Bob unblocked")
+        retry = [b for b in bob.find_elements(By.CSS_SELECTOR, "#messages article.pending button") if b.get_attribute("textContent") == "Retry"]
+        bob.execute_script("arguments[0].click()", retry[0])
+        wait(alice, lambda d: delivered(d, "Can you hear me?"), "Bob's retried message at Alice")
+        alice.execute_script("arguments[0].click()", find(alice, "#details-button"))
+
         alice.save_screenshot(os.path.join(ARTIFACTS, "alice.png"))
         bob.save_screenshot(os.path.join(ARTIFACTS, "bob.png"))
         bob.set_window_size(390, 760)

@@ -23,5 +23,6 @@ public enum Schema {
         SchemaMigration(version: 3, name: "003_send_batch", sql: String(decoding: PackageResources._03_send_batch_sql, as: UTF8.self)),
         SchemaMigration(version: 4, name: "004_message_edits", sql: String(decoding: PackageResources._04_message_edits_sql, as: UTF8.self)),
         SchemaMigration(version: 5, name: "005_reactions", sql: String(decoding: PackageResources._05_reactions_sql, as: UTF8.self)),
+        SchemaMigration(version: 6, name: "006_blocks", sql: String(decoding: PackageResources._06_blocks_sql, as: UTF8.self)),
     ]
 }

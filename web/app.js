@@ -92,6 +92,7 @@ function resetState() {
     lookups: new Map(), // user id → Promise (names being fetched)
     details: new Map(), // chat id → members [{user, role, last_read_seq}]
     online: new Set(),
+    blocked: null, // ids of the users we blocked (null: not read yet)
     typing: new Map(), // chat id → Map(user id → expiry)
     filling: new Map(), // chat id → Promise (a gap being filled)
     highest: new Map(), // chat id → the highest seq the socket brought (a fill goes up to it)
@@ -1025,6 +1026,7 @@ function renderHeader() {
       h("span", { class: "muted small", id: "chat-subtitle", text: subtitle })),
     h("button", { type: "button", class: "secondary", id: "details-button", "aria-expanded": String(state.panel === "details"), text: "Details", onclick: () => {
       state.panel = state.panel === "details" ? null : "details";
+      if (state.panel === "details" && chat.kind === "direct" && !state.blocked) loadBlocks();
       renderPanel();
       renderHeader();
     } }),
@@ -1239,6 +1241,15 @@ function newChatPanel() {
       } }, joinID, h("button", { type: "submit", class: "primary", text: "Join" }))));
 }
 
+/** The users we blocked, for the direct chat's details. */
+async function loadBlocks() {
+  try {
+    const answer = await api.get("/v1/me/blocks");
+    state.blocked = new Set(answer.users.map((user) => user.id));
+    if (state.panel === "details") renderPanel();
+  } catch (error) { toast(explain(error)); }
+}
+
 function renderPanel() {
   const panel = document.getElementById("panel");
   const chat = state.chats.get(state.open);
@@ -1260,6 +1271,21 @@ function renderPanel() {
           try { await api.delete(`/v1/chats/${chat.id}/members/${member.user.id}`); loadDetails(chat.id); } catch (error) { toast(explain(error)); }
         } }) : null);
   })));
+  if (chat.kind === "direct" && chat.peer && state.blocked) {
+    const peer = chat.peer;
+    const blocked = state.blocked.has(peer.id);
+    parts.push(h("p", { class: "muted small", text: blocked
+      ? `You blocked ${peer.display_name}: they cannot write to you here or add you to groups. They are not told.`
+      : `Blocking ${peer.display_name} stops their messages here and their invitations; they are not told.` }));
+    parts.push(h("button", { type: "button", class: "secondary" + (blocked ? "" : " danger"), id: "block-button",
+      text: blocked ? `Unblock ${peer.display_name}` : `Block ${peer.display_name}`, onclick: async () => {
+        try {
+          if (blocked) await api.delete(`/v1/me/blocks/${peer.id}`); else await api.put(`/v1/me/blocks/${peer.id}`);
+          if (blocked) state.blocked.delete(peer.id); else state.blocked.add(peer.id);
+          renderPanel();
+        } catch (error) { toast(explain(error)); }
+      } }));
+  }
   if (chat.kind === "group") {
     if (manager) {
       const [search, results] = userSearch({

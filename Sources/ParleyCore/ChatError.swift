@@ -36,6 +36,7 @@ public struct ChatError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let messageNotFound = Code("message_not_found", .notFound)
         public static let attachmentNotFound = Code("attachment_not_found", .notFound)
         public static let forbidden = Code("forbidden", .forbidden)
+        public static let blocked = Code("blocked", .forbidden)
         public static let notAGroup = Code("not_a_group", .invalid)
         public static let groupFull = Code("group_full", .conflict)
         public static let messageDeleted = Code("message_deleted", .conflict)
@@ -79,6 +80,8 @@ public struct ChatError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let invalidAttachments = ChatError(.invalidAttachments, "attachments must be your own uploads, each once")
     public static let messageDeleted = ChatError(.messageDeleted, "a deleted message cannot be edited")
     public static let selfChat = ChatError(.invalidUser, "a direct chat needs another user")
+    /// The other user blocked the caller (PROTOCOL.md 1.1).
+    public static let blocked = ChatError(.blocked, "this user does not accept messages or invitations from you")
     public static let tooManyReactions = ChatError(
         .tooManyReactions, "a message has at most \(MessageValidation.maxReactionEmoji) different reactions; use one of those it has"
     )

@@ -5,6 +5,30 @@ import ParleyTestSupport
 import Testing
 
 @Suite struct RealtimeTests {
+    @Test func aBlockOnOneInstanceStopsSendsOnTheOther() async throws {
+        let (g1, g2) = try await twoGateways()
+        let alice = try await E2EUser.register(on: g1, name: "Blocker")
+        let bob = try await E2EUser.register(on: g2, name: "Blocked")
+        let direct = try #require(try await alice.post(g1, "/v1/chats", ["kind": "direct", "user_id": bob.id]).json["id"] as? String)
+        let alices = try await alice.connect(g1)
+        let bobs = try await bob.connect(g2)
+        #expect(try await HTTP.json("PUT", "\(g1.baseURL)/v1/me/blocks/\(bob.id)", token: alice.token).status == 204)
+        try await bobs.send(["type": "send", "ref": "b1", "chat_id": direct, "client_id": UUID().uuidString, "body": "let me in"])
+        let refused = try await bobs.next("error") { $0["ref"] as? String == "b1" }
+        #expect(refused["code"] as? String == "blocked")
+        #expect(!bobs.isClosed, "a refused send leaves the socket open")
+        // Alice still reaches Bob; after the unblock Bob reaches Alice, and nothing of the refused send ever arrives
+        #expect(try await alice.post(g1, "/v1/chats/\(direct)/messages", ["client_id": UUID().uuidString, "body": "still here"]).status == 201)
+        #expect(try await bobs.next("message").messageSeq == 1)
+        #expect(try await HTTP.json("DELETE", "\(g1.baseURL)/v1/me/blocks/\(bob.id)", token: alice.token).status == 204)
+        try await bobs.send(["type": "send", "ref": "b2", "chat_id": direct, "client_id": UUID().uuidString, "body": "thanks"])
+        #expect(try await bobs.next("ack").messageSeq == 2)
+        let messages = [try await alices.next("message"), try await alices.next("message")]
+        #expect(messages.map(\.messageSeq) == [1, 2])
+        #expect((messages[1]["message"] as? [String: Any])?["body"] as? String == "thanks")
+        for socket in [alices, bobs] { await socket.close() }
+    }
+
     @Test func editsReactionsAndDeletesReachEveryInstanceAndEditsKeepTheirHistory() async throws {
         let (g1, g2) = try await twoGateways()
         let a = try await E2EUser.register(on: g1, name: "Editor")

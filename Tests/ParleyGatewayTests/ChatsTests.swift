@@ -417,6 +417,49 @@ import ParleyChat
         }
     }
 
+    @Test func aBlockedUserCannotReachTheBlockerAndIsNotToldWhy() async throws {
+        try await self.live { api in
+            let (alice, bob, carol) = (try await self.user(api, "Alice"), try await self.user(api, "Bob"), try await self.user(api, "Carol"))
+            let direct = try #require(try await api.call(.post, "/v1/chats", json: ["kind": "direct", "user_id": bob.id], token: alice.token).json["id"] as? String)
+            let before = UUID().uuidString.lowercased()
+            #expect(try await self.send(api, direct, bob, "before the block", clientID: before).status == 201)
+            let shared = try await self.group(api, owner: carol, members: [alice, bob])
+            let bobsGroup = try await self.group(api, owner: bob, members: [])
+
+            // Alice blocks Bob (twice: a no-op); refusals of the endpoint itself
+            for _ in 0..<2 { #expect(try await api.call(.put, "/v1/me/blocks/\(bob.id)", token: alice.token).status == 204) }
+            #expect(try await api.call(.put, "/v1/me/blocks/\(alice.id)", token: alice.token).code == "invalid_user")
+            #expect(try await api.call(.put, "/v1/me/blocks/\(UUID().uuidString)", token: alice.token).code == "user_not_found")
+            #expect(try await api.call(.put, "/v1/me/blocks/not-a-uuid", token: alice.token).code == "user_not_found")
+            let listed = try await api.call(.get, "/v1/me/blocks", token: alice.token).json["users"] as? [[String: Any]]
+            #expect(listed?.map { $0["id"] as? String } == [bob.id])
+            #expect((try await api.call(.get, "/v1/me/blocks", token: bob.token).json["users"] as? [Any])?.isEmpty == true)
+
+            // Bob can neither write to Alice, nor open a direct chat with her, nor bring her into a group
+            let refused = try await self.send(api, direct, bob, "after the block")
+            #expect(refused.status == 403 && refused.code == "blocked")
+            #expect(try await api.call(.post, "/v1/chats", json: ["kind": "direct", "user_id": alice.id], token: bob.token).code == "blocked")
+            #expect(try await api.call(.post, "/v1/chats", json: ["kind": "group", "title": "Trap", "member_ids": [alice.id, carol.id]], token: bob.token).code == "blocked")
+            #expect(try await api.call(.post, "/v1/chats/\(bobsGroup)/members", json: ["user_id": alice.id], token: bob.token).code == "blocked")
+            // a resend of what was stored before the block still answers with it
+            #expect(try await self.send(api, direct, bob, "before the block", clientID: before).status == 200)
+            // Alice still can; in a shared group nothing changes; others may still add Alice
+            #expect(try await self.send(api, direct, alice, "I can still write").status == 201)
+            #expect(try await api.call(.post, "/v1/chats/\(bobsGroup)/members", json: ["user_id": bob.id], token: bob.token).status == 200)
+            #expect(try await self.send(api, shared, bob, "hello group").status == 201)
+            #expect(try await api.call(.post, "/v1/chats", json: ["kind": "group", "title": "Fine", "member_ids": [alice.id, bob.id]], token: carol.token).status == 201)
+            // nothing else tells Bob
+            #expect(try await api.call(.get, "/v1/users/\(alice.id)", token: bob.token).status == 200)
+            #expect(try await api.call(.get, "/v1/chats/\(direct)", token: bob.token).status == 200)
+
+            // unblocked: as before
+            for _ in 0..<2 { #expect(try await api.call(.delete, "/v1/me/blocks/\(bob.id)", token: alice.token).status == 204) }
+            #expect(try await self.send(api, direct, bob, "after the unblock").status == 201)
+            #expect(try await api.call(.post, "/v1/chats/\(bobsGroup)/members", json: ["user_id": alice.id], token: bob.token).status == 201)
+            #expect((try await api.call(.get, "/v1/me/blocks", token: alice.token).json["users"] as? [Any])?.isEmpty == true)
+        }
+    }
+
     @Test func bodiesRoundTripByteForByteAndSQLIsLiteral() async throws {
         try await self.live { api in
             let a = try await self.user(api)

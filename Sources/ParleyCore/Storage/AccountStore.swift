@@ -190,6 +190,7 @@ public struct AccountStore: Sendable {
         try await connection.query(
             "DELETE FROM message_edits e USING messages m WHERE m.sender_id = \(userID) AND e.chat_id = m.chat_id AND e.seq = m.seq", logger: logger
         )
+        try await connection.query("DELETE FROM user_blocks WHERE blocker_id = \(userID) OR blocked_id = \(userID)", logger: logger)
         // its reactions, and those on its messages (tombstones have none)
         try await connection.query("DELETE FROM message_reactions WHERE user_id = \(userID)", logger: logger)
         try await connection.query(
@@ -428,4 +429,43 @@ public struct SessionRecord: Sendable, Hashable {
     public var createdAt: Date
     public var lastUsedAt: Date
     public var userAgent: String?
+}
+
+extension AccountStore {
+    // MARK: blocks
+
+    /// `blocker` blocks `blocked` (a no-op if it did already); false if there
+    /// is no such user.
+    public func block(_ blocked: UUID, by blocker: UUID) async throws -> Bool {
+        let rows = try await self.database.query(
+            """
+            INSERT INTO user_blocks (blocker_id, blocked_id)
+            SELECT \(blocker), u.id FROM users u WHERE u.id = \(blocked) AND u.deleted_at IS NULL
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+            """,
+            logger: self.logger
+        )
+        if !rows.elements.isEmpty { return true }
+        // already blocked, or no such user
+        return try await self.user(id: blocked) != nil
+    }
+
+    public func unblock(_ blocked: UUID, by blocker: UUID) async throws {
+        try await self.database.query("DELETE FROM user_blocks WHERE blocker_id = \(blocker) AND blocked_id = \(blocked)", logger: self.logger)
+    }
+
+    /// The users `blocker` blocked, most recent first.
+    public func blocks(of blocker: UUID) async throws -> [UserRecord] {
+        let rows = try await self.database.query(
+            """
+            SELECT \(unescaped: Self.userColumns) FROM (
+                SELECT u.*, b.created_at AS blocked_at FROM user_blocks b JOIN users u ON u.id = b.blocked_id
+                WHERE b.blocker_id = \(blocker) AND u.deleted_at IS NULL
+            ) x ORDER BY blocked_at DESC, id LIMIT 1000
+            """,
+            logger: self.logger
+        )
+        return try rows.elements.map(Self.user)
+    }
 }

@@ -66,6 +66,7 @@ extension ChatStore {
                 guard let ref = row.ref, ref >= 1, Int(ref) <= outcomes.count else { throw StoreError("same_as names no earlier send") }
                 outcomes.append(outcomes[Int(ref) - 1].map { ($0.message, false) })
             case "not_member": outcomes.append(.failure(.chatNotFound))
+            case "blocked": outcomes.append(.failure(.blocked))
             case "invalid_reply": outcomes.append(.failure(.invalidReply))
             case "invalid_attachments": outcomes.append(.failure(.invalidAttachments))
             default: throw StoreError("parley_send_batch: unknown outcome \(row.outcome)")

@@ -35,6 +35,17 @@ public struct ChatStore: Sendable {
     // MARK: chats
 
     /// The direct chat of two users, created if needed; `created` tells which.
+    /// Throws `ChatError.blocked` if any of `users` blocked `actor`: a blocked
+    /// user cannot open a direct chat with the blocker or add them to a group.
+    static func refuseIfBlocked(by users: [UUID], of actor: UUID, on connection: PostgresConnection, logger: Logger) async throws {
+        guard !users.isEmpty else { return }
+        for try await _ in try await connection.query(
+            "SELECT 1 FROM user_blocks WHERE blocked_id = \(actor) AND blocker_id = ANY(\(users)) LIMIT 1", logger: logger
+        ) {
+            throw ChatError.blocked
+        }
+    }
+
     public func directChat(between userID: UUID, and peerID: UUID) async throws -> (chat: ChatRecord, created: Bool) {
         guard userID != peerID else { throw ChatError.selfChat }
         let key = [userID.lowercased, peerID.lowercased].sorted().joined(separator: ":")
@@ -42,6 +53,7 @@ public struct ChatStore: Sendable {
             var peerExists = false
             for try await _ in try await connection.query("SELECT 1 FROM users WHERE id = \(peerID) AND deleted_at IS NULL", logger: self.logger) { peerExists = true }
             guard peerExists else { throw ChatError.userNotFound }
+            try await Self.refuseIfBlocked(by: [peerID], of: userID, on: connection, logger: self.logger)
             let chatID = UUID.v7()
             var inserted = false
             for try await _ in try await connection.query(
@@ -85,6 +97,7 @@ public struct ChatStore: Sendable {
                 found = count
             }
             guard found == others.count else { throw ChatError.userNotFound }
+            try await Self.refuseIfBlocked(by: others, of: creator, on: connection, logger: self.logger)
             try await connection.query(
                 """
                 INSERT INTO chats (id, kind, title, public, members_count, created_by)
@@ -334,6 +347,7 @@ public struct ChatStore: Sendable {
             var exists = false
             for try await _ in try await connection.query("SELECT 1 FROM users WHERE id = \(userID) AND deleted_at IS NULL", logger: self.logger) { exists = true }
             guard exists else { throw ChatError.userNotFound }
+            if actor != userID { try await Self.refuseIfBlocked(by: [userID], of: actor, on: connection, logger: self.logger) }
             var inserted = false
             for try await _ in try await connection.query(
                 """

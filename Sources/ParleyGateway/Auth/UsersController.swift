@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 public import Hummingbird
 import Logging
 import ParleyCore
@@ -31,6 +32,27 @@ public struct UsersController: Sendable {
                 throw APIError(.unauthorized, "invalid_token", "the account no longer exists")
             }
             return try Response.json(UserBody.own(user))
+        }
+        // blocks (PROTOCOL.md 1.1): what they refuse is enforced by the chat store
+        group.get("me/blocks") { _, context in
+            let me = try context.requireIdentity().userID
+            return try Response.json(UserList(users: try await self.services.accounts.blocks(of: me).map(UserBody.visible)))
+        }
+        for (method, block) in [(HTTPRequest.Method.put, true), (.delete, false)] {
+            group.on("me/blocks/:user_id", method: method) { _, context in
+                let me = try context.requireIdentity().userID
+                guard let other = context.parameters.get("user_id").flatMap(UUID.init(uuidString:)) else {
+                    throw APIError.notFound("user_not_found", "no such user")
+                }
+                guard other != me else { throw APIError.badRequest("invalid_user", "you cannot block yourself") }
+                try await self.limitProfileChanges(me)
+                if block {
+                    guard try await self.services.accounts.block(other, by: me) else { throw APIError.notFound("user_not_found", "no such user") }
+                } else {
+                    try await self.services.accounts.unblock(other, by: me)
+                }
+                return Response.noContent()
+            }
         }
         group.get("users/:id") { _, context in
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)), let user = try await self.services.accounts.user(id: id) else {
