@@ -134,6 +134,10 @@ public struct ChatService: Sendable {
     public func typing(chatID: UUID, userID: UUID, active: Bool, logger: Logger) async throws {
         let key = "typing:{\(chatID.lowercased)}:\(userID.lowercased):\(active ? 1 : 0)"
         guard try await self.publisher.redis.set(key, to: "1", expireSeconds: 2, onlyIfAbsent: true) else { return }
+        // dropped silently too where the other member blocked the typer, or when that
+        // cannot be known (PostgreSQL down: typing is best effort); after the throttle,
+        // so at most one query a second per typer
+        guard (try? await self.store.isBlocked(inDirectChat: chatID, actor: userID)) == false else { return }
         await self.publisher.publish(.typing(chatID: chatID, userID: userID, active: active), logger: logger)
     }
 

@@ -53,8 +53,9 @@ extension ChatEventPublisher: ChatEventPublishing {}
 /// The writer is a `Service`: its batch loops are children of `run()`, so
 /// they stop with the process. On graceful shutdown it refuses new sends
 /// (503 `unavailable`, nothing stored) and finishes the queued ones; on
-/// cancellation, the sends not written fail the same way. A send before
-/// `run()` starts waits for it.
+/// cancellation it refuses new sends too, lets the batch being written
+/// finish, and fails the queued ones the same way. A send before `run()`
+/// starts waits for it.
 public final class MessageWriter: Service {
     public typealias OnStored = @Sendable (MessageRecord) async -> Void
 
@@ -106,9 +107,12 @@ public final class MessageWriter: Service {
             } onGracefulShutdown: {
                 self.stop()
             }
+            // shutdown or cancellation: no send is taken from now on (on shutdown the
+            // batch loops finish the queue; cancelled, they stop after their batch)
+            self.stop()
         }
-        // cancelled (or a start was never taken): nothing more will be written
-        self.stop()
+        // what is still queued (cancelled, or a start that came after the stream
+        // was finished) will not be written
         let left = self.state.withLock { state in state.queue.removeAll() }
         for pending in left { pending.continuation.resume(throwing: Self.notStored) }
     }
@@ -152,6 +156,8 @@ public final class MessageWriter: Service {
             // only a batch taken counts as a start, so an idle writer adds no delay
             let wait = self.lastStart.withLock { $0 + self.minInterval - ContinuousClock.now }
             if wait > .zero { try? await Task.sleep(for: wait) }
+            // cancelled: the batch being written (if any) has finished; no other one starts
+            guard !Task.isCancelled else { return }
             let batch = self.state.withLock { $0.queue.nextBatch(max: self.maxBatch) }
             if batch.isEmpty { return }
             self.lastStart.withLock { $0 = .now }

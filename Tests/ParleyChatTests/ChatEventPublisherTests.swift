@@ -75,7 +75,9 @@ import Testing
         #expect(frame["user_id"] as? String == self.user.uuidString.lowercased())
     }
 
-    @Test func aNewMessageHasNoReactionsAndAnUpdateLeavesThemOut() throws {
+    /// Known (a new message, a tombstone: none for everyone) they are in the
+    /// frame; not known for every member (an edit) they are left out.
+    @Test func reactionsAreInTheFrameWhenKnownForEveryoneAndLeftOutOtherwise() throws {
         var message = MessageRecord(NewMessage(chatID: self.chat, senderID: self.user, clientID: UUID(), body: "hi"), seq: 1)
         message.reactions = []
         let created = try #require(try self.delivered(.messageCreated(message)).first?.envelope)

@@ -443,14 +443,19 @@ import ParleyChat
             #expect(try await api.call(.post, "/v1/chats/\(bobsGroup)/members", json: ["user_id": alice.id], token: bob.token).code == "blocked")
             // a resend of what was stored before the block still answers with it
             #expect(try await self.send(api, direct, bob, "before the block", clientID: before).status == 200)
+            // nor can he rewrite his earlier message there or react; deleting his own is still his
+            #expect(try await api.call(.patch, "/v1/chats/\(direct)/messages/1", json: ["body": "rewritten"], token: bob.token).code == "blocked")
+            #expect(try await api.call(.put, "/v1/chats/\(direct)/messages/1/reactions/%F0%9F%91%8D", token: bob.token).code == "blocked")
             // Alice still can; in a shared group nothing changes; others may still add Alice
             #expect(try await self.send(api, direct, alice, "I can still write").status == 201)
-            #expect(try await api.call(.post, "/v1/chats/\(bobsGroup)/members", json: ["user_id": bob.id], token: bob.token).status == 200)
             #expect(try await self.send(api, shared, bob, "hello group").status == 201)
             #expect(try await api.call(.post, "/v1/chats", json: ["kind": "group", "title": "Fine", "member_ids": [alice.id, bob.id]], token: carol.token).status == 201)
             // nothing else tells Bob
             #expect(try await api.call(.get, "/v1/users/\(alice.id)", token: bob.token).status == 200)
             #expect(try await api.call(.get, "/v1/chats/\(direct)", token: bob.token).status == 200)
+
+            #expect(try await api.call(.put, "/v1/chats/\(direct)/messages/2/reactions/%F0%9F%91%8D", token: alice.token).status == 204)
+            #expect(try await api.call(.delete, "/v1/chats/\(direct)/messages/1", token: bob.token).status == 204)
 
             // unblocked: as before
             for _ in 0..<2 { #expect(try await api.call(.delete, "/v1/me/blocks/\(bob.id)", token: alice.token).status == 204) }

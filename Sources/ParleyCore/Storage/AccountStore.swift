@@ -187,6 +187,11 @@ public struct AccountStore: Sendable {
             """,
             logger: logger
         )
+        // tombstones first: their row locks make a concurrent edit of, or reaction to,
+        // these messages wait and then see them deleted, so nothing is left behind
+        try await connection.query(
+            "UPDATE messages SET body = NULL, deleted_at = now() WHERE sender_id = \(userID) AND deleted_at IS NULL", logger: logger
+        )
         try await connection.query(
             "DELETE FROM message_edits e USING messages m WHERE m.sender_id = \(userID) AND e.chat_id = m.chat_id AND e.seq = m.seq", logger: logger
         )
@@ -195,9 +200,6 @@ public struct AccountStore: Sendable {
         try await connection.query("DELETE FROM message_reactions WHERE user_id = \(userID)", logger: logger)
         try await connection.query(
             "DELETE FROM message_reactions r USING messages m WHERE m.sender_id = \(userID) AND r.chat_id = m.chat_id AND r.seq = m.seq", logger: logger
-        )
-        try await connection.query(
-            "UPDATE messages SET body = NULL, deleted_at = now() WHERE sender_id = \(userID) AND deleted_at IS NULL", logger: logger
         )
         try await connection.query("DELETE FROM attachments WHERE owner_id = \(userID)", logger: logger)
         try await connection.query("DELETE FROM mail_digests WHERE user_id = \(userID)", logger: logger)

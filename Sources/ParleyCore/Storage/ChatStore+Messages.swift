@@ -167,15 +167,11 @@ extension ChatStore {
         return (0..<emoji.count).map { ReactionCount(emoji: emoji[$0], count: Int(counts[$0]), me: mine[$0]) }
     }
 
-    /// One message's reactions as `viewer` sees them, most used first.
+    /// One message's reactions as `viewer` sees them, most used first (read
+    /// as a one-message page, so that they are counted and ordered as there).
     public func reactions(chatID: UUID, seq: Int64, viewer: UUID) async throws -> [ReactionCount] {
-        try await self.database.query(
-            """
-            SELECT emoji, count(*) AS n, bool_or(user_id = \(viewer)) FROM message_reactions
-            WHERE chat_id = \(chatID) AND seq = \(seq) GROUP BY emoji ORDER BY n DESC, min(created_at)
-            """,
-            logger: self.logger
-        ).decode((String, Int64, Bool).self).elements.map { ReactionCount(emoji: $0.0, count: Int($0.1), me: $0.2) }
+        guard seq > 0, seq < Int64.max else { return [] }
+        return try await self.page(chatID: chatID, viewer: viewer, before: seq + 1, after: seq - 1, limit: 1).messages.first?.reactions ?? []
     }
 
     /// Adds (or removes) `userID`'s reaction `emoji` to a message; returns
@@ -197,6 +193,7 @@ extension ChatStore {
                 return removed
             }
             guard !message.isDeleted else { throw ChatError.messageDeletedReaction }
+            try await self.refuseIfBlockedInDirectChat(chatID, actor: userID, on: connection)
             for try await (distinct, present) in try await connection.query(
                 "SELECT count(DISTINCT emoji), coalesce(bool_or(emoji = \(emoji)), false) FROM message_reactions WHERE chat_id = \(chatID) AND seq = \(seq)",
                 logger: self.logger
@@ -223,6 +220,7 @@ extension ChatStore {
             let message = try await self.lockedMessage(connection, chatID: chatID, seq: seq, actor: actor).message
             guard message.senderID == actor else { throw ChatError.notAllowed("only the sender can edit a message") }
             guard !message.isDeleted else { throw ChatError.messageDeleted }
+            try await self.refuseIfBlockedInDirectChat(chatID, actor: actor, on: connection)
             if message.body != body {
                 // the history keeps the body this edit replaces
                 try await connection.query(
@@ -279,21 +277,31 @@ extension ChatStore {
     public func edits(chatID: UUID, seq: Int64, viewer: UUID) async throws -> [MessageEditRecord] {
         let rows = try await self.database.query(
             """
-            SELECT cm.role, m.sender_id FROM chat_members cm
+            SELECT cm.role, m.sender_id, m.deleted_at IS NOT NULL FROM chat_members cm
             LEFT JOIN messages m ON m.chat_id = cm.chat_id AND m.seq = \(seq)
             WHERE cm.chat_id = \(chatID) AND cm.user_id = \(viewer)
             """,
             logger: self.logger
-        ).decode((String, UUID?).self).elements
-        guard let (rawRole, sender) = rows.first, let role = MemberRole(rawValue: rawRole) else { throw ChatError.chatNotFound }
+        ).decode((String, UUID?, Bool?).self).elements
+        guard let (rawRole, sender, deleted) = rows.first, let role = MemberRole(rawValue: rawRole) else { throw ChatError.chatNotFound }
         guard let sender else { throw ChatError.messageNotFound }
         guard sender == viewer || role.canManage else {
             throw ChatError.notAllowed("only the sender, the owner or an admin can see earlier versions of a message")
         }
+        // a tombstone keeps only its seq (its history is deleted with it; this also
+        // covers a row an edit racing the deletion could have left)
+        if deleted == true { return [] }
         return try await self.database.query(
             "SELECT previous_body, edited_at FROM message_edits WHERE chat_id = \(chatID) AND seq = \(seq) ORDER BY id",
             logger: self.logger
         ).decode((String?, Date).self).elements.map { MessageEditRecord(body: $0.0, replacedAt: $0.1) }
+    }
+
+    /// A blocked user neither edits nor reacts in the blocker's direct chat.
+    private func refuseIfBlockedInDirectChat(_ chatID: UUID, actor: UUID, on connection: PostgresConnection) async throws {
+        for try await _ in try await connection.query(Self.blockedInDirectChat(chatID, actor: actor), logger: self.logger) {
+            throw ChatError.blocked
+        }
     }
 
     private func lockedMessage(

@@ -34,7 +34,6 @@ public struct ChatStore: Sendable {
 
     // MARK: chats
 
-    /// The direct chat of two users, created if needed; `created` tells which.
     /// Throws `ChatError.blocked` if any of `users` blocked `actor`: a blocked
     /// user cannot open a direct chat with the blocker or add them to a group.
     static func refuseIfBlocked(by users: [UUID], of actor: UUID, on connection: PostgresConnection, logger: Logger) async throws {
@@ -46,6 +45,23 @@ public struct ChatStore: Sendable {
         }
     }
 
+    /// The query that says whether `chatID` is a direct chat whose other
+    /// member blocked `actor` (nothing reaches the blocker there from them).
+    static func blockedInDirectChat(_ chatID: UUID, actor: UUID) -> PostgresQuery {
+        """
+        SELECT 1 FROM chats c
+        JOIN chat_members pm ON pm.chat_id = c.id AND pm.user_id <> \(actor)
+        JOIN user_blocks ub ON ub.blocker_id = pm.user_id AND ub.blocked_id = \(actor)
+        WHERE c.id = \(chatID) AND c.kind = 'direct' LIMIT 1
+        """
+    }
+
+    /// Whether the other member of direct chat `chatID` blocked `actor` (false for groups).
+    public func isBlocked(inDirectChat chatID: UUID, actor: UUID) async throws -> Bool {
+        !(try await self.database.query(Self.blockedInDirectChat(chatID, actor: actor), logger: self.logger).elements.isEmpty)
+    }
+
+    /// The direct chat of two users, created if needed; `created` tells which.
     public func directChat(between userID: UUID, and peerID: UUID) async throws -> (chat: ChatRecord, created: Bool) {
         guard userID != peerID else { throw ChatError.selfChat }
         let key = [userID.lowercased, peerID.lowercased].sorted().joined(separator: ":")
