@@ -82,7 +82,8 @@ public func buildRouter(
     _ dependencies: GatewayDependencies,
     configure: (Router<ParleyRequestContext>) -> Void = { _ in }
 ) -> Router<ParleyRequestContext> {
-    let router = Router(context: ParleyRequestContext.self)
+    // every GET route answers HEAD too (monitors and `curl -I`): the same status and headers, no body
+    let router = Router(context: ParleyRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: ClientAddressMiddleware(trustedProxies: dependencies.configuration.trustedProxies))
     router.add(middleware: MetricsMiddleware())
@@ -102,7 +103,7 @@ public func buildRouter(
 /// The operations listener (`PARLEY_METRICS_HOST`:`PARLEY_METRICS_PORT`):
 /// `/metrics`, and `/readyz` naming what is down, kept off the public port.
 public func buildOperationsRouter(_ dependencies: GatewayDependencies) -> Router<BasicRequestContext> {
-    let router = Router()
+    let router = Router(options: .autoGenerateHeadEndpoints)
     router.add(middleware: ProblemMiddleware())
     dependencies.operations(detailed: true).addRoutes(to: router)
     return router

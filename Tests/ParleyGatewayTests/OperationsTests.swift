@@ -85,6 +85,23 @@ import Testing
         }
     }
 
+    @Test func everyGetRouteAnswersHeadWithoutABody() async throws {
+        try await buildApplication(try await GatewayTestSupport.dependencies(), logger: TestEnvironment.logger).test(.router) { client in
+            for (path, type) in [("/", "text/html"), ("/healthz", "application/json"), ("/openapi.yaml", "application/yaml"), ("/app/app.js", "text/javascript")] {
+                try await client.execute(uri: path, method: .head) { response in
+                    #expect(response.status == .ok, "HEAD \(path)")
+                    #expect(response.headers[.contentType]?.hasPrefix(type) == true, "HEAD \(path): \(response.headers[.contentType] ?? "-")")
+                    #expect(response.body.readableBytes == 0, "HEAD \(path) has no body")
+                }
+            }
+            // authenticated routes still want their token
+            try await client.execute(uri: "/v1/me", method: .head) { #expect($0.status == .unauthorized) }
+        }
+        try await Self.operations(try await GatewayTestSupport.dependencies()).test(.router) { client in
+            try await client.execute(uri: "/metrics", method: .head) { #expect($0.status == .ok && $0.body.readableBytes == 0) }
+        }
+    }
+
     @Test func metricsCountRequestsByRouteAndStatusOffThePublicPort() async throws {
         try await buildApplication(try await GatewayTestSupport.dependencies(), logger: TestEnvironment.logger).test(.router) { client in
             for _ in 0..<3 {
