@@ -13,6 +13,8 @@ import Testing
         let alices = try await alice.connect(g1)
         let bobs = try await bob.connect(g2)
         #expect(try await HTTP.json("PUT", "\(g1.baseURL)/v1/me/blocks/\(bob.id)", token: alice.token).status == 204)
+        // his typing is dropped (frames of one socket are handled in order: it is gone before the send is refused)
+        try await bobs.send(["type": "typing", "chat_id": direct, "active": true])
         try await bobs.send(["type": "send", "ref": "b1", "chat_id": direct, "client_id": UUID().uuidString, "body": "let me in"])
         let refused = try await bobs.next("error") { $0["ref"] as? String == "b1" }
         #expect(refused["code"] as? String == "blocked")
@@ -21,11 +23,16 @@ import Testing
         #expect(try await alice.post(g1, "/v1/chats/\(direct)/messages", ["client_id": UUID().uuidString, "body": "still here"]).status == 201)
         #expect(try await bobs.next("message").messageSeq == 1)
         #expect(try await HTTP.json("DELETE", "\(g1.baseURL)/v1/me/blocks/\(bob.id)", token: alice.token).status == 204)
+        // unblocked, his typing shows again: published by the same instance on the same channel
+        // as the dropped one and before his next message, so all of it is in by that message
+        try await bobs.send(["type": "typing", "chat_id": direct, "active": false])
         try await bobs.send(["type": "send", "ref": "b2", "chat_id": direct, "client_id": UUID().uuidString, "body": "thanks"])
         #expect(try await bobs.next("ack").messageSeq == 2)
         let messages = [try await alices.next("message"), try await alices.next("message")]
         #expect(messages.map(\.messageSeq) == [1, 2])
         #expect((messages[1]["message"] as? [String: Any])?["body"] as? String == "thanks")
+        let typing = alices.allFrames.filter { $0["type"] as? String == "typing" }.map { $0["active"] as? Bool }
+        #expect(typing == [false], "the typing sent while blocked never arrived; the one after did")
         for socket in [alices, bobs] { await socket.close() }
     }
 
