@@ -17,6 +17,9 @@ public struct ChatLimits: Sendable {
     /// Attachment uploads, by count and by bytes.
     public var uploads = [RateLimitRule(100, per: .seconds(86_400))]
     public var uploadBytes = [RateLimitRule(1 << 30, per: .seconds(86_400))]
+    /// Message searches: 5/s sustained with bursts of 15 (each can read
+    /// many rows).
+    public var searches = [RateLimitRule(15, per: .seconds(3))]
 
     public init() {}
 }
@@ -58,12 +61,15 @@ public struct ChatService: Sendable {
         public var body: String?
         public var attachmentIDs: [String]
         public var replyToSeq: Int64?
+        /// User ids; each must be a member of the chat (checked when stored).
+        public var mentions: [String]
 
-        public init(clientID: String, body: String?, attachmentIDs: [String]?, replyToSeq: Int64?) {
+        public init(clientID: String, body: String?, attachmentIDs: [String]?, replyToSeq: Int64?, mentions: [String]? = nil) {
             self.clientID = clientID
             self.body = body
             self.attachmentIDs = attachmentIDs ?? []
             self.replyToSeq = replyToSeq
+            self.mentions = mentions ?? []
         }
     }
 
@@ -89,9 +95,15 @@ public struct ChatService: Sendable {
             throw ChatError.invalid(.invalidBody, "body must be 1 to 4000 characters and at most 16 KiB (or attachments given)")
         }
         if let reply = request.replyToSeq, reply < 1 { throw ChatError.invalid(.invalidReply, "reply_to_seq must be a seq of this chat") }
+        guard case .success(let mentions) = MessageValidation.mentions(request.mentions) else {
+            throw ChatError.invalid(.invalidMentions, "mentions must be at most \(MessageValidation.maxMentions) user ids")
+        }
         try await self.limit("send:\(senderID.lowercased)", self.limits.sends, "too many messages; slow down")
         return try await self.writer.send(
-            NewMessage(chatID: chatID, senderID: senderID, clientID: clientID, body: body, attachmentIDs: attachmentIDs, replyToSeq: request.replyToSeq),
+            NewMessage(
+                chatID: chatID, senderID: senderID, clientID: clientID, body: body, attachmentIDs: attachmentIDs, replyToSeq: request.replyToSeq,
+                mentions: mentions
+            ),
             logger: logger,
             onStored: onStored
         )
@@ -202,6 +214,28 @@ public struct ChatService: Sendable {
         }
         let digest = Array(SHA256.hash(data: data.readableBytesView))
         return try await self.store.createAttachment(ownerID: owner, contentType: contentType, data: data, sha256: digest)
+    }
+
+    // MARK: search
+
+    /// One search result: the message and its body with the matched words
+    /// marked (`SearchHighlight`).
+    public struct SearchResult: Sendable {
+        public var message: MessageRecord
+        public var highlight: String
+    }
+
+    /// The viewer's messages matching `search` (see `ChatStore.search`),
+    /// with highlights; `next` continues after the last result when more
+    /// exist. Within the per-user search limit.
+    public func search(
+        _ search: MessageSearch, viewer: UUID, limit: Int, after cursor: SearchCursor?
+    ) async throws -> (results: [SearchResult], next: SearchCursor?) {
+        try await self.limit("search:\(viewer.lowercased)", self.limits.searches, "too many searches; slow down")
+        let (hits, hasMore) = try await self.store.search(search, viewer: viewer, limit: limit, after: cursor)
+        let words = SearchHighlight.queryWords(search.words.joined(separator: " "))
+        let results = hits.map { SearchResult(message: $0.message, highlight: SearchHighlight.highlight($0.message.body ?? "", query: words)) }
+        return (results, hasMore ? hits.last?.cursor : nil)
     }
 
     // MARK: limits

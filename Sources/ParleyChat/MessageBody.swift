@@ -40,6 +40,8 @@ public struct MessageBody: Encodable, Sendable {
     /// Most used first, as the reader sees them; absent where they were not
     /// read (`message_updated` events, replays after a resume).
     public let reactions: [ReactionBody]?
+    /// The mentioned users' ids (none once deleted).
+    public let mentions: [String]
 
     public init(_ message: MessageRecord) {
         self.id = message.id.lowercased
@@ -54,10 +56,11 @@ public struct MessageBody: Encodable, Sendable {
         self.editedAt = message.editedAt.map(Timestamp.format)
         self.deleted = message.isDeleted
         self.reactions = message.reactions.map { $0.map { ReactionBody(emoji: $0.emoji, count: $0.count, me: $0.me) } }
+        self.mentions = message.isDeleted ? [] : message.mentions.map(\.lowercased)
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, seq, body, attachments, deleted, reactions
+        case id, seq, body, attachments, deleted, reactions, mentions
         case chatID = "chat_id"
         case senderID = "sender_id"
         case clientID = "client_id"
@@ -81,6 +84,7 @@ public struct MessageBody: Encodable, Sendable {
         try c.encode(self.editedAt, forKey: .editedAt)
         try c.encode(self.deleted, forKey: .deleted)
         try c.encodeIfPresent(self.reactions, forKey: .reactions)
+        try c.encode(self.mentions, forKey: .mentions)
     }
 }
 

@@ -43,6 +43,7 @@ public struct ChatError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidUser = Code("invalid_user", .invalid)
         public static let invalidReply = Code("invalid_reply", .invalid)
         public static let invalidAttachments = Code("invalid_attachments", .invalid)
+        public static let invalidMentions = Code("invalid_mentions", .invalid)
         public static let invalidClientID = Code("invalid_client_id", .invalid)
         public static let invalidBody = Code("invalid_body", .invalid)
         public static let invalidSeq = Code("invalid_seq", .invalid)
@@ -78,6 +79,7 @@ public struct ChatError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let groupFull = ChatError(.groupFull, "the group has reached its size limit")
     public static let invalidReply = ChatError(.invalidReply, "reply_to_seq is not a message of this chat")
     public static let invalidAttachments = ChatError(.invalidAttachments, "attachments must be your own uploads, each once")
+    public static let invalidMentions = ChatError(.invalidMentions, "mentions must name members of this chat")
     public static let messageDeleted = ChatError(.messageDeleted, "a deleted message cannot be edited")
     public static let selfChat = ChatError(.invalidUser, "a direct chat needs another user")
     /// The other user blocked the caller (PROTOCOL.md 1.1).

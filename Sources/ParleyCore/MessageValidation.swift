@@ -1,3 +1,5 @@
+public import Foundation
+
 /// Limits of a message body (PROTOCOL.md). Pure.
 public enum MessageValidation {
     public static let maxCharacters = 4000
@@ -6,6 +8,8 @@ public enum MessageValidation {
     /// Different emoji on one message (PROTOCOL.md 1.1).
     public static let maxReactionEmoji = 20
     public static let maxEmojiBytes = 32
+    /// Users mentioned in one message (PROTOCOL.md 1.1).
+    public static let maxMentions = 50
 
     /// The body to store: 1–4,000 characters and at most 16 KiB of UTF-8, or
     /// nil/empty when attachments carry the message. Stored byte for byte.
@@ -16,6 +20,20 @@ public enum MessageValidation {
     }
 
     public struct InvalidBody: Error {}
+
+    /// The mentions of a send: at most 50 user ids, stored once each in the
+    /// order first given (whether each is a member is the store's check).
+    public static func mentions(_ raw: [String]) -> Result<[UUID], InvalidMentions> {
+        guard raw.count <= Self.maxMentions else { return .failure(InvalidMentions()) }
+        var seen = Set<UUID>(), mentions: [UUID] = []
+        for text in raw {
+            guard let id = UUID(uuidString: text) else { return .failure(InvalidMentions()) }
+            if seen.insert(id).inserted { mentions.append(id) }
+        }
+        return .success(mentions)
+    }
+
+    public struct InvalidMentions: Error {}
 
     /// A reaction: one grapheme cluster of at most 32 bytes of UTF-8 that is
     /// an emoji (not plain ASCII such as a digit, which Unicode also counts as

@@ -108,6 +108,8 @@ public struct GatewayConfiguration: Sendable {
         try configuration.passwordStrength.validate()
         let sendsPerSecond = try reader.integer("PARLEY_SENDS_PER_SECOND", default: 10, range: 1...100_000)
         configuration.chatLimits.sends = [RateLimitRule(3 * sendsPerSecond, per: .seconds(3))]
+        let searchesPerSecond = try reader.integer("PARLEY_SEARCHES_PER_SECOND", default: 5, range: 1...100_000)
+        configuration.chatLimits.searches = [RateLimitRule(3 * searchesPerSecond, per: .seconds(3))]
         configuration.sendBatching.maxBatch = try reader.integer("PARLEY_SEND_BATCH_MAX", default: 500, range: 1...5000)
         configuration.sendBatching.maxInFlight = try reader.integer("PARLEY_SEND_CONCURRENCY", default: 1, range: 1...64)
         configuration.sendBatching.minInterval = .microseconds(try reader.integer("PARLEY_SEND_BATCH_INTERVAL_US", default: 2000, range: 0...100_000))

@@ -179,19 +179,14 @@ public final class DigestWorker: Service {
         var html = "<p>You have \(total) unread message\(total == 1 ? "" : "s") on Parley.</p>"
         for chat in chats {
             text += "\n\(chat.title) (\(chat.unread) unread)\n"
-            html += "<h3>\(escape(chat.title)) (\(chat.unread) unread)</h3><ul>"
+            html += "<h3>\(HTML.escape(chat.title)) (\(chat.unread) unread)</h3><ul>"
             for message in chat.messages {
                 text += "  \(message.sender): \(message.body)\n"
-                html += "<li><strong>\(escape(message.sender))</strong>: \(escape(message.body))</li>"
+                html += "<li><strong>\(HTML.escape(message.sender))</strong>: \(HTML.escape(message.body))</li>"
             }
             html += "</ul>"
         }
         text += "\nTurn these mails off in your profile (email_notifications).\n"
         return MailMessage(from: from, to: to, subject: "You have \(total) unread message\(total == 1 ? "" : "s")", text: text, html: html, messageID: messageID)
-    }
-
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;")
     }
 }

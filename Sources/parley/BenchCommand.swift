@@ -7,7 +7,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure what the system does (throughput, latency, loss).",
         discussion: "Scenarios talk to running gateways over REST and WebSocket, as clients do, and create their own users and chats. Each prints a table, writes JSON with --json, and exits 1 when the run failed (lost, duplicated or reordered messages, errors).",
-        subcommands: [FanoutBenchCommand.self, ConnectionsBenchCommand.self, HistoryBenchCommand.self, LoginBenchCommand.self, RedisBenchCommand.self]
+        subcommands: [FanoutBenchCommand.self, ConnectionsBenchCommand.self, HistoryBenchCommand.self, SearchBenchCommand.self, LoginBenchCommand.self, RedisBenchCommand.self]
     )
 }
 

@@ -36,6 +36,36 @@ import Testing
         for socket in [alices, bobs] { await socket.close() }
     }
 
+    @Test func mentionsSentOverWebSocketOnOneInstanceAreFoundOnTheOther() async throws {
+        let (g1, g2) = try await twoGateways()
+        let a = try await E2EUser.register(on: g1, name: "Mentioner")
+        let b = try await E2EUser.register(on: g2, name: "Mentioned")
+        let outsider = try await E2EUser.register(on: g2, name: "Outsider")
+        let chat = try await a.group(on: g1, members: [b])
+        let onG1 = try await a.connect(g1)
+        let onG2 = try await b.connect(g2)
+        let word = "zm" + String(UUID().uuidString.prefix(8)).lowercased().filter(\.isLetter)
+        // a mention of a non-member is refused with nothing stored; the socket stays open
+        try await onG1.send(["type": "send", "ref": "bad", "chat_id": chat, "client_id": UUID().uuidString, "body": "x", "mentions": [outsider.id]])
+        #expect(try await onG1.next("error") { $0["ref"] as? String == "bad" }["code"] as? String == "invalid_mentions")
+        try await onG1.send(["type": "send", "ref": "m1", "chat_id": chat, "client_id": UUID().uuidString, "body": "ping \(word) @Mentioned", "mentions": [b.id]])
+        let ack = try await onG1.next("ack")
+        #expect((ack["message"] as? [String: Any])?["mentions"] as? [String] == [b.id])
+        #expect(ack.messageSeq == 1, "the refused send took no seq")
+        // the event on the other instance carries the mentions
+        let event = try await onG2.next("message")
+        #expect((event["message"] as? [String: Any])?["mentions"] as? [String] == [b.id])
+        // and the other instance finds it: by mention and by a word's prefix, highlighted
+        let mentions = try await HTTP.json("GET", "\(g2.baseURL)/v1/search/messages?mentions=me", token: b.token)
+        #expect((mentions.json["results"] as? [[String: Any]])?.count == 1)
+        let found = try await HTTP.json("GET", "\(g2.baseURL)/v1/search/messages?q=\(word.prefix(5))", token: b.token)
+        let result = (found.json["results"] as? [[String: Any]])?.first
+        #expect((result?["message"] as? [String: Any])?["seq"] as? Int == 1)
+        #expect(result?["highlight"] as? String == "ping <mark>\(word)</mark> @Mentioned")
+        #expect(((try await HTTP.json("GET", "\(g2.baseURL)/v1/search/messages?q=\(word)", token: outsider.token)).json["results"] as? [Any])?.isEmpty == true)
+        for socket in [onG1, onG2] { await socket.close() }
+    }
+
     @Test func editsReactionsAndDeletesReachEveryInstanceAndEditsKeepTheirHistory() async throws {
         let (g1, g2) = try await twoGateways()
         let a = try await E2EUser.register(on: g1, name: "Editor")

@@ -1,4 +1,5 @@
 import Foundation
+import ParleyChat
 import ParleyCore
 import Synchronization
 import Testing
@@ -48,6 +49,37 @@ import Testing
             return
         }
         #expect(ref?.count == 128)
+    }
+
+    @Test func sendFramesCarryMentions() throws {
+        let chat = UUID().uuidString
+        guard case .send(_, _, let request) = try ClientFrame.parse(
+            #"{"type": "send", "chat_id": "\#(chat)", "client_id": "x", "body": "hi", "mentions": ["\#(Self.a.uuidString)"]}"#
+        ) else {
+            Issue.record("not a send")
+            return
+        }
+        #expect(request.mentions == [Self.a.uuidString])
+        guard case .send(_, _, let plain) = try ClientFrame.parse(#"{"type": "send", "chat_id": "\#(chat)", "client_id": "x", "body": "hi", "mentions": null}"#) else {
+            Issue.record("not a send")
+            return
+        }
+        #expect(plain.mentions.isEmpty)
+        #expect(throws: ClientFrame.Invalid.self) { try ClientFrame.parse(#"{"type": "send", "chat_id": "\#(chat)", "client_id": "x", "mentions": "me"}"#) }
+        #expect(throws: ClientFrame.Invalid.self) { try ClientFrame.parse(#"{"type": "send", "chat_id": "\#(chat)", "client_id": "x", "mentions": [1]}"#) }
+    }
+
+    @Test func searchCursorsRoundTripAndForgeriesAreRefused() {
+        let cursor = SearchCursor(rank: 0.0607927, createdAt: Date(timeIntervalSince1970: 1_764_000_000.123456), chatID: Self.a, seq: 42)
+        let decoded = SearchCursorCoding.decode(SearchCursorCoding.encode(cursor))
+        #expect(decoded?.rank.bitPattern == cursor.rank.bitPattern, "the rank exactly: the next page compares with it")
+        #expect(decoded?.chatID == Self.a)
+        #expect(decoded?.seq == 42)
+        #expect(decoded.map { abs($0.createdAt.timeIntervalSince(cursor.createdAt)) < 0.000_001 } == true)
+        for forged in ["", "x", Secrets.base64URL(Data("1:2:3".utf8)), Secrets.base64URL(Data("\(Float.nan.bitPattern):1:\(Self.a):1".utf8)),
+                       Secrets.base64URL(Data("0:1:\(Self.a):0".utf8)), Secrets.base64URL(Data("0:-1:\(Self.a):1".utf8))] {
+            #expect(SearchCursorCoding.decode(forged) == nil, "\(forged)")
+        }
     }
 
     @Test func theQueueIsBoundedInBytesAsWellAsFrames() {

@@ -56,6 +56,8 @@ public struct MessageRecord: Sendable, Hashable {
     /// Most used first, as the viewer sees them; nil when not read (events
     /// sent to every member carry none, since `me` differs per member).
     public var reactions: [ReactionCount]?
+    /// The members the sender mentioned (PROTOCOL.md 1.1), as sent.
+    public var mentions: [UUID]
 
     public var isDeleted: Bool { self.deletedAt != nil }
 
@@ -63,13 +65,13 @@ public struct MessageRecord: Sendable, Hashable {
     public init(_ new: NewMessage, id: UUID = UUID(), seq: Int64, createdAt: Date = Date()) {
         self.init(
             id: id, chatID: new.chatID, seq: seq, senderID: new.senderID, clientID: new.clientID, body: new.body, attachments: [],
-            replyToSeq: new.replyToSeq, createdAt: createdAt, editedAt: nil, deletedAt: nil
+            replyToSeq: new.replyToSeq, createdAt: createdAt, editedAt: nil, deletedAt: nil, mentions: new.mentions
         )
     }
 
     public init(
         id: UUID, chatID: UUID, seq: Int64, senderID: UUID, clientID: UUID, body: String?, attachments: [AttachmentRef], replyToSeq: Int64?,
-        createdAt: Date, editedAt: Date?, deletedAt: Date?, reactions: [ReactionCount]? = nil
+        createdAt: Date, editedAt: Date?, deletedAt: Date?, reactions: [ReactionCount]? = nil, mentions: [UUID] = []
     ) {
         self.id = id
         self.chatID = chatID
@@ -83,6 +85,7 @@ public struct MessageRecord: Sendable, Hashable {
         self.editedAt = editedAt
         self.deletedAt = deletedAt
         self.reactions = reactions
+        self.mentions = mentions
     }
 }
 

@@ -11,14 +11,19 @@ public struct NewMessage: Sendable {
     public var body: String?
     public var attachmentIDs: [UUID]
     public var replyToSeq: Int64?
+    /// Members of the chat, each once (the store refuses anyone else).
+    public var mentions: [UUID]
 
-    public init(chatID: UUID, senderID: UUID, clientID: UUID, body: String?, attachmentIDs: [UUID] = [], replyToSeq: Int64? = nil) {
+    public init(
+        chatID: UUID, senderID: UUID, clientID: UUID, body: String?, attachmentIDs: [UUID] = [], replyToSeq: Int64? = nil, mentions: [UUID] = []
+    ) {
         self.chatID = chatID
         self.senderID = senderID
         self.clientID = clientID
         self.body = body
         self.attachmentIDs = attachmentIDs
         self.replyToSeq = replyToSeq
+        self.mentions = mentions
     }
 }
 
@@ -59,7 +64,9 @@ extension ChatStore {
                     id: id, chatID: new.chatID, seq: seq, senderID: new.senderID, clientID: new.clientID, body: row.body, attachments: attachments,
                     replyToSeq: row.reply, createdAt: createdAt, editedAt: row.editedAt, deletedAt: row.deletedAt,
                     // a new message has none yet; a resend's are not read here
-                    reactions: row.outcome == "created" ? [] : nil
+                    reactions: row.outcome == "created" ? [] : nil,
+                    // a new message's are the send's; a resend's as stored
+                    mentions: row.mentions ?? new.mentions
                 )
                 outcomes.append(.success((message, row.outcome == "created")))
             case "same_as":
@@ -69,6 +76,7 @@ extension ChatStore {
             case "blocked": outcomes.append(.failure(.blocked))
             case "invalid_reply": outcomes.append(.failure(.invalidReply))
             case "invalid_attachments": outcomes.append(.failure(.invalidAttachments))
+            case "invalid_mentions": outcomes.append(.failure(.invalidMentions))
             default: throw StoreError("parley_send_batch: unknown outcome \(row.outcome)")
             }
         }
@@ -141,13 +149,13 @@ extension ChatStore {
         var messages: [MessageRecord] = []
         var withAttachments: [(UUID, Int64)] = []
         for try await row in try await self.database.query(query, logger: self.logger) {
-            let (id, chat, seq, sender, clientID, body, reply, created, edited, deleted, hasAttachments, emoji, counts, mine) = try row.decode(
-                (UUID, UUID, Int64, UUID, UUID, String?, Int64?, Date, Date?, Date?, Bool, [String]?, [Int64]?, [Bool]?).self
+            let (id, chat, seq, sender, clientID, body, reply, created, edited, deleted, mentions, hasAttachments, emoji, counts, mine) = try row.decode(
+                (UUID, UUID, Int64, UUID, UUID, String?, Int64?, Date, Date?, Date?, [UUID], Bool, [String]?, [Int64]?, [Bool]?).self
             )
             messages.append(MessageRecord(
                 id: id, chatID: chat, seq: seq, senderID: sender, clientID: clientID, body: body, attachments: [], replyToSeq: reply,
                 createdAt: created, editedAt: edited, deletedAt: deleted,
-                reactions: viewer == nil ? nil : Self.reactions(emoji, counts, mine)
+                reactions: viewer == nil ? nil : Self.reactions(emoji, counts, mine), mentions: mentions
             ))
             if hasAttachments, deleted == nil { withAttachments.append((chat, seq)) }
         }

@@ -20,15 +20,15 @@ public struct ChatStore: Sendable {
         self.maxGroupSize = maxGroupSize
     }
 
-    static let messageColumns = "m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted_at"
+    static let messageColumns = "m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted_at, m.mentions"
 
     static func message(_ row: PostgresRow) throws -> MessageRecord {
-        let (id, chatID, seq, sender, clientID, body, reply, created, edited, deleted) = try row.decode(
-            (UUID, UUID, Int64, UUID, UUID, String?, Int64?, Date, Date?, Date?).self
+        let (id, chatID, seq, sender, clientID, body, reply, created, edited, deleted, mentions) = try row.decode(
+            (UUID, UUID, Int64, UUID, UUID, String?, Int64?, Date, Date?, Date?, [UUID]).self
         )
         return MessageRecord(
             id: id, chatID: chatID, seq: seq, senderID: sender, clientID: clientID, body: body, attachments: [], replyToSeq: reply,
-            createdAt: created, editedAt: edited, deletedAt: deleted
+            createdAt: created, editedAt: edited, deletedAt: deleted, mentions: mentions
         )
     }
 
@@ -138,7 +138,7 @@ public struct ChatStore: Sendable {
     static let chatSelect = """
         SELECT c.id, c.kind, c.title, c.public, c.created_at, c.activity_at, c.last_seq, c.members_count,
                COALESCE(me.last_read_seq, 0),
-               m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted_at,
+               m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted_at, m.mentions,
                p.id, p.email, p.email_verified, p.display_name, p.password_hash, p.email_notifications, p.created_at
         FROM chats c
         LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
@@ -152,17 +152,17 @@ public struct ChatStore: Sendable {
     /// Decodes one row of `chatSelect` (the viewer's membership joined as `me`).
     static func chat(_ row: PostgresRow) throws -> ChatRecord {
         let (id, kind, title, isPublic, created, activity, lastSeq, membersCount, lastRead,
-             mID, mChat, mSeq, mSender, mClient, mBody, mReply, mCreated, mEdited, mDeleted,
+             mID, mChat, mSeq, mSender, mClient, mBody, mReply, mCreated, mEdited, mDeleted, mMentions,
              pID, pEmail, pVerified, pName, pHash, pNotify, pCreated) = try row.decode(
             (UUID, String, String?, Bool, Date, Date, Int64, Int, Int64,
-             UUID?, UUID?, Int64?, UUID?, UUID?, String?, Int64?, Date?, Date?, Date?,
+             UUID?, UUID?, Int64?, UUID?, UUID?, String?, Int64?, Date?, Date?, Date?, [UUID]?,
              UUID?, String?, Bool?, String?, String?, Bool?, Date?).self
         )
         var lastMessage: MessageRecord?
         if let mID, let mChat, let mSeq, let mSender, let mClient, let mCreated {
             lastMessage = MessageRecord(
                 id: mID, chatID: mChat, seq: mSeq, senderID: mSender, clientID: mClient, body: mBody, attachments: [], replyToSeq: mReply,
-                createdAt: mCreated, editedAt: mEdited, deletedAt: mDeleted
+                createdAt: mCreated, editedAt: mEdited, deletedAt: mDeleted, mentions: mMentions ?? []
             )
         }
         var peer: UserRecord?

@@ -132,12 +132,35 @@ struct SendMessageRequest: Decodable {
     let body: String?
     let attachmentIDs: [String]?
     let replyToSeq: Int64?
+    let mentions: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case body
+        case body, mentions
         case clientID = "client_id"
         case attachmentIDs = "attachment_ids"
         case replyToSeq = "reply_to_seq"
+    }
+}
+
+/// `GET /v1/search/messages` (PROTOCOL.md 1.1).
+struct SearchResultsBody: Encodable {
+    struct Result: Encodable {
+        let message: MessageBody
+        let highlight: String
+    }
+
+    let results: [Result]
+    let nextCursor: String?
+
+    enum CodingKeys: String, CodingKey {
+        case results
+        case nextCursor = "next_cursor"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(self.results, forKey: .results)
+        try c.encode(self.nextCursor, forKey: .nextCursor)
     }
 }
 

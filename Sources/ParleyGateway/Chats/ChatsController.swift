@@ -17,6 +17,7 @@ public struct ChatsController: Sendable {
     public func addRoutes(to group: RouterGroup<ParleyRequestContext>) {
         group.post("chats") { request, context in try await self.create(request, context) }
         group.get("chats") { request, context in try await self.list(request, context) }
+        group.get("search/messages") { request, context in try await self.search(request, context) }
         group.get("chats/:id") { _, context in
             let (me, chatID) = try Self.ids(context)
             guard let chat = try await self.store.chat(chatID, viewer: me) else { throw ChatError.chatNotFound }
@@ -63,7 +64,7 @@ public struct ChatsController: Sendable {
             let (me, chatID) = try Self.ids(context)
             let body = try await request.decodeJSON(SendMessageRequest.self, context: context)
             let (message, created) = try await self.service.send(
-                .init(clientID: body.clientID, body: body.body, attachmentIDs: body.attachmentIDs, replyToSeq: body.replyToSeq),
+                .init(clientID: body.clientID, body: body.body, attachmentIDs: body.attachmentIDs, replyToSeq: body.replyToSeq, mentions: body.mentions),
                 chatID: chatID, senderID: me, logger: context.logger
             )
             return try Response.json(MessageBody(message), status: created ? .created : .ok)
@@ -156,6 +157,48 @@ public struct ChatsController: Sendable {
         return try Response.json(ChatListBody(chats: chats.map { ChatBody(chat: $0, members: nil) }, nextCursor: next))
     }
 
+    /// `GET /v1/search/messages?q=&chat_id=&mentions=me&limit=&cursor=`: `q`
+    /// (1–200 characters) or `mentions=me`, or both.
+    func search(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
+        let me = try context.requireIdentity().userID
+        let query = request.uri.queryParameters
+        var search = MessageSearch(words: [])
+        if let q = query.get("q") {
+            guard (1...200).contains(q.count), !MessageValidation.hasForbiddenControl(q) else {
+                throw APIError.badRequest("invalid_query", "q must be 1 to 200 characters")
+            }
+            search.words = q.split(whereSeparator: \.isWhitespace).map(String.init)
+        }
+        if let mentions = query.get("mentions") {
+            guard mentions == "me" else { throw APIError.badRequest("invalid_query", "mentions must be \"me\"") }
+            search.mentionsViewer = true
+        }
+        guard query.get("q") != nil || search.mentionsViewer else { throw APIError.badRequest("invalid_query", "q or mentions=me is required") }
+        if let raw = query.get("chat_id") {
+            guard let chatID = UUID(uuidString: raw) else { throw APIError.badRequest("invalid_query", "chat_id must be a chat id") }
+            search.chatID = chatID
+        }
+        var limit = 20
+        if let raw = query.get("limit") {
+            guard let value = Int(raw), (1...50).contains(value) else { throw APIError.badRequest("invalid_limit", "limit must be an integer from 1 to 50") }
+            limit = value
+        }
+        var cursor: SearchCursor?
+        if let raw = query.get("cursor") {
+            guard let decoded = SearchCursorCoding.decode(raw) else { throw APIError.badRequest("invalid_cursor", "cursor is not one this server issued") }
+            cursor = decoded
+        }
+        // only whitespace: no word to look for, so nothing matches (the mentions filter alone still does)
+        if search.words.isEmpty, !search.mentionsViewer {
+            return try Response.json(SearchResultsBody(results: [], nextCursor: nil))
+        }
+        let (results, next) = try await self.service.search(search, viewer: me, limit: limit, after: cursor)
+        return try Response.json(SearchResultsBody(
+            results: results.map { SearchResultsBody.Result(message: MessageBody($0.message), highlight: $0.highlight) },
+            nextCursor: next.map(SearchCursorCoding.encode)
+        ))
+    }
+
     func upload(_ request: Request, _ context: ParleyRequestContext) async throws -> Response {
         let me = try context.requireIdentity().userID
         let contentType = AttachmentTypes.mediaType(request.headers[.contentType] ?? "")
@@ -220,6 +263,24 @@ enum ChatCursor {
             let id = UUID(uuidString: String(parts[1]))
         else { return nil }
         return (Date(timeIntervalSince1970: Double(micros) / 1_000_000), id)
+    }
+}
+
+/// A search page's end as an opaque string: the rank's bits, the time in
+/// microseconds, the chat and the seq.
+enum SearchCursorCoding {
+    static func encode(_ cursor: SearchCursor) -> String {
+        let micros = Int64((cursor.createdAt.timeIntervalSince1970 * 1_000_000).rounded())
+        return Secrets.base64URL(Data("\(cursor.rank.bitPattern):\(micros):\(cursor.chatID.lowercased):\(cursor.seq)".utf8))
+    }
+
+    static func decode(_ raw: String) -> SearchCursor? {
+        guard let data = Secrets.base64URLDecode(raw), let text = String(data: data, encoding: .utf8) else { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.count == 4, let bits = UInt32(parts[0]), Float(bitPattern: bits).isFinite, let micros = Int64(parts[1]),
+            (0...253_402_300_799_999_999).contains(micros), let chatID = UUID(uuidString: String(parts[2])), let seq = Int64(parts[3]), seq > 0
+        else { return nil }
+        return SearchCursor(rank: Float(bitPattern: bits), createdAt: Date(timeIntervalSince1970: Double(micros) / 1_000_000), chatID: chatID, seq: seq)
     }
 }
 

@@ -66,9 +66,16 @@ enum ClientFrame {
                 guard let list = raw as? [String] else { throw fail("invalid_frame", "attachment_ids must be a list of ids") }
                 attachments = list
             }
+            var mentions: [String]?
+            if let raw = object["mentions"], !(raw is NSNull) {
+                guard let list = raw as? [String] else { throw fail("invalid_frame", "mentions must be a list of user ids") }
+                mentions = list
+            }
             return .send(
                 ref: ref, chatID: chat,
-                request: ChatService.SendRequest(clientID: clientID, body: object["body"] as? String, attachmentIDs: attachments, replyToSeq: try integer("reply_to_seq"))
+                request: ChatService.SendRequest(
+                    clientID: clientID, body: object["body"] as? String, attachmentIDs: attachments, replyToSeq: try integer("reply_to_seq"), mentions: mentions
+                )
             )
         case "typing":
             let chat = try chatID()
