@@ -403,6 +403,21 @@ def main():
             api(g1, "POST", f"/v1/chats/{group}/messages", token, {"client_id": str(uuid_of(run, number)), "body": f"History {number}"})
         wait(alice, lambda d: delivered(d, "History 70"), "the history live at Alice")
 
+        step("Alice mentions Bob in the group; Bob finds it under @me and by a search, and opens the group from a result")
+        send(alice, f"Look here @Bob {run}")
+        wait(alice, lambda d: delivered(d, f"Look here @Bob {run}"), "the mention acknowledged")
+        find(bob, "#mentions-button").click()
+        wait(bob, lambda d: any(f"Look here @Bob {run}" in t for t in texts(d, "#search-results li")), "the mention under @me")
+        find(bob, "#message-search").send_keys("histo")
+        wait(bob, lambda d: "History" in texts(d, "#search-results mark"), "search results with the matched word marked")
+        assert not bob.find_elements(By.CSS_SELECTOR, "#search-results b, #search-results script"), "nothing but <mark> is markup"
+        bob.execute_script("arguments[0].click()", find(bob, "#search-results a.search-result"))
+        wait(bob, lambda d: find(d, "#chat-title").text == f"Team {run}", "the group opened from a search result")
+        wait(bob, lambda d: d.find_elements(By.CSS_SELECTOR, "#messages article.mentions-me"), "the mention marked in the group")
+        find(bob, "#message-search").send_keys(Keys.CONTROL, "a")
+        find(bob, "#message-search").send_keys(Keys.BACKSPACE)
+        wait(bob, lambda d: not find(d, "#search-results").is_displayed(), "the results closed with an empty search")
+
         step("a third user signs in with an emailed code and joins the group by its link")
         carol = browser("carol")
         carol.get(g1.url + "/")
@@ -425,7 +440,7 @@ def main():
         carol.execute_script("document.getElementById('messages').scrollTop = 0")
         wait(carol, lambda d: delivered(d, "History 1") and "The beginning of this chat" in find(d, "#messages").text, "older pages loaded on scroll")
         seqs = [int(x) for x in carol.execute_script("return [...document.querySelectorAll('#messages article[data-seq]')].map(a => a.dataset.seq)")]
-        assert seqs == list(range(1, 71)), f"carol: seqs {seqs}"
+        assert seqs == list(range(1, 72)), f"carol: seqs {seqs}"  # 70 of history and the mention
         send(carol, "Hi team")
         for driver in (alice, bob):
             if driver is bob:

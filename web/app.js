@@ -609,9 +609,16 @@ function restorePending() {
   } catch { sessionStorage.removeItem(PENDING_KEY); }
 }
 
+/** The members a body mentions: those whose name follows an "@". */
+function mentionsIn(chatID, body) {
+  if (!body || !body.includes("@")) return [];
+  const members = state.details.get(chatID) || [];
+  return members.filter((m) => m.user.id !== state.me.id && body.includes("@" + m.user.display_name)).map((m) => m.user.id);
+}
+
 function sendMessage(chatID, body, attachments, replyTo) {
   const pending = {
-    client_id: uuid(), chat_id: chatID, body, attachments, reply_to_seq: replyTo,
+    client_id: uuid(), chat_id: chatID, body, attachments, reply_to_seq: replyTo, mentions: mentionsIn(chatID, body),
     sender_id: state.me.id, created_at: new Date().toISOString(), status: "sending",
   };
   state.pending.set(pending.client_id, pending);
@@ -626,6 +633,7 @@ function deliver(pending) {
   if (pending.body) frame.body = pending.body;
   if (pending.attachments.length) frame.attachment_ids = pending.attachments.map((a) => a.id);
   if (pending.reply_to_seq) frame.reply_to_seq = pending.reply_to_seq;
+  if (pending.mentions?.length) frame.mentions = pending.mentions;
   if (!live || live.state !== "open") {
     pending.status = "waiting"; // sent when the socket is back (onReady)
     return;
@@ -853,6 +861,7 @@ function renderShell() {
         if (state.open) location.hash = "";
         else renderMain();
       } }),
+      messageSearch(),
       h("nav", { id: "chat-list", class: "chat-list", "aria-label": "Your chats" })),
     h("main", { id: "main", class: "main" }),
   );
@@ -1120,7 +1129,8 @@ function messageItem(chat, message, seen, pending) {
       : h("span", { class: "status", text: pending.status === "waiting" ? "waiting for the connection…" : "sending…" });
   }
   return h("article", {
-    class: "message" + (mine ? " mine" : "") + (pending ? " pending" : "") + (message.deleted ? " deleted" : ""),
+    class: "message" + (mine ? " mine" : "") + (pending ? " pending" : "") + (message.deleted ? " deleted" : "")
+      + (message.mentions?.includes(state.me.id) ? " mentions-me" : ""),
     dataset: pending ? { clientId: message.client_id } : { seq: String(message.seq), clientId: message.client_id || "" },
   },
   chat.kind === "group" && !mine ? h("div", { class: "sender", text: nameOf(message.sender_id) }) : null,
@@ -1160,6 +1170,47 @@ function attachmentView(attachment) {
 }
 
 // ---------------------------------------------------------------- panels
+
+/** A highlight from the server (matches in <mark>, all else escaped) as
+ * nodes, without handing any of it to the HTML parser. */
+function highlighted(text) {
+  const unescape = (part) => part.replace(/&(amp|lt|gt|quot|#39);/g, (_, name) => ({ amp: "&", lt: "<", gt: ">", quot: '"', "#39": "'" })[name]);
+  return text.split(/(<mark>.*?<\/mark>)/s).filter(Boolean).map((part) => part.startsWith("<mark>")
+    ? h("mark", { text: unescape(part.slice(6, -7)) }) : document.createTextNode(unescape(part)));
+}
+
+/** Message search over all chats, and the messages that mention me. */
+function messageSearch() {
+  const results = h("ul", { class: "results search-results", id: "search-results", hidden: true });
+  let timer = null;
+  async function run(query) {
+    results.hidden = false;
+    try {
+      const answer = await api.get("/v1/search/messages?limit=20&" + query);
+      results.replaceChildren(...(answer.results.length ? answer.results.map(({ message, highlight }) => {
+        const chat = state.chats.get(message.chat_id);
+        return h("li", {}, h("a", { href: `#/chat/${message.chat_id}`, class: "search-result", dataset: { seq: String(message.seq) } },
+          h("span", { class: "small muted" }, chat ? chatTitle(chat) : "chat", " · ", nameOf(message.sender_id), " · ", time(message.created_at)),
+          h("span", { class: "chat-preview" }, highlighted(highlight))));
+      }) : [h("li", { class: "muted", text: "No messages found" })]));
+    } catch (error) {
+      results.replaceChildren(h("li", { class: "error", text: explain(error) }));
+    }
+  }
+  const input = h("input", { type: "search", id: "message-search", placeholder: "Search messages", "aria-label": "Search messages", autocomplete: "off", oninput: () => {
+    clearTimeout(timer);
+    const query = input.value.trim();
+    if (!query) { results.hidden = true; results.replaceChildren(); return; }
+    timer = setTimeout(() => run("q=" + encodeURIComponent(query)), 300);
+  } });
+  return h("div", { class: "search" },
+    h("div", { class: "search-row" }, input,
+      h("button", { type: "button", class: "secondary", id: "mentions-button", text: "@me", title: "Messages that mention you", onclick: () => {
+        input.value = "";
+        run("mentions=me");
+      } })),
+    results);
+}
 
 function userSearch({ placeholder, id, render }) {
   const results = h("ul", { class: "results", id: id + "-results" });
