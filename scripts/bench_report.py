@@ -87,6 +87,9 @@ if have("connections"):
 if have("history"):
     p99 = m(runs_of("history"), "latest_page", "p99")[0]
     rows.append(("history: p99 ≤ 15 ms with 8 concurrent readers", f"{p99:.1f} ms", p99 <= 15))
+if have("search"):
+    p99 = m(runs_of("search"), "search", "p99")[0]
+    rows.append(("search: p99 ≤ 50 ms with 8 concurrent searchers over 1,000,000 messages", f"{p99:.1f} ms", p99 <= 50))
 if os.path.exists(os.path.join(out, "parley-d64.json")):
     r = {x["test"]: x for x in json.load(open(os.path.join(out, "parley-d64.json")))["redis"]}
     ratios = {t: r[t]["median_ops_per_s"] / med(f"rb-{t}-c50")[0] for t in ("set", "publish")}
@@ -170,6 +173,22 @@ if hist:
     print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     print(f"| {cell(hist, 'requests_per_s')} | " + " | ".join(cell(hist, 'latest_page', p, 2) for p in ("p50", "p90", "p99", "p99_9", "max")) + f" | {sum(r['passed'] for r in hist)}/{len(hist)} |\n")
 
+print("## Search (`parley bench search`)\n")
+searches = runs_of("search")
+if searches:
+    first = searches[0]["parameters"]
+    print(f"{first['messages']:,} messages of 4 to 20 words in {first['chats']:,} chats (written into PostgreSQL once, then reused); "
+          f"8 searchers, each a member of {first['chats_per_searcher']} chats, search back to back for 20 s through both gateways, "
+          "over all their chats, 20 results a page. The mix: half one word, a fifth two words, a fifth a three-letter prefix "
+          "(drawn uniformly from a vocabulary of 5,000 words whose frequencies follow Zipf's law), a tenth one of the 20 most common words.\n")
+    print("| query | searches/s | p50 ms | p90 ms | p99 ms | max ms |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for kind in ("search", "word", "two_words", "prefix", "common_word"):
+        if all(kind in r["latency_ms"] for r in searches):
+            rate = cell(searches, "searches_per_s") if kind == "search" else ""
+            print(f"| {'all' if kind == 'search' else kind.replace('_', ' ')} | {rate} | " + " | ".join(cell(searches, kind, p, 1) for p in ("p50", "p90", "p99", "max")) + " |")
+    print()
+
 print("## Sign-in (`parley bench login`)\n")
 logins = runs_of("login")
 if logins:
@@ -226,6 +245,7 @@ for rate in hot_rates:
 print(f"parley bench fanout --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --users 500 --group-size 500 --rate 20 --duration {fan_s} --max-p99-ms 100 {cpu_flags}")
 print(f"# ceilings: the same with --duration {ceiling_s} at ascending rates, until one exits 1")
 print(f"parley bench history --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --messages {hist_msgs} --readers 8 --duration 20")
+print("parley bench search --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --database-url URL --searchers 8 --duration 20   # gateways with PARLEY_SEARCHES_PER_SECOND=100000")
 print("parley bench login --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --concurrency 4 --duration 10 --otp-outbox DIR --codes 200")
 print(f"parley bench connections --url http://127.0.0.1:P1 --pid GATEWAY_PID --connections {conns} --per-user 50 --hold 10")
 print("```")

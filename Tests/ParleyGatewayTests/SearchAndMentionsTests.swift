@@ -6,6 +6,7 @@ import ParleyChat
 import ParleyCore
 import ParleyGateway
 import ParleyTestSupport
+import PostgresNIO
 import Testing
 
 /// Mentions and message search (PROTOCOL.md 1.1) over REST, against the real PostgreSQL.
@@ -144,6 +145,42 @@ import Testing
                 cursor = page.json["next_cursor"] as? String
             } while cursor != nil && paged.count < 40
             #expect(paged == bodies)
+        }
+    }
+
+    @Test func bothPlansFindTheSameResultsInTheSameOrder() async throws {
+        try await self.live { api in
+            let (a, b) = (try await self.chats.user(api), try await self.chats.user(api))
+            let first = try await self.chats.group(api, owner: a, members: [b])
+            let second = try await self.chats.group(api, owner: b, members: [])
+            let word = "zp" + String(UUID().uuidString.prefix(6)).lowercased().filter(\.isLetter)
+            for (index, body) in ["\(word) one", "\(word) \(word) twice", "\(word)s plural", "Élan \(word)", "other"].enumerated() {
+                #expect(try await self.send(api, index % 2 == 0 ? first : second, b, body).status == 201)
+            }
+            try await withPostgresClient(try TestEnvironment.databaseSettings()) { postgres in
+                let store = ChatStore(database: Database(client: postgres, health: DatabaseHealth(logger: TestEnvironment.logger)), logger: TestEnvironment.logger)
+                let viewer = try #require(UUID(uuidString: b.id))
+                for search in [
+                    MessageSearch(words: [word]), MessageSearch(words: ["elan", word]), MessageSearch(words: [word], chatID: UUID(uuidString: first)),
+                    MessageSearch(words: ["\(word)s"]), MessageSearch(words: ["absent\(word)"]),
+                ] {
+                    var pages: [SearchPlan: [String]] = [:]
+                    for plan in [SearchPlan.index, .scan] {
+                        var bodies: [String] = [], cursor: SearchCursor?
+                        repeat {
+                            let (hits, more) = try await store.search(search, viewer: viewer, limit: 2, after: cursor, plan: plan)
+                            bodies += hits.map { $0.message.body ?? "" }
+                            cursor = more ? hits.last?.cursor : nil
+                        } while cursor != nil
+                        pages[plan] = bodies
+                    }
+                    #expect(pages[.index] == pages[.scan], "\(search.words)")
+                    #expect(pages[.index]?.isEmpty == (search.words.first?.hasPrefix("absent") == true), "\(search.words)")
+                }
+                // a's view: the first chat only
+                let (hits, _) = try await store.search(MessageSearch(words: [word]), viewer: try #require(UUID(uuidString: a.id)), limit: 10, after: nil, plan: .scan)
+                #expect(Set(hits.map(\.message.chatID.lowercased)) == [first])
+            }
         }
     }
 

@@ -65,20 +65,40 @@ extension ChatStore {
     /// is a member of (all of their history shows), never deleted ones; best
     /// match first, newer first among equals. One query for the page (plus
     /// one for attachments, when any result has some); the GIN indexes of
-    /// migration 007 find the matches. Results carry no reactions.
-    public func search(_ search: MessageSearch, viewer: UUID, limit: Int, after cursor: SearchCursor?) async throws -> (hits: [SearchHit], hasMore: Bool) {
+    /// migration 007 find the matches, except for words so common that
+    /// testing the caller's own messages is cheaper (`SearchPlan`; one more
+    /// query then, for the caller's message count). `plan` overrides that
+    /// choice (tests). Results carry no reactions.
+    public func search(
+        _ search: MessageSearch, viewer: UUID, limit: Int, after cursor: SearchCursor?, plan forced: SearchPlan? = nil
+    ) async throws -> (hits: [SearchHit], hasMore: Bool) {
         if let chatID = search.chatID, try await self.role(of: viewer, in: chatID) == nil { throw ChatError.chatNotFound }
+        var plan = forced ?? .index
+        if forced == nil, search.tsquery != nil {
+            let statistics = await self.searchStatistics.current(self.database, logger: self.logger)
+            let words = search.words.flatMap { SearchPlan.fold($0).split { !$0.isLetter && !$0.isNumber }.map(String.init) }
+            plan = try await SearchPlan.choose(words: words, frequencies: statistics.frequencies, totalMessages: statistics.totalMessages) {
+                try await self.searchScope(viewer: viewer, chatID: search.chatID)
+            }
+        }
         var query: PostgresQuery
         // the tsquery goes in as a bound value, so the planner sees it and
         // estimates how many messages match from the column's statistics
         if let tsquery = search.tsquery {
-            query = """
-                SELECT \(unescaped: Self.messageColumns),
-                    EXISTS (SELECT 1 FROM message_attachments ma WHERE ma.chat_id = m.chat_id AND ma.seq = m.seq) AS has_attachments,
-                    ts_rank(m.search, to_tsquery('simple'::regconfig, parley_unaccent(\(tsquery)))) AS rank
-                FROM messages m
-                WHERE m.search @@ to_tsquery('simple'::regconfig, parley_unaccent(\(tsquery))) AND m.deleted_at IS NULL
-                """
+            // $1 is the tsquery; with `scan`, the same test in a form no index answers (the caller's chats lead)
+            let match = "m.search @@ to_tsquery('simple'::regconfig, parley_unaccent($1))"
+            var binds = PostgresBindings()
+            binds.append(tsquery)
+            query = PostgresQuery(
+                unsafeSQL: """
+                    SELECT \(Self.messageColumns),
+                        EXISTS (SELECT 1 FROM message_attachments ma WHERE ma.chat_id = m.chat_id AND ma.seq = m.seq) AS has_attachments,
+                        ts_rank(m.search, to_tsquery('simple'::regconfig, parley_unaccent($1))) AS rank
+                    FROM messages m
+                    WHERE \(plan == .scan ? "coalesce(\(match), false)" : match) AND m.deleted_at IS NULL
+                    """,
+                binds: binds
+            )
         } else {
             query = """
                 SELECT \(unescaped: Self.messageColumns),
@@ -132,5 +152,15 @@ extension ChatStore {
             hits[index].message.attachments = attachments[Key(hits[index].message.chatID, hits[index].message.seq)] ?? []
         }
         return (hits, hasMore)
+    }
+
+    /// How many messages the viewer can search (in one chat, or in all of theirs).
+    func searchScope(viewer: UUID, chatID: UUID?) async throws -> Double {
+        var query: PostgresQuery = "SELECT coalesce(sum(c.last_seq), 0)::float8 FROM chat_members cm JOIN chats c ON c.id = cm.chat_id WHERE cm.user_id = \(viewer)"
+        if let chatID {
+            query.sql += " AND cm.chat_id = $2"
+            query.binds.append(chatID)
+        }
+        return try await self.database.query(query, logger: self.logger).decode(Double.self).elements.first ?? 0
     }
 }

@@ -13,6 +13,8 @@ public struct ChatStore: Sendable {
     let database: Database
     let logger: Logger
     public let maxGroupSize: Int
+    /// Shared by the copies of this store (searches choose their plan with it).
+    let searchStatistics = SearchStatistics()
 
     public init(database: Database, logger: Logger, maxGroupSize: Int = 10_000) {
         self.database = database
