@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "ParleySchema",
             path: "sql",
-            resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql"), .embedInCode("003_send_batch.sql"), .embedInCode("004_message_edits.sql"), .embedInCode("005_reactions.sql"), .embedInCode("006_blocks.sql"), .embedInCode("007_mentions_search.sql")],
+            resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql"), .embedInCode("003_send_batch.sql"), .embedInCode("004_message_edits.sql"), .embedInCode("005_reactions.sql"), .embedInCode("006_blocks.sql"), .embedInCode("007_mentions_search.sql"), .embedInCode("008_chat_settings.sql")],
             swiftSettings: upcoming
         ),
         // The API reference of docs/ (openapi.yaml), embedded in the binary,

@@ -25,5 +25,6 @@ public enum Schema {
         SchemaMigration(version: 5, name: "005_reactions", sql: String(decoding: PackageResources._05_reactions_sql, as: UTF8.self)),
         SchemaMigration(version: 6, name: "006_blocks", sql: String(decoding: PackageResources._06_blocks_sql, as: UTF8.self)),
         SchemaMigration(version: 7, name: "007_mentions_search", sql: String(decoding: PackageResources._07_mentions_search_sql, as: UTF8.self)),
+        SchemaMigration(version: 8, name: "008_chat_settings", sql: String(decoding: PackageResources._08_chat_settings_sql, as: UTF8.self)),
     ]
 }

@@ -18,6 +18,8 @@ public enum ChatEvent: Sendable {
     case memberAdded(chatID: UUID, userID: UUID, lastSeq: Int64)
     case memberRemoved(chatID: UUID, userID: UUID)
     case chatUpdated(chatID: UUID)
+    /// The chat changed for one member only (their settings): their own sockets read it again.
+    case settingsChanged(chatID: UUID, userID: UUID)
     case typing(chatID: UUID, userID: UUID, active: Bool)
     /// To every chat of the user: members see each other's presence.
     case presence(userID: UUID, online: Bool, chatIDs: [UUID])
@@ -128,6 +130,8 @@ public struct ChatEventPublisher: Sendable {
             ]
         case .chatUpdated(let chatID):
             return [(Self.channel(chatID), EventEnvelope(.chatUpdated, chatID: chatID))]
+        case .settingsChanged(let chatID, let userID):
+            return [(Self.channel(chatID), EventEnvelope(.chatUpdated, chatID: chatID, userID: userID))]
         case .typing(let chatID, let userID, let active):
             let frame = try json(["type": "typing", "chat_id": chatID.lowercased, "user_id": userID.lowercased, "active": active])
             return [(Self.channel(chatID), EventEnvelope(.typing, chatID: chatID, userID: userID, flag: active, frame: frame))]

@@ -184,6 +184,15 @@ public struct ChatService: Sendable {
         await self.publisher.publish(.chatUpdated(chatID: chatID), logger: logger)
     }
 
+    /// The member's own notification settings (`mutedUntil`: `.some(nil)`
+    /// unmutes, nil leaves it); their other sockets get the chat again.
+    public func updateSettings(chatID: UUID, actor: UUID, mutedUntil: Date??, notify: NotifyLevel?, logger: Logger) async throws -> ChatSettings {
+        try await self.limitWrites(actor)
+        let settings = try await self.store.updateSettings(chatID: chatID, userID: actor, mutedUntil: mutedUntil, notify: notify)
+        await self.publisher.publish(.settingsChanged(chatID: chatID, userID: actor), logger: logger)
+        return settings
+    }
+
     public func addMember(_ chatID: UUID, actor: UUID, userID: UUID, role: MemberRole, logger: Logger) async throws -> (member: MemberRecord, added: Bool) {
         try await self.limitChatChanges(actor)
         let (member, added, lastSeq) = try await self.store.addMember(chatID, actor: actor, userID: userID, role: role)

@@ -30,7 +30,8 @@ public struct EventEnvelope: Sendable, Equatable {
         case typing
         /// `userID` came online (`flag` true) or went offline.
         case presence
-        /// The chat's title, visibility or members changed (no frame: each member's chat is read again).
+        /// The chat's title, visibility or members changed (no frame: each member's chat is read again);
+        /// with `userID`, only that member's view of it changed (their settings).
         case chatUpdated = "chat_updated"
         /// `userID` joined; `seq` is the chat's last seq then (no frame).
         case memberAdded = "member_added"

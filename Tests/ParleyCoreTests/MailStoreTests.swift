@@ -56,6 +56,44 @@ import Testing
         }
     }
 
+    @Test func chatSettingsDecideWhatNotifies() async throws {
+        try await self.withWorld { world in
+            func settings(_ notify: NotifyLevel?, muted: Date??) async throws {
+                _ = try await world.chats.updateSettings(chatID: world.chat, userID: world.reader, mutedUntil: muted, notify: notify)
+            }
+            func recipients(mentioning: Bool) async throws -> [UUID] {
+                let sent = try await world.chats.send(
+                    batch: [NewMessage(chatID: world.chat, senderID: world.sender, clientID: UUID(), body: mentioning ? "mention" : "plain", mentions: mentioning ? [world.reader] : [])],
+                    deadline: .seconds(10)
+                )
+                let seq = try sent[0].get().message.seq
+                return try await world.mail.digestRecipients(of: [MailStore.NewMessageRef(chatID: world.chat, seq: seq, senderID: world.sender)])
+            }
+            let later = Date().addingTimeInterval(3600), earlier = Date().addingTimeInterval(-3600)
+            // (notify, muted until) → (a plain message notifies, a mention notifies)
+            let cases: [(NotifyLevel, Date?, Bool, Bool)] = [
+                (.all, nil, true, true), (.all, later, false, true), (.all, earlier, true, true),
+                (.mentions, nil, false, true), (.mentions, later, false, true), (.nothing, nil, false, false), (.nothing, later, false, false),
+            ]
+            for (notify, muted, plain, mention) in cases {
+                try await settings(notify, muted: .some(muted))
+                #expect(try await recipients(mentioning: false) == (plain ? [world.reader] : []), "\(notify) \(String(describing: muted)): a plain message")
+                #expect(try await recipients(mentioning: true) == (mention ? [world.reader] : []), "\(notify) \(String(describing: muted)): a mention")
+            }
+            // the digest holds only what notifies: with `mentions`, the mentions
+            try await settings(.mentions, muted: .some(nil))
+            let digest = try #require(try await world.mail.unreadChats(of: world.reader).first)
+            #expect(digest.messages.map(\.body) == Array(repeating: "mention", count: 5), "the newest five mentions, no plain message")
+            #expect(digest.unread == 14, "the count is of every unread message")
+            try await settings(.nothing, muted: nil)
+            #expect(try await world.mail.unreadChats(of: world.reader).isEmpty, "nothing of a chat set to none")
+            // a field left out is kept; a non-member has no settings to change
+            let kept = try await world.chats.updateSettings(chatID: world.chat, userID: world.reader, mutedUntil: .some(later), notify: nil)
+            #expect(kept.notify == .nothing)
+            await #expect(throws: ChatError.self) { try await world.chats.updateSettings(chatID: world.chat, userID: UUID(), mutedUntil: nil, notify: .all) }
+        }
+    }
+
     @Test func aDigestHoldsTheNewestUnreadMessagesOfOthersAndIsRecordedOnce() async throws {
         try await self.withWorld { world in
             // sending marks the sender's own message read: the reader's comes first

@@ -66,6 +66,24 @@ import Testing
         for socket in [onG1, onG2] { await socket.close() }
     }
 
+    @Test func aMembersSettingsReachTheirOwnSocketsOnEveryInstanceAndNobodyElse() async throws {
+        let (g1, g2) = try await twoGateways()
+        let a = try await E2EUser.register(on: g1, name: "Muter")
+        let b = try await E2EUser.register(on: g2, name: "Other")
+        let chat = try await a.group(on: g1, members: [b])
+        let aOnG2 = try await a.connect(g2)  // A's other device, on the other instance
+        let bOnG2 = try await b.connect(g2)
+        let changed = try await HTTP.json("PATCH", "\(g1.baseURL)/v1/chats/\(chat)/settings", ["notify": "mentions"], token: a.token)
+        #expect(changed.status == 200)
+        let event = try await aOnG2.next("chat")
+        #expect(((event["chat"] as? [String: Any])?["settings"] as? [String: Any])?["notify"] as? String == "mentions")
+        // a message published after the change on the same channel: anything for B about it came before
+        #expect(try await a.post(g1, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": "after"]).status == 201)
+        #expect(try await bOnG2.next("message").messageSeq == 1)
+        #expect(!bOnG2.allFrames.contains { $0["type"] as? String == "chat" }, "the other member is not told")
+        for socket in [aOnG2, bOnG2] { await socket.close() }
+    }
+
     @Test func editsReactionsAndDeletesReachEveryInstanceAndEditsKeepTheirHistory() async throws {
         let (g1, g2) = try await twoGateways()
         let a = try await E2EUser.register(on: g1, name: "Editor")

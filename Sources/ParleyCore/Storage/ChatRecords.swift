@@ -89,6 +89,28 @@ public struct MessageRecord: Sendable, Hashable {
     }
 }
 
+/// Whom a chat's messages notify (PROTOCOL.md 1.1 "Per-chat notification settings").
+public enum NotifyLevel: String, Sendable, Hashable, CaseIterable {
+    case all, mentions
+    /// `"none"` on the wire (not `none`, which Swift would take for a nil Optional).
+    case nothing = "none"
+}
+
+/// One member's notification settings for one chat. Whether a message
+/// notifies them is decided in SQL (`parley_notifies`, migration 008): never
+/// with `none`; a mention always otherwise; any other message only with
+/// `all` and not muted.
+public struct ChatSettings: Sendable, Hashable {
+    /// Until then only mentions notify; nil (or a past time): not muted.
+    public var mutedUntil: Date?
+    public var notify: NotifyLevel
+
+    public init(mutedUntil: Date? = nil, notify: NotifyLevel = .all) {
+        self.mutedUntil = mutedUntil
+        self.notify = notify
+    }
+}
+
 /// A chat as one member sees it.
 public struct ChatRecord: Sendable, Hashable {
     public var id: UUID
@@ -104,6 +126,8 @@ public struct ChatRecord: Sendable, Hashable {
     public var lastMessage: MessageRecord?
     /// The other member of a direct chat.
     public var peer: UserRecord?
+    /// The viewer's notification settings (the defaults for a non-member).
+    public var settings = ChatSettings()
 
     public var unreadCount: Int64 { max(0, self.lastSeq - self.lastReadSeq) }
 }

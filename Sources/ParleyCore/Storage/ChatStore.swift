@@ -139,7 +139,7 @@ public struct ChatStore: Sendable {
 
     static let chatSelect = """
         SELECT c.id, c.kind, c.title, c.public, c.created_at, c.activity_at, c.last_seq, c.members_count,
-               COALESCE(me.last_read_seq, 0),
+               COALESCE(me.last_read_seq, 0), me.muted_until, COALESCE(me.notify, 'all'),
                m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted_at, m.mentions,
                p.id, p.email, p.email_verified, p.display_name, p.password_hash, p.email_notifications, p.created_at
         FROM chats c
@@ -153,10 +153,10 @@ public struct ChatStore: Sendable {
 
     /// Decodes one row of `chatSelect` (the viewer's membership joined as `me`).
     static func chat(_ row: PostgresRow) throws -> ChatRecord {
-        let (id, kind, title, isPublic, created, activity, lastSeq, membersCount, lastRead,
+        let (id, kind, title, isPublic, created, activity, lastSeq, membersCount, lastRead, mutedUntil, notify,
              mID, mChat, mSeq, mSender, mClient, mBody, mReply, mCreated, mEdited, mDeleted, mMentions,
              pID, pEmail, pVerified, pName, pHash, pNotify, pCreated) = try row.decode(
-            (UUID, String, String?, Bool, Date, Date, Int64, Int, Int64,
+            (UUID, String, String?, Bool, Date, Date, Int64, Int, Int64, Date?, String,
              UUID?, UUID?, Int64?, UUID?, UUID?, String?, Int64?, Date?, Date?, Date?, [UUID]?,
              UUID?, String?, Bool?, String?, String?, Bool?, Date?).self
         )
@@ -173,7 +173,8 @@ public struct ChatStore: Sendable {
         }
         return ChatRecord(
             id: id, kind: ChatKind(rawValue: kind) ?? .group, title: title, isPublic: isPublic, createdAt: created, activityAt: activity,
-            lastSeq: lastSeq, membersCount: membersCount, lastReadSeq: lastRead, lastMessage: lastMessage, peer: peer
+            lastSeq: lastSeq, membersCount: membersCount, lastReadSeq: lastRead, lastMessage: lastMessage, peer: peer,
+            settings: ChatSettings(mutedUntil: mutedUntil, notify: NotifyLevel(rawValue: notify) ?? .all)
         )
     }
 
@@ -310,6 +311,27 @@ public struct ChatStore: Sendable {
             return MemberRole(rawValue: role)
         }
         return nil
+    }
+
+    /// Changes the member's own notification settings for the chat: `notify`
+    /// when given; `mutedUntil` when given (`.some(nil)` unmutes). Returns
+    /// them as stored. Members only.
+    public func updateSettings(chatID: UUID, userID: UUID, mutedUntil: Date??, notify: NotifyLevel?) async throws -> ChatSettings {
+        let setMuted = mutedUntil != nil
+        let muted: Date? = mutedUntil ?? nil
+        for try await (until, level) in try await self.database.query(
+            """
+            UPDATE chat_members SET
+                notify = COALESCE(\(notify?.rawValue), notify),
+                muted_until = CASE WHEN \(setMuted) THEN \(muted) ELSE muted_until END
+            WHERE chat_id = \(chatID) AND user_id = \(userID)
+            RETURNING muted_until, notify
+            """,
+            logger: self.logger
+        ).decode((Date?, String).self) {
+            return ChatSettings(mutedUntil: until, notify: NotifyLevel(rawValue: level) ?? .all)
+        }
+        throw ChatError.chatNotFound
     }
 
     /// Changes title and/or visibility (owner or admin of a group).

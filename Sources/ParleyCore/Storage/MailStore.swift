@@ -42,7 +42,8 @@ public struct MailStore: Sendable {
     }
 
     /// Every member, other than the sender, who has not read one of
-    /// `messages` and wants mail at a verified address: once each.
+    /// `messages`, whom it notifies (their chat settings: `parley_notifies`)
+    /// and who wants mail at a verified address: once each.
     public func digestRecipients(of messages: [NewMessageRef]) async throws -> [UUID] {
         guard !messages.isEmpty else { return [] }
         let chats = messages.map(\.chatID), seqs = messages.map(\.seq), senders = messages.map(\.senderID)
@@ -50,7 +51,9 @@ public struct MailStore: Sendable {
             """
             SELECT DISTINCT u.id FROM unnest(\(chats)::uuid[], \(seqs)::bigint[], \(senders)::uuid[]) AS e(chat_id, seq, sender_id)
             JOIN chat_members m ON m.chat_id = e.chat_id AND m.user_id <> e.sender_id AND m.last_read_seq < e.seq
+            JOIN messages msg ON msg.chat_id = e.chat_id AND msg.seq = e.seq
             JOIN users u ON u.id = m.user_id AND u.email_notifications AND u.email_verified AND u.deleted_at IS NULL
+            WHERE parley_notifies(m.notify, m.muted_until, m.user_id = ANY(msg.mentions))
             """,
             logger: self.logger
         ).decode(UUID.self).elements
@@ -91,8 +94,9 @@ public struct MailStore: Sendable {
     }
 
     /// The user's chats (up to 20, most active first) with messages neither
-    /// read nor mailed before, each with its newest such messages; chats
-    /// whose only new messages are the user's own or deleted are left out.
+    /// read nor mailed before, each with its newest such messages that
+    /// notify the user (their chat settings: `parley_notifies`); chats with
+    /// no such message are left out.
     public func unreadChats(of userID: UUID) async throws -> [DigestChat] {
         var chats: [DigestChat] = []
         for (chatID, kind, title, lastSeq, lastRead, mailed, peerName) in try await self.database.query(
@@ -102,7 +106,7 @@ public struct MailStore: Sendable {
                     WHERE c.kind = 'direct' AND pm.chat_id = c.id AND pm.user_id <> \(userID) LIMIT 1)
             FROM chat_members m JOIN chats c ON c.id = m.chat_id
             LEFT JOIN mail_digests d ON d.user_id = m.user_id AND d.chat_id = c.id
-            WHERE m.user_id = \(userID) AND c.last_seq > GREATEST(m.last_read_seq, COALESCE(d.through_seq, 0))
+            WHERE m.user_id = \(userID) AND m.notify <> 'none' AND c.last_seq > GREATEST(m.last_read_seq, COALESCE(d.through_seq, 0))
             ORDER BY c.activity_at DESC LIMIT 20
             """,
             logger: self.logger
@@ -115,8 +119,10 @@ public struct MailStore: Sendable {
             let newest = try await self.database.query(
                 """
                 SELECT u.display_name, msg.body FROM messages msg JOIN users u ON u.id = msg.sender_id
+                JOIN chat_members me ON me.chat_id = msg.chat_id AND me.user_id = \(userID)
                 WHERE msg.chat_id = \(chat.chatID) AND msg.seq > \(chat.previouslyMailed ?? 0) AND msg.seq <= \(chat.throughSeq)
                   AND msg.deleted_at IS NULL AND msg.sender_id <> \(userID)
+                  AND parley_notifies(me.notify, me.muted_until, \(userID) = ANY(msg.mentions))
                 ORDER BY msg.seq DESC LIMIT 5
                 """,
                 logger: self.logger

@@ -35,6 +35,7 @@ struct ChatBody: Encodable {
         case lastReadSeq = "last_read_seq"
         case unreadCount = "unread_count"
         case membersCount = "members_count"
+        case settings
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -50,6 +51,7 @@ struct ChatBody: Encodable {
         try c.encode(self.chat.unreadCount, forKey: .unreadCount)
         try c.encode(self.chat.membersCount, forKey: .membersCount)
         try c.encode(self.chat.peer.map(UserBody.visible), forKey: .peer)
+        try c.encode(ChatSettingsBody(self.chat.settings), forKey: .settings)
         if let members { try c.encode(members.map(MemberBody.init), forKey: .members) }
     }
 }
@@ -139,6 +141,51 @@ struct SendMessageRequest: Decodable {
         case clientID = "client_id"
         case attachmentIDs = "attachment_ids"
         case replyToSeq = "reply_to_seq"
+    }
+}
+
+/// A member's notification settings for a chat (PROTOCOL.md 1.1).
+struct ChatSettingsBody: Encodable {
+    let mutedUntil: String?
+    let notify: String
+
+    init(_ settings: ChatSettings) {
+        self.mutedUntil = settings.mutedUntil.map(Timestamp.format)
+        self.notify = settings.notify.rawValue
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case notify
+        case mutedUntil = "muted_until"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(self.mutedUntil, forKey: .mutedUntil)
+        try c.encode(self.notify, forKey: .notify)
+    }
+}
+
+/// `PATCH /v1/chats/{id}/settings`: each field optional; `"muted_until": null` unmutes.
+struct ChatSettingsRequest: Decodable {
+    /// nil: not given; `.some(nil)`: null.
+    let mutedUntil: String??
+    let notify: String?
+
+    enum CodingKeys: String, CodingKey {
+        case notify
+        case mutedUntil = "muted_until"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        if c.contains(.mutedUntil) {
+            self.mutedUntil = .some(try c.decodeNil(forKey: .mutedUntil) ? nil : try c.decode(String.self, forKey: .mutedUntil))
+        } else {
+            self.mutedUntil = nil
+        }
+        // null is not a level (left out keeps it)
+        self.notify = c.contains(.notify) ? try c.decode(String.self, forKey: .notify) : nil
     }
 }
 

@@ -31,6 +31,28 @@ public struct ChatsController: Sendable {
             guard let chat = try await self.store.chat(chatID, viewer: me) else { throw ChatError.chatNotFound }
             return try Response.json(ChatBody(chat: chat, members: nil))
         }
+        group.patch("chats/:id/settings") { request, context in
+            let (me, chatID) = try Self.ids(context)
+            let body = try await request.decodeJSON(ChatSettingsRequest.self, context: context)
+            var notify: NotifyLevel?
+            if let raw = body.notify {
+                guard let level = NotifyLevel(rawValue: raw) else { throw APIError.badRequest("invalid_notify", "notify must be all, mentions or none") }
+                notify = level
+            }
+            var mutedUntil: Date??
+            if let raw = body.mutedUntil {
+                if let text = raw {
+                    guard let date = Timestamp.parse(text) else {
+                        throw APIError.badRequest("invalid_muted_until", "muted_until must be an RFC 3339 timestamp or null")
+                    }
+                    mutedUntil = .some(date)
+                } else {
+                    mutedUntil = .some(nil)
+                }
+            }
+            let settings = try await self.service.updateSettings(chatID: chatID, actor: me, mutedUntil: mutedUntil, notify: notify, logger: context.logger)
+            return try Response.json(ChatSettingsBody(settings))
+        }
         group.post("chats/:id/members") { request, context in
             let (me, chatID) = try Self.ids(context)
             let body = try await request.decodeJSON(AddMemberRequest.self, context: context)

@@ -170,8 +170,12 @@ public final class RealtimeService: Service {
             let text = envelope.frameText
             for connection in self.hub.connections(inChat: chat) { connection.enqueue(.presence(userID: user, online: online, payload: text)) }
         case .chatUpdated:
+            // with a user: a change for that member alone (their settings)
             guard let chat = envelope.chatID else { return }
-            self.afterHeldMessages(of: chat) { $0.enqueue(.chatChanged(chat)) }
+            let user = envelope.userID
+            self.afterHeldMessages(of: chat) { connection in
+                if user == nil || connection.userID == user { connection.enqueue(.chatChanged(chat)) }
+            }
         case .memberAdded:
             guard let chat = envelope.chatID, let user = envelope.userID else { return }
             let since = envelope.seq ?? 0
