@@ -34,7 +34,7 @@ from selenium.common.exceptions import StaleElementReferenceException, TimeoutEx
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BIN = os.environ["PARLEY_BIN"]
 WORK = os.environ["WEB_TEST_DIR"]
@@ -192,6 +192,12 @@ def api(gateway, method, path, token, body):
         request.add_header("Authorization", "Bearer " + token)
     with urllib.request.urlopen(request, timeout=10) as answer:
         return answer.status
+
+
+def get_json(gateway, path, token):
+    request = urllib.request.Request(gateway.url + path, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
 
 
 def wait_connected(driver, what):
@@ -417,6 +423,18 @@ def main():
         find(bob, "#message-search").send_keys(Keys.CONTROL, "a")
         find(bob, "#message-search").send_keys(Keys.BACKSPACE)
         wait(bob, lambda d: not find(d, "#search-results").is_displayed(), "the results closed with an empty search")
+
+        step("Bob wants only mentions from the group and mutes it: stored for him, shown in his list")
+        bob.execute_script("arguments[0].click()", find(bob, "#details-button"))
+        wait(bob, lambda d: d.find_elements(By.ID, "notify-select") and d.find_elements(By.ID, "mute-button"), "the notification settings")
+        Select(find(bob, "#notify-select")).select_by_value("mentions")
+        bob_token = session(bob)["access_token"]
+        wait(bob, lambda d: get_json(g2, f"/v1/chats/{group}", bob_token)["settings"]["notify"] == "mentions", "notify: mentions stored")
+        bob.execute_script("arguments[0].click()", find(bob, "#mute-button"))
+        wait(bob, lambda d: "🔕" in " ".join(texts(d, "#chat-list .chat-title")), "the muted group marked in Bob's list")
+        assert get_json(g2, f"/v1/chats/{group}", bob_token)["settings"]["muted_until"], "muted_until stored"
+        assert "🔕" not in " ".join(texts(alice, "#chat-list .chat-title")), "Alice's settings are her own"
+        bob.execute_script("arguments[0].click()", find(bob, "#details-button"))
 
         step("a third user signs in with an emailed code and joins the group by its link")
         carol = browser("carol")

@@ -891,7 +891,7 @@ function renderList() {
     },
     chat.kind === "direct" ? h("span", { class: "dot" + (online ? " online" : ""), title: online ? "online" : "offline", "aria-label": online ? "online" : "offline" }) : h("span", { class: "dot group", "aria-hidden": "true", text: "#" }),
     h("span", { class: "chat-text" },
-      h("span", { class: "chat-title", text: chatTitle(chat) }),
+      h("span", { class: "chat-title", text: chatTitle(chat) }, quiet(chat) ? h("span", { class: "quiet", title: "muted", "aria-label": "muted", text: " 🔕" }) : null),
       h("span", { class: "chat-preview", text: preview })),
     h("span", { class: "chat-meta" },
       h("span", { class: "small muted", text: time(activity(chat)) }),
@@ -1311,6 +1311,7 @@ function renderPanel() {
   const myRole = members.find((m) => m.user.id === state.me.id)?.role;
   const manager = myRole === "owner" || myRole === "admin";
   const parts = [h("h3", { text: chat.kind === "direct" ? "Direct chat" : "Members" })];
+  if (members.some((m) => m.user.id === state.me.id)) parts.push(...notificationSettings(chat));
   parts.push(h("ul", { class: "members", id: "members" }, members.map((member) => {
     const online = state.online.has(member.user.id) || member.user.id === state.me.id;
     return h("li", {},
@@ -1362,6 +1363,36 @@ function renderPanel() {
     } }));
   }
   panel.replaceChildren(...parts);
+}
+
+/** Whether a chat is quiet for me now: notify none, or muted. */
+function quiet(chat) {
+  const settings = chat.settings || {};
+  return settings.notify === "none" || (settings.muted_until && new Date(settings.muted_until) > new Date());
+}
+
+/** My notification settings for a chat (what the email digests follow). */
+function notificationSettings(chat) {
+  const settings = chat.settings || { notify: "all", muted_until: null };
+  const muted = settings.muted_until && new Date(settings.muted_until) > new Date();
+  async function save(change) {
+    try {
+      const saved = await api.patch(`/v1/chats/${chat.id}/settings`, change);
+      const current = state.chats.get(chat.id);
+      if (current) current.settings = saved;
+      renderPanel();
+      renderList();
+    } catch (error) { toast(explain(error)); }
+  }
+  const labels = { all: "All messages", mentions: "Only mentions of me", none: "Nothing" };
+  const select = h("select", { id: "notify-select", "aria-label": "Notify me about", onchange: () => save({ notify: select.value }) },
+    Object.entries(labels).map(([value, text]) => h("option", { value, text, selected: settings.notify === value })));
+  return [
+    h("h3", { text: "Notify me about" }), select,
+    h("button", { type: "button", class: "secondary", id: "mute-button",
+      text: muted ? `Muted until ${time(settings.muted_until)}: unmute` : "Mute for 8 hours (mentions still notify)",
+      onclick: () => save({ muted_until: muted ? null : new Date(Date.now() + 8 * 3600 * 1000).toISOString() }) }),
+  ];
 }
 
 window.addEventListener("focus", () => { if (state.me) markRead(); });
