@@ -83,7 +83,8 @@ import Testing
                     try await writer.send(Self.new(UUID()), logger: Self.logger) { _ in Issue.record("nothing was stored") }
                 }
                 #expect(error?.code == .unavailable && error?.retryAfter == 1)
-                #expect(ContinuousClock.now - started < .seconds(3), "each send fails after the timeout, none waits for another")
+                // the store never answers: without the timeout this would never end (the bound is loose for loaded machines)
+                #expect(ContinuousClock.now - started < .seconds(10), "each send fails after the timeout, none waits for another")
             }
             #expect(writer.written.batches == 0)
             store.stalled = false
