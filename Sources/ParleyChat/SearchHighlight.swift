@@ -16,7 +16,7 @@ public enum SearchHighlight {
     /// The folded words of a query, each once, longest first.
     public static func queryWords(_ query: String) -> [String] {
         var seen = Set<String>()
-        return Self.words(in: query).map { Self.fold(String(query[$0])) }.filter { seen.insert($0).inserted }.sorted { $0.count > $1.count }
+        return Self.words(in: query).map { MessageSearch.fold(String(query[$0])) }.filter { seen.insert($0).inserted }.sorted { $0.count > $1.count }
     }
 
     public static func highlight(_ body: String, query words: [String]) -> String {
@@ -26,7 +26,7 @@ public enum SearchHighlight {
         for range in Self.words(in: body) {
             out += HTML.escape(body[position..<range.lowerBound])
             let word = body[range]
-            let folded = Self.fold(String(word))
+            let folded = MessageSearch.fold(String(word))
             if words.contains(where: { folded.hasPrefix($0) }) {
                 out += Self.open + HTML.escape(word) + Self.close
             } else {
@@ -60,9 +60,5 @@ public enum SearchHighlight {
     static func isWordCharacter(_ character: Character) -> Bool {
         character.unicodeScalars.contains { $0.properties.isAlphabetic || $0.properties.numericType != nil }
             && !character.unicodeScalars.contains { $0.properties.isWhitespace }
-    }
-
-    static func fold(_ word: String) -> String {
-        word.folding(options: [.caseInsensitive, .diacriticInsensitive, .widthInsensitive], locale: nil).lowercased()
     }
 }

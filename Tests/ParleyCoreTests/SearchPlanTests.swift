@@ -33,7 +33,7 @@ import Testing
     }
 
     @Test func wordsAreFoldedAsTheStoreFoldsThem() {
-        #expect(SearchPlan.fold("CRÈME") == "creme")
-        #expect(SearchPlan.fold("Ωmega") == "ωmega")
+        #expect(MessageSearch.fold("CRÈME") == "creme")
+        #expect(MessageSearch.fold("Ωmega") == "ωmega")
     }
 }

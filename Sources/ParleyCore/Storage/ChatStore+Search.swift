@@ -18,6 +18,13 @@ public struct MessageSearch: Sendable, Hashable {
         self.mentionsViewer = mentionsViewer
     }
 
+    /// Text as the store's `unaccent` and `simple` parser see it (lower case,
+    /// accents removed): for looking words up among the lexemes, and for
+    /// finding them in a body to highlight.
+    public static func fold(_ text: String) -> String {
+        text.folding(options: [.caseInsensitive, .diacriticInsensitive, .widthInsensitive], locale: nil).lowercased()
+    }
+
     /// The PostgreSQL `tsquery` text: every word quoted (the text search
     /// parser splits it as it split the bodies) and matched as a prefix, all
     /// of them required. Nil without words.
@@ -76,7 +83,7 @@ extension ChatStore {
         var plan = forced ?? .index
         if forced == nil, search.tsquery != nil {
             let statistics = await self.searchStatistics.current(self.database, logger: self.logger)
-            let words = search.words.flatMap { SearchPlan.fold($0).split { !$0.isLetter && !$0.isNumber }.map(String.init) }
+            let words = search.words.flatMap { MessageSearch.fold($0).split { !$0.isLetter && !$0.isNumber }.map(String.init) }
             plan = try await SearchPlan.choose(words: words, frequencies: statistics.frequencies, totalMessages: statistics.totalMessages) {
                 try await self.searchScope(viewer: viewer, chatID: search.chatID)
             }

@@ -36,12 +36,6 @@ public enum SearchPlan: Sendable, Hashable {
         guard matches >= floor else { return .index }
         return matches > ratio * (try await scope()) ? .scan : .index
     }
-
-    /// A query word as the store's `unaccent` and `simple` parser see it
-    /// (lower case, accents removed), for looking it up among the lexemes.
-    public static func fold(_ word: String) -> String {
-        word.folding(options: [.caseInsensitive, .diacriticInsensitive, .widthInsensitive], locale: nil).lowercased()
-    }
 }
 
 /// The most common lexemes of `messages.search` and their frequencies, as
@@ -85,7 +79,8 @@ public final class SearchStatistics: Sendable {
                 }
             }
         } catch {
-            logger.debug("search statistics not read", metadata: ["error": "\(String(reflecting: error))"])
+            // searches still work (through the index); say so, since common words get slow
+            logger.warning("search statistics not read", metadata: ["error": "\(String(reflecting: error))"])
         }
         self.snapshot.withLock { $0 = fresh }
         return (fresh.frequencies, fresh.totalMessages)
