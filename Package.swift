@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(
@@ -69,7 +70,7 @@ let package = Package(
         .target(
             name: "ParleySchema",
             path: "sql",
-            resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql"), .embedInCode("003_send_batch.sql"), .embedInCode("004_message_edits.sql"), .embedInCode("005_reactions.sql"), .embedInCode("006_blocks.sql"), .embedInCode("007_mentions_search.sql"), .embedInCode("008_chat_settings.sql")],
+            resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql"), .embedInCode("003_send_batch.sql"), .embedInCode("004_message_edits.sql"), .embedInCode("005_reactions.sql"), .embedInCode("006_blocks.sql"), .embedInCode("007_mentions_search.sql"), .embedInCode("008_chat_settings.sql"), .embedInCode("009_push_subscriptions.sql")],
             swiftSettings: upcoming
         ),
         // The API reference of docs/ (openapi.yaml), embedded in the binary,
@@ -145,6 +146,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: upcoming
         ),
@@ -249,6 +251,7 @@ let package = Package(
                 "ParleyCore",
                 "ParleySchema",
                 "ParleyTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -278,6 +281,7 @@ let package = Package(
                 "ParleyCore",
                 "HiredisNIO",
                 "ParleyTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

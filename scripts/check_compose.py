@@ -27,8 +27,8 @@ COMPOSE = os.path.join(ROOT, "compose.yaml")
 README = os.path.join(ROOT, "README.md")
 ENV_EXAMPLE = os.path.join(ROOT, ".env.example")
 
-EXPECTED_SERVICES = {"postgres", "redis", "migrate", "gateway-1", "gateway-2", "mailer", "mailpit", "nginx"}
-PARLEY_SERVICES = ["migrate", "gateway-1", "gateway-2", "mailer"]
+EXPECTED_SERVICES = {"postgres", "redis", "migrate", "gateway-1", "gateway-2", "notifier", "mailpit", "nginx"}
+PARLEY_SERVICES = ["migrate", "gateway-1", "gateway-2", "notifier"]
 GATEWAYS = ["gateway-1", "gateway-2"]
 MAILPIT_UI_PORT = "8025"
 
@@ -195,12 +195,12 @@ def main():
             if variable.startswith("PARLEY_") and variable not in documented:
                 problems.append(f"compose.yaml: {name} sets {variable}, which the README's configuration table does not list")
 
-    if "mailer" in services:
-        env = environment_of(services["mailer"])
+    if "notifier" in services:
+        env = environment_of(services["notifier"])
         if "PARLEY_JWT_SECRET" in env:
-            problems.append("compose.yaml: mailer is given PARLEY_JWT_SECRET (it must get PARLEY_MAIL_KEY only)")
+            problems.append("compose.yaml: notifier is given PARLEY_JWT_SECRET (it must get PARLEY_MAIL_KEY only)")
         if not env.get("PARLEY_MAIL_KEY"):
-            problems.append("compose.yaml: mailer has no PARLEY_MAIL_KEY")
+            problems.append("compose.yaml: notifier has no PARLEY_MAIL_KEY")
 
     for name in GATEWAYS:
         if name not in services:

@@ -76,8 +76,8 @@ public struct ChatEventPublisher: Sendable {
                 let payload = envelope.encoded()
                 deliveries.append((channel, payload))
                 commands.append(.publish(channel, .bytes(payload)))
-                if envelope.kind == .message {
-                    // the mail worker's copy: the header alone (and the previous version's fields)
+                if EventStreams.streamedKinds.contains(envelope.kind) {
+                    // the notifier's copy: the header alone (and the previous version's fields)
                     let fields = [(EventStreams.envelopeField, envelope.header)] + EventStreams.legacyFields(of: envelope)
                     commands.append(.xadd(Self.messageStream, maxLength: EventStreams.messagesMaxLength, fields: fields.map { ($0.0, .string($0.1)) }))
                 }

@@ -186,9 +186,12 @@ public struct EventEnvelopeError: Error, Equatable, CustomStringConvertible {
 
 /// The streams chat events are appended to.
 public enum EventStreams {
-    /// New messages, for the mail worker (`EventEnvelope` headers in the
-    /// field `e`), capped near a million entries.
+    /// New messages and read positions, for the notifier (`EventEnvelope`
+    /// headers in the field `e`), capped near a million entries.
     public static let messages = "events:messages"
+    /// The kinds appended to `messages`: a new message notifies, a read
+    /// position retracts what it notified. (Mailers before pushes skip reads.)
+    public static let streamedKinds: Set<EventEnvelope.Kind> = [.message, .read]
     public static let messagesMaxLength = 1_000_000
     /// The field of a stream entry that holds the envelope's header.
     public static let envelopeField = "e"

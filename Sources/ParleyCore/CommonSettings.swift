@@ -1,4 +1,5 @@
 public import HiredisNIO
+public import Foundation
 public import Logging
 
 /// `PARLEY_LOG_LEVEL`: trace, debug, info (default), notice, warning, error, critical.
@@ -51,5 +52,54 @@ public enum JWTSecretSettings {
             throw ConfigurationError(Self.variable, "must be at least \(Self.minimumBytes) bytes (got \(secret.count))")
         }
         return secret
+    }
+}
+
+/// Web Push (PROTOCOL.md 1.1), read alike by gateways (the public key they
+/// hand out, the endpoints they accept) and the notifier (which signs and
+/// sends). Push is off unless `PARLEY_VAPID_PRIVATE_KEY` is set.
+public struct PushSettings: Sendable {
+    public var vapid: WebPush.VAPIDKey?
+    /// `PARLEY_PUSH_ALLOW_HTTP=1`: subscriptions may name http:// endpoints
+    /// (a push service on the same host, in development and tests). Off,
+    /// only https:// endpoints are accepted.
+    public var allowHTTP = false
+
+    public init(vapid: WebPush.VAPIDKey? = nil, allowHTTP: Bool = false) {
+        self.vapid = vapid
+        self.allowHTTP = allowHTTP
+    }
+
+    public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> PushSettings {
+        let allowHTTP = try reader.boolean("PARLEY_PUSH_ALLOW_HTTP", default: false)
+        guard let raw = reader.optional("PARLEY_VAPID_PRIVATE_KEY") else {
+            if reader.optional("PARLEY_VAPID_SUBJECT") != nil {
+                throw ConfigurationError("PARLEY_VAPID_PRIVATE_KEY", "missing while PARLEY_VAPID_SUBJECT is set (parley vapid-key prints a new key pair)")
+            }
+            return PushSettings(allowHTTP: allowHTTP)
+        }
+        // the key's own problem first (it is never echoed)
+        guard WebPush.VAPIDKey(base64URL: raw, subject: "mailto:check@localhost") != nil else {
+            throw ConfigurationError("PARLEY_VAPID_PRIVATE_KEY", "must be the base64url 32-byte P-256 private key that parley vapid-key prints")
+        }
+        let subject = try reader.required("PARLEY_VAPID_SUBJECT", hint: "a contact for push services: mailto:admin@example.com or https://example.com")
+        guard subject.hasPrefix("mailto:") || subject.hasPrefix("https://"), subject.count > 8, !subject.contains(" "),
+            let key = WebPush.VAPIDKey(base64URL: raw, subject: subject)
+        else {
+            throw ConfigurationError("PARLEY_VAPID_SUBJECT", "must be a mailto: or https: contact (RFC 8292), e.g. mailto:admin@example.com")
+        }
+        return PushSettings(vapid: key, allowHTTP: allowHTTP)
+    }
+
+    /// Whether a subscription's endpoint is one Parley pushes to: an absolute
+    /// https:// URL (http:// with `allowHTTP`) with a host, no user info, at
+    /// most 2,048 characters.
+    public func acceptsEndpoint(_ endpoint: String) -> URL? {
+        guard endpoint.utf8.count <= 2048, let components = URLComponents(string: endpoint),
+            let scheme = components.scheme?.lowercased(), scheme == "https" || (scheme == "http" && self.allowHTTP),
+            components.host?.isEmpty == false, components.user == nil, components.password == nil,
+            let url = components.url
+        else { return nil }
+        return url
     }
 }

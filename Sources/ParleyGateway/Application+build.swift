@@ -36,7 +36,7 @@ public struct GatewayDependencies: Sendable {
         // one limiter per process: its in-memory fallback (Redis down) is shared
         let limiter = RateLimiter(redis: self.redis)
         let publisher = ChatEventPublisher(redis: self.redis)
-        self.accounts = AccountServices(
+        var accounts = AccountServices(
             environment: configuration.environment,
             accounts: store,
             hasher: PasswordHasher(cost: passwordCost),
@@ -47,8 +47,11 @@ public struct GatewayDependencies: Sendable {
             limits: limits,
             passwordStrength: configuration.passwordStrength,
             refreshTokens: RefreshTokens(secret: configuration.jwtSecret),
-            publisher: publisher
+            publisher: publisher,
+            push: PushStore(database: self.database, logger: logger)
         )
+        accounts.pushSettings = configuration.push
+        self.accounts = accounts
         var chats = ChatService(
             store: ChatStore(database: self.database, logger: logger),
             publisher: publisher,
@@ -94,6 +97,7 @@ public func buildRouter(
     AuthController(services: dependencies.accounts).addRoutes(to: router.group("v1/auth"))
     let authenticated = router.group("v1").add(middleware: AuthMiddleware(tokens: dependencies.accounts.tokens, revocations: dependencies.accounts.revocations))
     UsersController(services: dependencies.accounts).addRoutes(to: authenticated)
+    PushController(services: dependencies.accounts).addRoutes(to: authenticated)
     ChatsController(service: dependencies.chats).addRoutes(to: authenticated)
     dependencies.realtimeRoutes.addHTTPRoutes(to: router, authenticated: authenticated)
     configure(router)

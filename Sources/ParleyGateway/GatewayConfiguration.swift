@@ -37,6 +37,8 @@ public struct GatewayConfiguration: Sendable {
     public var readinessTimeout: Duration = .seconds(1)
     /// Refuses guessable passwords at registration (cracklib).
     public var passwordStrength = PasswordStrength()
+    /// Web Push: the VAPID key whose public half clients subscribe with, and which endpoints are accepted.
+    public var push = PushSettings()
     /// Load balancers whose X-Forwarded-For is believed (IP addresses).
     public var trustedProxies: [String] = []
     public var logLevel: Logger.Level
@@ -99,6 +101,7 @@ public struct GatewayConfiguration: Sendable {
             configuration.webMailHint = hint
         }
         configuration.trustedProxies = try Self.parseAddresses(reader.optional("PARLEY_TRUSTED_PROXIES"))
+        configuration.push = try PushSettings.load(reader)
         configuration.metricsHost = reader.optional("PARLEY_METRICS_HOST") ?? "127.0.0.1"
         configuration.metricsPort = try reader.optionalInteger("PARLEY_METRICS_PORT", range: 0...65535)
         configuration.databaseDeadline = .milliseconds(try reader.integer("PARLEY_DATABASE_DEADLINE_MS", default: 2000, range: 100...60_000))

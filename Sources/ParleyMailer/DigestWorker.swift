@@ -111,46 +111,31 @@ public final class DigestWorker: Service {
         let recipients = try await self.store.digestRecipients(of: messages)
         guard !recipients.isEmpty else { return }
         let online = Set(try await PresenceKeys.online(recipients, redis: self.redis))
-        let dueAt = Int64(Date().timeIntervalSince1970 * 1000) + self.delayMilliseconds
         let offline = recipients.filter { !online.contains($0) }
-        guard !offline.isEmpty else { return }
-        // NX: a user with a digest already pending keeps its time; these messages join it
-        _ = try await self.redis.send(RedisCommand("ZADD", [.string(Self.due), "NX"] + offline.flatMap { [RedisArgument(dueAt), .string($0.uuidString.lowercased())] }))
+        // a user with a digest already pending keeps its time; these messages join it
+        try await self.dueSet.schedule(offline.map { $0.uuidString.lowercased() }, at: DueSet.now() + self.delayMilliseconds, keepEarlier: true)
     }
 
     // MARK: sending
 
+    var dueSet: DueSet { DueSet(redis: self.redis, key: Self.due) }
+
     func sendDueDigests() async throws {
         while !Task.isCancelled {
             try await Task.sleep(for: .milliseconds(250))
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
-            guard let due = try? await self.redis.zrangeByScore(Self.due, min: "-inf", max: String(now), limit: 20) else { continue }
-            for user in due {
-                // lease: whoever moves the score forward owns this digest for a minute
-                let leased = try? await self.redis.evalsha(Self.leaseScript, keys: [Self.due], arguments: [.string(user), RedisArgument(now), RedisArgument(60_000)])
-                guard leased?.int == 1, let userID = UUID(uuidString: user) else { continue }
+            // lease: whoever moves the score forward owns this digest for a minute
+            for user in await self.dueSet.takeDue(limit: 20, lease: .seconds(60)) {
+                guard let userID = UUID(uuidString: user) else { continue }
                 do {
                     try await self.sendDigest(to: userID)
-                    _ = try await self.redis.zrem(Self.due, [user])
+                    try await self.dueSet.finish(user)
                 } catch {
                     self.logger.warning("digest failed; retrying later", metadata: ["error": "\(error)"])
-                    _ = try? await self.redis.zadd(Self.due, [(score: Double(now + 30_000), member: user)])
+                    try? await self.dueSet.schedule([user], at: DueSet.now() + 30_000, keepEarlier: false)
                 }
             }
         }
     }
-
-    /// Takes a due digest if it is still due (another worker may have leased it).
-    static let leaseScript = RedisScript(
-        """
-        local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-        if score and tonumber(score) <= tonumber(ARGV[2]) then
-          redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
-          return 1
-        end
-        return 0
-        """
-    )
 
     func sendDigest(to userID: UUID) async throws {
         guard let recipient = try await self.store.digestAddress(of: userID) else { return }

@@ -53,27 +53,10 @@ public final class MailWorker: Service {
                 redis: self.redis, stream: OneTimeCodes.mailStream, group: Self.group, consumer: self.configuration.consumer, count: 16,
                 claimIdle: self.configuration.retryAfter, logger: self.logger
             )
-            try await consumer.run(tick: { await self.measureLag() }) { entries, claimed in
+            try await consumer.run(tick: { await consumer.measure(lag: self.lag, pending: self.pending) }) { entries, claimed in
                 if claimed { self.retried.increment(by: entries.count) }
                 for entry in entries { await self.process(entry) }
             }
-        }
-    }
-
-    /// Entries not yet read by the group (XINFO GROUPS "lag") and entries read but not acknowledged.
-    func measureLag() async {
-        guard let groups = try? await self.redis.send("XINFO", "GROUPS", .string(OneTimeCodes.mailStream)).array else { return }
-        for group in groups {
-            guard let fields = group.array else { continue }
-            var info: [String: RedisValue] = [:]
-            var index = 0
-            while index + 1 < fields.count {
-                if let name = fields[index].string { info[name] = fields[index + 1] }
-                index += 2
-            }
-            guard info["name"]?.string == Self.group else { continue }
-            if let lag = info["lag"]?.int { self.lag.record(lag) }
-            if let pending = info["pending"]?.int { self.pending.record(pending) }
         }
     }
 

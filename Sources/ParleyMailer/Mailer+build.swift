@@ -7,10 +7,11 @@ import PostgresNIO
 public import Prometheus
 public import ServiceLifecycle
 
-/// The services of one mail worker (`parley mailer`), beside the gateway's
-/// `buildApplication`: PostgreSQL and Redis clients, the code-mail and
-/// digest workers on one transport (SMTP, or an outbox folder in
-/// development), and, with `metrics`, `/metrics` and `/healthz` on
+/// The services of one notifier (`parley notifier`, formerly `parley
+/// mailer`), beside the gateway's `buildApplication`: PostgreSQL and Redis
+/// clients, the code-mail and digest workers on one transport (SMTP, or an
+/// outbox folder in development), the Web Push worker when a VAPID key is
+/// configured, and, with `metrics`, `/metrics` and `/healthz` on
 /// 127.0.0.1:`metrics.port`. Run them in one ServiceGroup.
 public func buildMailer(
     _ configuration: MailerConfiguration,
@@ -32,12 +33,23 @@ public func buildMailer(
     let postgres = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
     // background work: a generous deadline, so that a stalled PostgreSQL fails a round
     // (retried later) instead of holding the worker
-    let store = MailStore(database: Database(client: postgres, deadline: .seconds(10), health: DatabaseHealth(logger: logger)), logger: logger)
+    let database = Database(client: postgres, deadline: .seconds(10), health: DatabaseHealth(logger: logger))
+    let store = MailStore(database: database, logger: logger)
     var services: [any Service] = [
         postgres, redis,
         MailWorker(configuration: configuration, redis: redis, store: store, transport: transport, logger: logger),
         DigestWorker(configuration: configuration, redis: redis, store: store, transport: transport, logger: logger),
     ]
+    if let vapid = configuration.push.vapid {
+        services.append(
+            PushWorker(
+                redis: redis, store: PushStore(database: database, logger: logger), sender: WebPushSender(vapid: vapid),
+                consumer: configuration.consumer, claimIdle: configuration.retryAfter, logger: logger
+            )
+        )
+    } else {
+        logger.notice("PARLEY_VAPID_PRIVATE_KEY is not set: no Web Push")
+    }
     if let metrics {
         let router = Router()
         router.get("/metrics") { _, _ in String(decoding: metrics.registry.emitToBuffer(), as: UTF8.self) }

@@ -3,7 +3,7 @@ public import Foundation
 public import HiredisNIO
 public import ParleyCore
 
-/// Everything `parley mailer` needs, validated at start.
+/// Everything `parley notifier` (alias `parley mailer`) needs, validated at start.
 public struct MailerConfiguration: Sendable {
     public var database: DatabaseSettings
     public var redis: RedisConfiguration
@@ -22,6 +22,8 @@ public struct MailerConfiguration: Sendable {
     public var maxDeliveries = 5
     /// How long after a message an offline member's digest goes out.
     public var digestDelay: Duration = .seconds(120)
+    /// Web Push: on when PARLEY_VAPID_PRIVATE_KEY is set.
+    public var push = PushSettings()
 
     public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> MailerConfiguration {
         let database = try DatabaseSettings.load(reader)
@@ -66,6 +68,7 @@ public struct MailerConfiguration: Sendable {
         configuration.smtpRequiresTLS = requireTLS
         configuration.retryAfter = .milliseconds(try reader.integer("PARLEY_MAILER_RETRY_MS", default: 30_000, range: 50...3_600_000))
         configuration.digestDelay = .milliseconds(try reader.integer("PARLEY_DIGEST_DELAY_MS", default: 120_000, range: 0...86_400_000))
+        configuration.push = try PushSettings.load(reader)
         return configuration
     }
 

@@ -1,5 +1,6 @@
 import HiredisNIO
 import Logging
+import Metrics
 import ParleyCore
 import ServiceLifecycle
 
@@ -55,6 +56,24 @@ struct StreamGroupConsumer: Sendable {
                 }
                 if !readingOwnPending, entries.count < self.count, self.gather > .zero { try await Task.sleep(for: self.gather) }
             }
+        }
+    }
+
+    /// Records the group's entries not yet read (XINFO GROUPS "lag") and
+    /// read but not acknowledged ("pending").
+    func measure(lag: Gauge, pending: Gauge) async {
+        guard let groups = try? await self.redis.send("XINFO", "GROUPS", .string(self.stream)).array else { return }
+        for group in groups {
+            guard let fields = group.array else { continue }
+            var info: [String: RedisValue] = [:]
+            var index = 0
+            while index + 1 < fields.count {
+                if let name = fields[index].string { info[name] = fields[index + 1] }
+                index += 2
+            }
+            guard info["name"]?.string == self.group else { continue }
+            if let value = info["lag"]?.int { lag.record(value) }
+            if let value = info["pending"]?.int { pending.record(value) }
         }
     }
 

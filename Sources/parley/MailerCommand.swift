@@ -11,8 +11,10 @@ import UnixSignals
 
 struct MailerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "mailer",
-        abstract: "Run a mail worker: sends the mails queued on the Redis stream (several may run at once)."
+        commandName: "notifier",
+        abstract: "Run a notifier: sign-in mails, unread digests and, when configured, Web Push (several may run at once).",
+        discussion: "`parley mailer` is the same command under its earlier name.",
+        aliases: ["mailer"]
     )
 
     @OptionGroup var common: CommonOptions

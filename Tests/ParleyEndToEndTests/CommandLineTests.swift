@@ -33,6 +33,7 @@ import Testing
         ("PARLEY_WS_REORDER_MS", "6000", "between 0 and 5000"),
         ("PARLEY_SEND_CONCURRENCY", "0", "between 1 and 64"),
         ("PARLEY_CRACKLIB_DICT", "/nonexistent/dict", "cannot read the cracklib dictionary"),
+        ("PARLEY_VAPID_PRIVATE_KEY", "not-a-key-at-all", "32-byte P-256 private key"),
     ] as [(String, String?, String)])
     func serveRefusesABadSettingWithOneLine(setting: String, value: String?, problem: String) async throws {
         var environment = Self.valid
@@ -43,7 +44,27 @@ import Testing
         #expect(lines.count == 1, "expected one line, got:\n\(output)")
         #expect(lines.first?.hasPrefix("parley: configuration error: \(setting): ") == true, "got: \(output)")
         #expect(output.contains(problem), "got: \(output)")
-        if setting == "PARLEY_JWT_SECRET", let value { #expect(!output.contains(value), "a secret must never be echoed") }
+        if setting == "PARLEY_JWT_SECRET" || setting == "PARLEY_VAPID_PRIVATE_KEY", let value { #expect(!output.contains(value), "a secret must never be echoed") }
+    }
+
+    @Test func vapidKeyPrintsAPairTheServersLoadAndMailerStillNamesTheNotifier() async throws {
+        let (status, output) = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["vapid-key"], environment: [:], inheritEnvironment: false)
+        #expect(status == 0)
+        let lines = output.split(separator: "\n").map(String.init)
+        let privateKey = try #require(lines.first { $0.hasPrefix("PARLEY_VAPID_PRIVATE_KEY=") }).dropFirst("PARLEY_VAPID_PRIVATE_KEY=".count)
+        let key = try #require(WebPush.VAPIDKey(base64URL: String(privateKey), subject: "mailto:ops@example.test"))
+        #expect(lines.contains { $0.hasSuffix(key.publicKey) }, "the public key is printed too")
+        // a key without a subject is named at start, without echoing the key
+        var environment = Self.valid
+        environment["PARLEY_VAPID_PRIVATE_KEY"] = String(privateKey)
+        let refused = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["serve", "--no-migrate"], environment: environment, inheritEnvironment: false, timeout: .seconds(20))
+        #expect(refused.status == 78)
+        #expect(refused.output.hasPrefix("parley: configuration error: PARLEY_VAPID_SUBJECT: missing"), "\(refused.output)")
+        #expect(!refused.output.contains(privateKey))
+        // `parley mailer` is the notifier under its earlier name
+        let help = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["mailer", "--help"], environment: [:], inheritEnvironment: false)
+        #expect(help.status == 0)
+        #expect(help.output.contains("Web Push"), "\(help.output)")
     }
 
     @Test func flagsOverrideEnvironmentAndAreValidatedToo() async throws {

@@ -75,10 +75,13 @@ struct APITestClient {
 
 extension GatewayTestSupport {
     /// A live app (real sockets on loopback) with limits suitable for tests.
-    static func liveApp(limits: AccountLimits = AccountLimits(), chatLimits: ChatLimits = ChatLimits()) async throws -> some ApplicationProtocol {
+    static func liveApp(
+        limits: AccountLimits = AccountLimits(), chatLimits: ChatLimits = ChatLimits(), push: PushSettings = PushSettings()
+    ) async throws -> some ApplicationProtocol {
         var configuration = try self.configuration()
         configuration.trustedProxies = ["127.0.0.1", "::1"]
         configuration.chatLimits = chatLimits
+        configuration.push = push
         let dependencies = await GatewayDependencies(configuration: configuration, metrics: self.registry, logger: TestEnvironment.logger, limits: limits)
         return buildApplication(dependencies, logger: TestEnvironment.logger)
     }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A real `parley mailer` process.
+/// A real `parley notifier` process (formerly `parley mailer`, which still names it).
 public final class MailerProcess: @unchecked Sendable {
     public let child: ChildProcess
 
@@ -15,7 +15,7 @@ public final class MailerProcess: @unchecked Sendable {
             "PARLEY_LOG_LEVEL": "info",
         ]
         env.merge(environment) { $1 }
-        self.child = ChildProcess(try TestEnvironment.parleyBinary(), ["mailer"], environment: env, name: "mailer")
+        self.child = ChildProcess(try TestEnvironment.parleyBinary(), ["notifier"], environment: env, name: "notifier")
         try self.child.start()
     }
 

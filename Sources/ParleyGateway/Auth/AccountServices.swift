@@ -45,12 +45,16 @@ public struct AccountServices: Sendable {
     public let refreshTokens: RefreshTokens
     /// Announces what a deleted account left.
     public let publisher: ChatEventPublisher
+    /// Web Push subscriptions, and the settings they are checked against.
+    public var push: PushStore
+    public var pushSettings = PushSettings()
 
     public init(
         environment: DeploymentEnvironment, accounts: AccountStore, hasher: PasswordHasher, tokens: AccessTokens, codes: OneTimeCodes,
         limiter: RateLimiter, revocations: SessionRevocations, limits: AccountLimits, passwordStrength: PasswordStrength,
-        refreshTokens: RefreshTokens, publisher: ChatEventPublisher
+        refreshTokens: RefreshTokens, publisher: ChatEventPublisher, push: PushStore
     ) {
+        self.push = push
         self.passwordStrength = passwordStrength
         self.refreshTokens = refreshTokens
         self.publisher = publisher
@@ -80,6 +84,11 @@ extension AccountServices {
 
     func limit(_ key: String, _ rules: [RateLimitRule], _ detail: String) async throws {
         try await self.limiter.enforce(key, rules, detail)
+    }
+
+    /// Changes to an account (profile, blocks, sessions, push subscriptions) share one budget per user.
+    func limitProfileChanges(_ userID: UUID) async throws {
+        try await self.limit("profile:\(userID.lowercased)", self.limits.profileChangesPerUser, "too many changes to your account; try again later")
     }
 
     /// Takes a slot under each key (429 if any is full, giving back those taken).

@@ -83,7 +83,7 @@ public struct UsersController: Sendable {
     }
 
     func limitProfileChanges(_ userID: UUID) async throws {
-        try await self.services.limit("profile:\(userID.lowercased)", self.services.limits.profileChangesPerUser, "too many changes to your account; try again later")
+        try await self.services.limitProfileChanges(userID)
     }
 
     func addSessionRoutes(to group: RouterGroup<ParleyRequestContext>) {

@@ -1,0 +1,309 @@
+import Foundation
+public import HiredisNIO
+public import Logging
+import Metrics
+import NIOCore
+public import ParleyCore
+public import ServiceLifecycle
+import ParleyChat
+
+/// Web Push (PROTOCOL.md 1.1 "Push"): one push per new message to each
+/// subscription of each member it notifies who has no open WebSocket, and
+/// the retraction of pushes once their messages are read.
+///
+/// 1. Consumes `events:messages` (group `push`). A new message: the
+///    targets PostgreSQL names (`PushStore.targets`: chat settings and
+///    mentions through `parley_notifies`, unread, live sessions) less the
+///    members Redis has online, each pushed at once. A read position: each
+///    of the reader's subscriptions that was pushed something of that chat,
+///    up to what they read, gets a silent update with the same `Topic`, so
+///    the push service replaces a push it still holds and the service
+///    worker closes one it showed (`{"type": "read", "chat_id", "seq"}`).
+/// 2. 404/410 deletes the subscription. 429, 5xx and network errors are
+///    retried with exponential backoff (at least Retry-After) from the
+///    sorted set `push:retry`, for at most `retryWindow`; a retry first
+///    checks that the message is still unread, so reading a chat on any
+///    device cancels the pushes still queued for it.
+///
+/// At least once: a worker that dies after a push but before its
+/// acknowledgement leaves the entry to another worker, which pushes again;
+/// the same `Topic` collapses the two at the push service, and the web
+/// client's notification tag (the chat) shows one.
+public final class PushWorker: Service {
+    public static let stream = EventStreams.messages
+    public static let group = "push"
+    public static let retryKey = "push:retry"
+    /// Per user (a hash, chat → last seq pushed): what a read retracts.
+    static func shownKey(_ userID: UUID) -> String { "push:shown:{\(userID.lowercased)}" }
+
+    /// How long a push service keeps a push for an offline device.
+    static let ttl = 24 * 3600
+    let retryWindow: Duration
+    let consumer: String
+    let claimIdle: Duration
+    let redis: RedisClient
+    let store: PushStore
+    let sender: WebPushSender
+    let logger: Logger
+    let lag = Gauge(label: "parley_notifier_stream_lag", dimensions: [("group", PushWorker.group)])
+    let pending = Gauge(label: "parley_notifier_stream_pending", dimensions: [("group", PushWorker.group)])
+    let undecodable = Counter(label: "parley_events_undecodable_total")
+
+    public init(
+        redis: RedisClient, store: PushStore, sender: WebPushSender, consumer: String, claimIdle: Duration, retryWindow: Duration = .seconds(3600),
+        logger: Logger
+    ) {
+        self.redis = redis
+        self.store = store
+        self.sender = sender
+        self.consumer = consumer
+        self.claimIdle = claimIdle
+        self.retryWindow = retryWindow
+        self.logger = logger
+    }
+
+    /// Notifications per channel and outcome: sent, failed (refused by the
+    /// service, or out of retries), retried, gone (subscription deleted),
+    /// retracted (read before a retry).
+    static func count(_ outcome: String) {
+        Counter(label: "parley_notifications_total", dimensions: [("channel", "push"), ("outcome", outcome)]).increment()
+    }
+
+    public func run() async throws {
+        try await self.redis.xgroupCreate(Self.stream, group: Self.group, startID: "$")
+        do {
+            try await untilGracefulShutdown {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await self.consumeEvents() }
+                    group.addTask { try await self.sendDueRetries() }
+                    try await group.waitForAll()
+                }
+            }
+        } catch {
+            await self.sender.shutdown()
+            throw error
+        }
+        await self.sender.shutdown()
+    }
+
+    // MARK: events
+
+    func consumeEvents() async throws {
+        let consumer = StreamGroupConsumer(
+            redis: self.redis, stream: Self.stream, group: Self.group, consumer: self.consumer, count: 200, claimIdle: self.claimIdle, logger: self.logger
+        )
+        try await consumer.run(tick: { await consumer.measure(lag: self.lag, pending: self.pending) }) { entries, _ in
+            do {
+                try await self.handle(entries)
+                try await self.redis.xack(Self.stream, group: Self.group, ids: entries.map(\.id))
+            } catch {
+                self.logger.warning("could not push for these events; they stay pending and are tried again", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// A read position off the stream.
+    struct Read: Hashable {
+        var chatID: UUID
+        var userID: UUID
+        var seq: Int64
+    }
+
+    func handle(_ entries: [RedisStreamEntry]) async throws {
+        var messages: [MailStore.NewMessageRef] = []
+        var reads: [Read] = []
+        for entry in entries {
+            do {
+                if let message = try DigestWorker.newMessage(entry) {
+                    messages.append(message)
+                } else if let header = entry[EventStreams.envelopeField] {
+                    let envelope = try EventEnvelope.decode(header: header)
+                    if envelope.kind == .read, let chat = envelope.chatID, let user = envelope.userID, let seq = envelope.seq {
+                        reads.append(Read(chatID: chat, userID: user, seq: seq))
+                    }
+                }
+            } catch {
+                self.undecodable.increment()
+                self.logger.warning("skipped a stream entry this notifier cannot read", metadata: ["entry.id": "\(entry.id)", "error": "\(error)"])
+            }
+        }
+        var jobs = try await self.messageJobs(messages)
+        jobs += try await self.retractionJobs(reads)
+        await self.deliver(jobs)
+    }
+
+    func messageJobs(_ messages: [MailStore.NewMessageRef]) async throws -> [PushJob] {
+        let targets = try await self.store.targets(of: messages)
+        guard !targets.isEmpty else { return [] }
+        let online = Set(try await PresenceKeys.online(Array(Set(targets.map(\.subscription.userID))), redis: self.redis))
+        let now = DueSet.now()
+        return try targets.filter { !online.contains($0.subscription.userID) }.map { target in
+            PushJob(
+                kind: .message, subscription: target.subscription.id, userID: target.subscription.userID, chatID: target.chatID, seq: target.seq,
+                payload: try Self.messagePayload(target), urgency: target.direct || target.mentioned ? "high" : "normal", attempt: 0, firstAt: now
+            )
+        }
+    }
+
+    /// `{"type": "message", "chat_id", "seq", "sender": User, "preview"}`.
+    static func messagePayload(_ target: PushStore.Target) throws -> String {
+        let object: [String: Any] = [
+            "type": "message", "chat_id": target.chatID.lowercased, "seq": target.seq,
+            "sender": ["id": target.senderID.lowercased, "display_name": target.senderName, "created_at": Timestamp.format(target.senderCreatedAt)],
+            "preview": String(target.preview.prefix(200)),
+        ]
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    /// For each read: the reader's subscriptions get a silent update for a
+    /// chat they were pushed something of, up to the seq read.
+    func retractionJobs(_ reads: [Read]) async throws -> [PushJob] {
+        var jobs: [PushJob] = []
+        for read in Set(reads) {
+            let key = Self.shownKey(read.userID), field = read.chatID.lowercased
+            guard let shown = try await self.redis.hget(key, field).flatMap({ Int64(String(buffer: $0)) }), shown <= read.seq else { continue }
+            _ = try await self.redis.hdel(key, [field])
+            let payload = String(
+                decoding: try JSONSerialization.data(withJSONObject: ["type": "read", "chat_id": field, "seq": read.seq], options: [.sortedKeys]), as: UTF8.self
+            )
+            for subscription in try await self.store.subscriptions(of: read.userID) {
+                jobs.append(
+                    PushJob(
+                        kind: .read, subscription: subscription.id, userID: read.userID, chatID: read.chatID, seq: read.seq, payload: payload,
+                        urgency: "low", attempt: 0, firstAt: DueSet.now()
+                    )
+                )
+            }
+        }
+        return jobs
+    }
+
+    // MARK: delivery
+
+    /// Sends `jobs`, up to 32 at once.
+    func deliver(_ jobs: [PushJob]) async {
+        guard !jobs.isEmpty else { return }
+        await withTaskGroup(of: Void.self) { group in
+            var started = 0
+            for job in jobs {
+                if started >= 32 { await group.next() }
+                group.addTask { await self.attempt(job) }
+                started += 1
+            }
+        }
+    }
+
+    /// One attempt: loads the subscription (its current keys; gone if it was
+    /// deleted), checks a message is still unread on a retry, pushes, and
+    /// acts on the answer.
+    func attempt(_ job: PushJob) async {
+        do {
+            guard let subscription = try await self.store.subscription(job.subscription), subscription.userID == job.userID,
+                let keys = WebPush.SubscriptionKeys(p256dh: Secrets.base64URL(subscription.p256dh), auth: Secrets.base64URL(subscription.auth)),
+                let endpoint = URL(string: subscription.endpoint)
+            else { return }
+            if job.kind == .message, job.attempt > 0, !(try await self.store.isUnread(chatID: job.chatID, seq: job.seq, by: job.userID)) {
+                Self.count("retracted")
+                return
+            }
+            let outcome = await self.sender.send(
+                PushDelivery(
+                    endpoint: endpoint, keys: keys, payload: Data(job.payload.utf8), topic: WebPush.topic(chatID: job.chatID), urgency: job.urgency,
+                    ttl: Self.ttl
+                )
+            )
+            try await self.handle(outcome, of: job)
+        } catch {
+            // PostgreSQL or Redis failed: try again like a push service error
+            self.logger.warning("push attempt failed", metadata: ["error": "\(error)"])
+            try? await self.handle(.retry(after: nil), of: job)
+        }
+    }
+
+    func handle(_ outcome: PushOutcome, of job: PushJob) async throws {
+        let metadata: Logger.Metadata = ["push.subscription": "\(job.subscription.lowercased)", "chat.id": "\(job.chatID.lowercased)"]
+        switch outcome {
+        case .accepted:
+            Self.count("sent")
+            if job.kind == .message {
+                let key = Self.shownKey(job.userID)
+                _ = try await self.redis.pipeline([
+                    RedisCommand("HSET", [.string(key), .string(job.chatID.lowercased), RedisArgument(job.seq)]),
+                    RedisCommand("EXPIRE", [.string(key), RedisArgument(Int64(Self.ttl))]),
+                ])
+            }
+        case .gone:
+            Self.count("gone")
+            try await self.store.remove(job.subscription)
+            self.logger.info("push subscription gone (404/410): deleted", metadata: metadata)
+        case .rejected(let status):
+            Self.count("failed")
+            self.logger.warning("push refused by the push service", metadata: metadata.merging(["http.status": "\(status)"]) { $1 })
+        case .retry(let after):
+            guard let dueAt = Self.retryTime(job, after: after, window: self.retryWindow, now: DueSet.now()) else {
+                Self.count("failed")
+                self.logger.warning("push given up after its retries", metadata: metadata.merging(["push.attempts": "\(job.attempt + 1)"]) { $1 })
+                return
+            }
+            Self.count("retried")
+            var next = job
+            next.attempt += 1
+            try await DueSet(redis: self.redis, key: Self.retryKey).schedule([try next.encoded()], at: dueAt, keepEarlier: false)
+        }
+    }
+
+    /// When to try again: 1 s, 2 s, 4 s… (up to 5 min, with jitter), never
+    /// before Retry-After; nil once that is past `window` after the first attempt.
+    static func retryTime(_ job: PushJob, after: Duration?, window: Duration, now: Int64) -> Int64? {
+        let backoff = min(Int64(1000) << min(job.attempt, 20), 300_000)
+        let delay = max(backoff + Int64.random(in: 0...(backoff / 4)), after?.milliseconds ?? 0)
+        let dueAt = now + delay
+        return dueAt <= job.firstAt + window.milliseconds ? dueAt : nil
+    }
+
+    func sendDueRetries() async throws {
+        let retries = DueSet(redis: self.redis, key: Self.retryKey)
+        while !Task.isCancelled {
+            try await Task.sleep(for: .milliseconds(250))
+            // leased for a minute: a worker that dies mid-attempt leaves them to another
+            let due = await retries.takeDue(limit: 100, lease: .seconds(60))
+            await self.deliver(due.compactMap(PushJob.init(encoded:)))
+            for member in due { try? await retries.finish(member) }
+        }
+    }
+}
+
+/// One push to one subscription, as a retry keeps it (JSON in `push:retry`).
+struct PushJob: Codable, Sendable, Equatable {
+    enum Kind: String, Codable { case message, read }
+    var kind: Kind
+    var subscription: UUID
+    var userID: UUID
+    var chatID: UUID
+    var seq: Int64
+    /// The JSON the service worker receives.
+    var payload: String
+    var urgency: String
+    var attempt: Int
+    /// Unix ms of the first attempt.
+    var firstAt: Int64
+
+    func encoded() throws -> String { String(decoding: try JSONEncoder().encode(self), as: UTF8.self) }
+
+    init?(encoded: String) {
+        guard let job = try? JSONDecoder().decode(PushJob.self, from: Data(encoded.utf8)) else { return nil }
+        self = job
+    }
+
+    init(kind: Kind, subscription: UUID, userID: UUID, chatID: UUID, seq: Int64, payload: String, urgency: String, attempt: Int, firstAt: Int64) {
+        self.kind = kind
+        self.subscription = subscription
+        self.userID = userID
+        self.chatID = chatID
+        self.seq = seq
+        self.payload = payload
+        self.urgency = urgency
+        self.attempt = attempt
+        self.firstAt = firstAt
+    }
+}
