@@ -23,6 +23,8 @@ public enum ChatEvent: Sendable {
     case typing(chatID: UUID, userID: UUID, active: Bool)
     /// To every chat of the user: members see each other's presence.
     case presence(userID: UUID, online: Bool, chatIDs: [UUID])
+    /// A new account: only in the notifier's stream (webhooks), on no channel.
+    case userRegistered(userID: UUID)
 }
 
 /// Publishes chat events on the chat's Redis channel (`chat:{<id>}`,
@@ -72,15 +74,15 @@ public struct ChatEventPublisher: Sendable {
         var commands: [RedisCommand] = []
         var deliveries: [(channel: String, payload: ByteBuffer)] = []
         for event in events {
+            if case .userRegistered(let userID) = event {
+                commands.append(Self.streamEntry(EventEnvelope(.userRegistered, userID: userID)))
+                continue
+            }
             for (channel, envelope) in (try? Self.deliveries(event)) ?? [] {
                 let payload = envelope.encoded()
                 deliveries.append((channel, payload))
                 commands.append(.publish(channel, .bytes(payload)))
-                if EventStreams.streamedKinds.contains(envelope.kind) {
-                    // the notifier's copy: the header alone (and the previous version's fields)
-                    let fields = [(EventStreams.envelopeField, envelope.header)] + EventStreams.legacyFields(of: envelope)
-                    commands.append(.xadd(Self.messageStream, maxLength: EventStreams.messagesMaxLength, fields: fields.map { ($0.0, .string($0.1)) }))
-                }
+                if EventStreams.streamedKinds.contains(envelope.kind) { commands.append(Self.streamEntry(envelope)) }
             }
         }
         guard !commands.isEmpty else { return }
@@ -96,6 +98,13 @@ public struct ChatEventPublisher: Sendable {
 
     public func publish(_ event: ChatEvent, logger: Logger) async {
         await self.publish([event], logger: logger)
+    }
+
+    /// The notifier's copy of an event: the header alone (and, for a new
+    /// message, the fields of the previous version).
+    static func streamEntry(_ envelope: EventEnvelope) -> RedisCommand {
+        let fields = [(EventStreams.envelopeField, envelope.header)] + EventStreams.legacyFields(of: envelope)
+        return .xadd(Self.messageStream, maxLength: EventStreams.messagesMaxLength, fields: fields.map { ($0.0, .string($0.1)) })
     }
 
     /// (channel, envelope) pairs for an event.
@@ -138,6 +147,8 @@ public struct ChatEventPublisher: Sendable {
         case .presence(let userID, let online, let chatIDs):
             let frame = try json(["type": "presence", "user_id": userID.lowercased, "online": online, "last_seen_at": Timestamp.format(Date())])
             return chatIDs.map { (Self.channel($0), EventEnvelope(.presence, chatID: $0, userID: userID, flag: online, frame: frame)) }
+        case .userRegistered:
+            return []
         }
     }
 

@@ -37,6 +37,8 @@ public struct EventEnvelope: Sendable, Equatable {
         case memberAdded = "member_added"
         /// `userID` left or was removed (no frame).
         case memberRemoved = "member_removed"
+        /// A new account, `userID` (no frame; only in the notifier's stream, for webhooks).
+        case userRegistered = "user_registered"
     }
 
     public var kind: Kind
@@ -186,12 +188,15 @@ public struct EventEnvelopeError: Error, Equatable, CustomStringConvertible {
 
 /// The streams chat events are appended to.
 public enum EventStreams {
-    /// New messages and read positions, for the notifier (`EventEnvelope`
-    /// headers in the field `e`), capped near a million entries.
+    /// What the notifier acts on (`EventEnvelope` headers in the field `e`),
+    /// capped near a million entries: new and changed messages, read
+    /// positions, membership changes and new accounts.
     public static let messages = "events:messages"
-    /// The kinds appended to `messages`: a new message notifies, a read
-    /// position retracts what it notified. (Mailers before pushes skip reads.)
-    public static let streamedKinds: Set<EventEnvelope.Kind> = [.message, .read]
+    /// The kinds appended to `messages`: a new message notifies (digests,
+    /// pushes), a read position retracts what it notified, and these and the
+    /// rest become webhooks. (Mailers of earlier versions skip all but new
+    /// messages; one before `user_registered` logs each as unreadable.)
+    public static let streamedKinds: Set<EventEnvelope.Kind> = [.message, .messageUpdated, .read, .memberAdded, .memberRemoved, .userRegistered]
     public static let messagesMaxLength = 1_000_000
     /// The field of a stream entry that holds the envelope's header.
     public static let envelopeField = "e"

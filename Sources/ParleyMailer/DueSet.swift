@@ -55,3 +55,15 @@ struct DueSet: Sendable {
         """
     )
 }
+
+/// A job a `DueSet` holds, as JSON (its member string).
+protocol DueJob: Codable {}
+
+extension DueJob {
+    func encoded() throws -> String { String(decoding: try JSONEncoder().encode(self), as: UTF8.self) }
+
+    init?(encoded: String) {
+        guard let job = try? JSONDecoder().decode(Self.self, from: Data(encoded.utf8)) else { return nil }
+        self = job
+    }
+}

@@ -11,7 +11,7 @@ public import ServiceLifecycle
 /// mailer`), beside the gateway's `buildApplication`: PostgreSQL and Redis
 /// clients, the code-mail and digest workers on one transport (SMTP, or an
 /// outbox folder in development), the Web Push worker when a VAPID key is
-/// configured, and, with `metrics`, `/metrics` and `/healthz` on
+/// configured, the webhook worker when webhook URLs are, and, with `metrics`, `/metrics` and `/healthz` on
 /// 127.0.0.1:`metrics.port`. Run them in one ServiceGroup.
 public func buildMailer(
     _ configuration: MailerConfiguration,
@@ -49,6 +49,15 @@ public func buildMailer(
         )
     } else {
         logger.notice("PARLEY_VAPID_PRIVATE_KEY is not set: no Web Push")
+    }
+    if let key = configuration.webhooks.key, !configuration.webhooks.urls.isEmpty {
+        services.append(
+            WebhookWorker(
+                redis: redis, chats: ChatStore(database: database, logger: logger), accounts: AccountStore(database: database, logger: logger),
+                sender: WebhookSender(key: key), settings: configuration.webhooks, consumer: configuration.consumer, claimIdle: configuration.retryAfter,
+                logger: logger
+            )
+        )
     }
     if let metrics {
         let router = Router()

@@ -24,6 +24,8 @@ public struct MailerConfiguration: Sendable {
     public var digestDelay: Duration = .seconds(120)
     /// Web Push: on when PARLEY_VAPID_PRIVATE_KEY is set.
     public var push = PushSettings()
+    /// Webhooks: on when PARLEY_WEBHOOK_URLS is set.
+    public var webhooks = WebhookSettings()
 
     public static func load(_ reader: SettingsReader) throws(ConfigurationError) -> MailerConfiguration {
         let database = try DatabaseSettings.load(reader)
@@ -69,6 +71,7 @@ public struct MailerConfiguration: Sendable {
         configuration.retryAfter = .milliseconds(try reader.integer("PARLEY_MAILER_RETRY_MS", default: 30_000, range: 50...3_600_000))
         configuration.digestDelay = .milliseconds(try reader.integer("PARLEY_DIGEST_DELAY_MS", default: 120_000, range: 0...86_400_000))
         configuration.push = try PushSettings.load(reader)
+        configuration.webhooks = try WebhookSettings.load(reader)
         return configuration
     }
 

@@ -38,7 +38,8 @@ public final class PushWorker: Service {
 
     /// How long a push service keeps a push for an offline device.
     static let ttl = 24 * 3600
-    let retryWindow: Duration
+    /// 1 s, 2 s, 4 s… up to 5 min, for `retryWindow` (an hour by default).
+    let retries: RetrySchedule
     let consumer: String
     let claimIdle: Duration
     let redis: RedisClient
@@ -58,7 +59,7 @@ public final class PushWorker: Service {
         self.sender = sender
         self.consumer = consumer
         self.claimIdle = claimIdle
-        self.retryWindow = retryWindow
+        self.retries = RetrySchedule(first: .seconds(1), cap: .seconds(300), window: retryWindow)
         self.logger = logger
     }
 
@@ -66,24 +67,13 @@ public final class PushWorker: Service {
     /// service, or out of retries), retried, gone (subscription deleted),
     /// retracted (read before a retry).
     static func count(_ outcome: String) {
-        Counter(label: "parley_notifications_total", dimensions: [("channel", "push"), ("outcome", outcome)]).increment()
+        NotificationMetrics.count("push", outcome)
     }
 
     public func run() async throws {
-        try await self.redis.xgroupCreate(Self.stream, group: Self.group, startID: "$")
-        do {
-            try await untilGracefulShutdown {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await self.consumeEvents() }
-                    group.addTask { try await self.sendDueRetries() }
-                    try await group.waitForAll()
-                }
-            }
-        } catch {
-            await self.sender.shutdown()
-            throw error
-        }
-        await self.sender.shutdown()
+        try await runStreamWorker(
+            redis: self.redis, stream: Self.stream, group: Self.group, loops: [self.consumeEvents, self.sendDueRetries], cleanup: self.sender.shutdown
+        )
     }
 
     // MARK: events
@@ -240,7 +230,7 @@ public final class PushWorker: Service {
             Self.count("failed")
             self.logger.warning("push refused by the push service", metadata: metadata.merging(["http.status": "\(status)"]) { $1 })
         case .retry(let after):
-            guard let dueAt = Self.retryTime(job, after: after, window: self.retryWindow, now: DueSet.now()) else {
+            guard let dueAt = self.retries.next(attempt: job.attempt, firstAt: job.firstAt, notBefore: after, now: DueSet.now()) else {
                 Self.count("failed")
                 self.logger.warning("push given up after its retries", metadata: metadata.merging(["push.attempts": "\(job.attempt + 1)"]) { $1 })
                 return
@@ -250,15 +240,6 @@ public final class PushWorker: Service {
             next.attempt += 1
             try await DueSet(redis: self.redis, key: Self.retryKey).schedule([try next.encoded()], at: dueAt, keepEarlier: false)
         }
-    }
-
-    /// When to try again: 1 s, 2 s, 4 s… (up to 5 min, with jitter), never
-    /// before Retry-After; nil once that is past `window` after the first attempt.
-    static func retryTime(_ job: PushJob, after: Duration?, window: Duration, now: Int64) -> Int64? {
-        let backoff = min(Int64(1000) << min(job.attempt, 20), 300_000)
-        let delay = max(backoff + Int64.random(in: 0...(backoff / 4)), after?.milliseconds ?? 0)
-        let dueAt = now + delay
-        return dueAt <= job.firstAt + window.milliseconds ? dueAt : nil
     }
 
     func sendDueRetries() async throws {
@@ -274,7 +255,7 @@ public final class PushWorker: Service {
 }
 
 /// One push to one subscription, as a retry keeps it (JSON in `push:retry`).
-struct PushJob: Codable, Sendable, Equatable {
+struct PushJob: DueJob, Sendable, Equatable {
     enum Kind: String, Codable { case message, read }
     var kind: Kind
     var subscription: UUID
@@ -288,12 +269,7 @@ struct PushJob: Codable, Sendable, Equatable {
     /// Unix ms of the first attempt.
     var firstAt: Int64
 
-    func encoded() throws -> String { String(decoding: try JSONEncoder().encode(self), as: UTF8.self) }
 
-    init?(encoded: String) {
-        guard let job = try? JSONDecoder().decode(PushJob.self, from: Data(encoded.utf8)) else { return nil }
-        self = job
-    }
 
     init(kind: Kind, subscription: UUID, userID: UUID, chatID: UUID, seq: Int64, payload: String, urgency: String, attempt: Int, firstAt: Int64) {
         self.kind = kind

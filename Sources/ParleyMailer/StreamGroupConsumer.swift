@@ -99,3 +99,24 @@ func untilGracefulShutdown(_ body: @escaping @Sendable () async throws -> Void) 
         return
     }
 }
+
+/// How the push and webhook workers run: their consumer group on `stream`
+/// created (from new entries on), then `loops` side by side until a
+/// graceful shutdown, and `cleanup` at the end whatever happened.
+func runStreamWorker(
+    redis: RedisClient, stream: String, group: String, loops: [@Sendable () async throws -> Void], cleanup: @Sendable () async -> Void
+) async throws {
+    do {
+        try await redis.xgroupCreate(stream, group: group, startID: "$")
+        try await untilGracefulShutdown {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for loop in loops { tasks.addTask { try await loop() } }
+                try await tasks.waitForAll()
+            }
+        }
+    } catch {
+        await cleanup()
+        throw error
+    }
+    await cleanup()
+}

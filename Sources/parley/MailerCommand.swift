@@ -12,7 +12,7 @@ import UnixSignals
 struct MailerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "notifier",
-        abstract: "Run a notifier: sign-in mails, unread digests and, when configured, Web Push (several may run at once).",
+        abstract: "Run a notifier: sign-in mails, unread digests and, when configured, Web Push and webhooks (several may run at once).",
         discussion: "`parley mailer` is the same command under its earlier name.",
         aliases: ["mailer"]
     )
@@ -21,7 +21,7 @@ struct MailerCommand: AsyncParsableCommand {
 
     @OptionGroup var redis: RedisOptions
 
-    @Flag(name: .customLong("replay-dead"), help: "Move every dead-lettered mail back onto the mail stream, then exit.")
+    @Flag(name: .customLong("replay-dead"), help: "Move every dead-lettered mail and webhook back to be sent again, then exit.")
     var replayDead = false
 
     @Option(name: .customLong("metrics-port"), help: "Serve /metrics (Prometheus) and /healthz on 127.0.0.1:PORT (env PARLEY_MAILER_METRICS_PORT).")
@@ -43,6 +43,8 @@ struct MailerCommand: AsyncParsableCommand {
                 let redis = RedisClient(configuration: configuration.redis, logger: logger)
                 let moved = try await MailWorker.replayDead(redis: redis)
                 logger.info("dead-lettered mails moved back to the mail stream", metadata: ["mail.count": "\(moved)"])
+                let webhooks = try await WebhookWorker.replayDead(redis: redis)
+                logger.info("dead-lettered webhooks queued again", metadata: ["webhook.count": "\(webhooks)"])
                 await redis.shutdown()
                 return
             }

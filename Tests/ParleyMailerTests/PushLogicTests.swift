@@ -31,17 +31,18 @@ import Testing
 
     @Test func retriesBackOffHonourRetryAfterAndEndWithTheWindow() throws {
         let now: Int64 = 1_000_000
+        let schedule = RetrySchedule(first: .seconds(1), cap: .seconds(300), window: .seconds(3600))
         for attempt in 0..<5 {
-            let due = try #require(PushWorker.retryTime(self.job(attempt: attempt, firstAt: now), after: nil, window: .seconds(3600), now: now))
+            let due = try #require(schedule.next(attempt: attempt, firstAt: now, now: now))
             let backoff = Int64(1000) << attempt
             #expect(due - now >= backoff && due - now <= backoff + backoff / 4, "attempt \(attempt)")
         }
-        let capped = try #require(PushWorker.retryTime(self.job(attempt: 30, firstAt: now), after: nil, window: .seconds(7200), now: now))
-        #expect(capped - now <= 375_000, "at most 5 min and its jitter")
-        let told = try #require(PushWorker.retryTime(self.job(attempt: 0, firstAt: now), after: .seconds(120), window: .seconds(3600), now: now))
-        #expect(told - now == 120_000, "never before Retry-After")
-        #expect(PushWorker.retryTime(self.job(attempt: 0, firstAt: now), after: .seconds(7200), window: .seconds(3600), now: now) == nil)
-        #expect(PushWorker.retryTime(self.job(attempt: 3, firstAt: now - 3_599_000), after: nil, window: .seconds(3600), now: now) == nil)
+        let long = RetrySchedule(first: .seconds(1), cap: .seconds(300), window: .seconds(7200))
+        let capped = try #require(long.next(attempt: 30, firstAt: now, now: now))
+        #expect(capped - now >= 300_000 && capped - now <= 375_000, "at most 5 min and its jitter")
+        #expect(try #require(schedule.next(attempt: 0, firstAt: now, notBefore: .seconds(120), now: now)) - now == 120_000, "never before Retry-After")
+        #expect(schedule.next(attempt: 0, firstAt: now, notBefore: .seconds(7200), now: now) == nil)
+        #expect(schedule.next(attempt: 3, firstAt: now - 3_599_000, now: now) == nil, "the window is over")
     }
 
     @Test func jobsSurviveTheirJSONAndPayloadsFollowTheProtocol() throws {

@@ -80,12 +80,13 @@ public struct AccountStore: Sendable {
     /// away from them: their account is deleted (`delete`: sessions revoked,
     /// password gone, chats left) and the owner gets a new account of their
     /// own, which inherits nothing.
-    public func upsertVerifiedUser(email: String, displayName: String) async throws -> (user: UserRecord, takenOver: AccountDeletion?) {
+    /// `created`: the account is new (first use, or the owner's after a takeover).
+    public func upsertVerifiedUser(email: String, displayName: String) async throws -> (user: UserRecord, takenOver: AccountDeletion?, created: Bool) {
         try await self.database.transaction(logger: self.logger) { connection in
             // Insert first: if a registration of this email is in flight, the insert
             // waits for it and then does nothing, and the next statement (a new
             // snapshot) sees that row, so it cannot slip past the takeover below.
-            try await Self.insertVerified(email: email, displayName: displayName, on: connection, logger: self.logger)
+            var created = try await Self.insertVerified(email: email, displayName: displayName, on: connection, logger: self.logger)
             var existing: (id: UUID, verified: Bool)?
             for try await row in try await connection.query(
                 "SELECT id, email_verified FROM users WHERE email = \(email) FOR UPDATE", logger: self.logger
@@ -96,7 +97,7 @@ public struct AccountStore: Sendable {
             var takenOver: AccountDeletion?
             if !existing.verified {
                 takenOver = try await Self.delete(existing.id, reason: "taken_over", on: connection, logger: self.logger)
-                try await Self.insertVerified(email: email, displayName: displayName, on: connection, logger: self.logger)
+                created = try await Self.insertVerified(email: email, displayName: displayName, on: connection, logger: self.logger)
             }
             var user: UserRecord?
             for try await row in try await connection.query(
@@ -105,18 +106,19 @@ public struct AccountStore: Sendable {
                 user = try Self.user(row)
             }
             guard let user else { throw StoreError("the verified account is missing") }
-            return (user, takenOver)
+            return (user, takenOver, created)
         }
     }
 
-    private static func insertVerified(email: String, displayName: String, on connection: PostgresConnection, logger: Logger) async throws {
+    /// True when it inserted (the address had no account).
+    private static func insertVerified(email: String, displayName: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
         try await connection.query(
             """
             INSERT INTO users (id, email, display_name, email_verified) VALUES (\(UUID.v7()), \(email), \(displayName), true)
-            ON CONFLICT (email) DO NOTHING
+            ON CONFLICT (email) DO NOTHING RETURNING 1
             """,
             logger: logger
-        )
+        ).collect().isEmpty == false
     }
 
     /// Marks a user's own address as proven (they are signed in and showed a code sent to it).

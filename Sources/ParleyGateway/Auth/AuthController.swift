@@ -3,6 +3,7 @@ import HiredisNIO
 public import Hummingbird
 import Logging
 import ParleyCore
+import ParleyChat
 
 /// `/v1/auth/*`: register, login, email codes, refresh, logout.
 public struct AuthController: Sendable {
@@ -49,6 +50,7 @@ public struct AuthController: Sendable {
             throw APIError(.conflict, "email_taken", "an account with this email exists")
         }
         context.logger.info("account registered", metadata: ["user.id": "\(user.id.lowercased)"])
+        await self.services.publisher.publish(.userRegistered(userID: user.id), logger: context.logger)
         return try await self.startSession(for: user, request: request, status: .created)
     }
 
@@ -92,10 +94,16 @@ public struct AuthController: Sendable {
             throw APIError.badRequest("invalid_email", "email is not a valid address")
         }
         try await self.services.checkCode(body.code, email: email)
-        let (user, takenOver) = try await self.services.accounts.upsertVerifiedUser(email: email, displayName: AccountValidation.defaultDisplayName(email: email))
+        let (user, takenOver, created) = try await self.services.accounts.upsertVerifiedUser(
+            email: email, displayName: AccountValidation.defaultDisplayName(email: email)
+        )
         if let takenOver {
             context.logger.notice("an unverified account lost its email to the owner who proved it", metadata: ["user.id": "\(takenOver.userID.lowercased)"])
             await self.services.announce(takenOver, logger: context.logger)
+        }
+        if created {
+            context.logger.info("account registered", metadata: ["user.id": "\(user.id.lowercased)"])
+            await self.services.publisher.publish(.userRegistered(userID: user.id), logger: context.logger)
         }
         return try await self.startSession(for: user, request: request, status: .ok)
     }

@@ -185,6 +185,9 @@ public final class RealtimeService: Service {
             guard let chat = envelope.chatID, let user = envelope.userID else { return }
             self.flushHeld(chat)
             for connection in await self.hub.removeChat(chat, forUser: user) { connection.enqueue(.chatRemoved(chat)) }
+        case .userRegistered:
+            // only ever in the notifier's stream, never on a channel
+            return
         }
     }
 

@@ -1,0 +1,268 @@
+import Foundation
+public import HiredisNIO
+public import Logging
+import Metrics
+public import ParleyCore
+public import ServiceLifecycle
+import ParleyChat
+
+/// Webhooks (PROTOCOL.md 1.1): every `message.created`, `message.updated`,
+/// `member.added`, `member.removed` and `user.registered` POSTed to each of
+/// `PARLEY_WEBHOOK_URLS`, signed the Standard Webhooks way.
+///
+/// 1. Consumes `events:messages` (group `webhooks`) like the other workers
+///    (claims from dead workers): each event becomes one body,
+///    `{"type", "timestamp", "data"}`, with the id `evt_<stream entry id>`:
+///    the same id however often it is delivered, so receivers dedupe by
+///    `webhook-id`. Messages are read from PostgreSQL (one query per read
+///    of up to 200 events): the Message as `GET …/messages` shows it then.
+/// 2. Each body goes to every URL at once (32 at a time, 10 s each). A
+///    failure (not 2xx, a timeout, no connection) becomes a retry in the
+///    sorted set `webhooks:retry` (5 s, 10 s, 20 s… up to an hour, with
+///    jitter) that any notifier may lease; after `retryWindow` (24 h) the
+///    delivery moves to the stream `webhooks:dead` with its last error, and
+///    `parley notifier --replay-dead` puts it back. Stream entries are
+///    acknowledged once every delivery succeeded or was queued for retry.
+///
+/// Nothing here is on the send path: gateways only append to the stream.
+public final class WebhookWorker: Service {
+    public static let stream = EventStreams.messages
+    public static let group = "webhooks"
+    public static let retryKey = "webhooks:retry"
+    public static let deadLetters = "webhooks:dead"
+
+    let redis: RedisClient
+    let chats: ChatStore
+    let accounts: AccountStore
+    let sender: WebhookSender
+    let urls: [URL]
+    let consumer: String
+    let claimIdle: Duration
+    let retries: RetrySchedule
+    let logger: Logger
+    let lag = Gauge(label: "parley_notifier_stream_lag", dimensions: [("group", WebhookWorker.group)])
+    let pending = Gauge(label: "parley_notifier_stream_pending", dimensions: [("group", WebhookWorker.group)])
+
+    public init(
+        redis: RedisClient, chats: ChatStore, accounts: AccountStore, sender: WebhookSender, settings: WebhookSettings, consumer: String,
+        claimIdle: Duration, logger: Logger
+    ) {
+        self.redis = redis
+        self.chats = chats
+        self.accounts = accounts
+        self.sender = sender
+        self.urls = settings.urls
+        self.consumer = consumer
+        self.claimIdle = claimIdle
+        self.retries = RetrySchedule(first: .seconds(5), cap: .seconds(3600), window: settings.retryWindow)
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await runStreamWorker(
+            redis: self.redis, stream: Self.stream, group: Self.group, loops: [self.consumeEvents, self.sendDueRetries], cleanup: self.sender.shutdown
+        )
+    }
+
+    // MARK: events
+
+    func consumeEvents() async throws {
+        let consumer = StreamGroupConsumer(
+            redis: self.redis, stream: Self.stream, group: Self.group, consumer: self.consumer, count: 200, claimIdle: self.claimIdle, logger: self.logger
+        )
+        try await consumer.run(tick: { await consumer.measure(lag: self.lag, pending: self.pending) }) { entries, _ in
+            do {
+                let events = try await self.events(of: entries)
+                try await self.deliver(events.flatMap { event in self.urls.map { WebhookJob(url: $0, event: event) } })
+                try await self.redis.xack(Self.stream, group: Self.group, ids: entries.map(\.id))
+            } catch {
+                self.logger.warning("could not hand these events to the webhooks; they stay pending and are tried again", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// One webhook, ready to sign: the body is fixed once, so every retry sends the same bytes.
+    struct Event: Sendable, Equatable {
+        var id: String
+        var body: String
+    }
+
+    /// What `type`, `data` and an event's time make: `{"type", "timestamp", "data"}`.
+    static func body<Payload: Encodable>(type: String, timestamp: Date, data: Payload) throws -> String {
+        String(decoding: try JSONEncoder.parley.encode(WebhookBody(type: type, timestamp: Timestamp.format(timestamp), data: data)), as: UTF8.self)
+    }
+
+    struct Membership: Encodable {
+        let chatID: String
+        let userID: String
+        enum CodingKeys: String, CodingKey {
+            case chatID = "chat_id"
+            case userID = "user_id"
+        }
+    }
+
+    /// A new account as anyone may see it (no address).
+    struct NewUser: Encodable {
+        let id: String
+        let displayName: String?
+        let createdAt: String?
+        enum CodingKeys: String, CodingKey {
+            case id
+            case displayName = "display_name"
+            case createdAt = "created_at"
+        }
+    }
+
+    /// The webhooks of stream entries, in order; entries that are not one of
+    /// the five types (read positions) make none.
+    func events(of entries: [RedisStreamEntry]) async throws -> [Event] {
+        var parsed: [(entry: RedisStreamEntry, envelope: EventEnvelope)] = []
+        for entry in entries {
+            guard let header = entry[EventStreams.envelopeField], let envelope = try? EventEnvelope.decode(header: header) else { continue }
+            parsed.append((entry, envelope))
+        }
+        // the messages, in one query
+        let ranges = Set(parsed.compactMap { item -> SeqRange? in
+            guard [.message, .messageUpdated].contains(item.envelope.kind), let chat = item.envelope.chatID, let seq = item.envelope.seq, seq > 0 else { return nil }
+            return SeqRange(chatID: chat, after: seq - 1, through: seq)
+        })
+        var messages: [String: MessageRecord] = [:]
+        for message in try await self.chats.messages(in: Array(ranges)) { messages["\(message.chatID)/\(message.seq)"] = message }
+
+        var events: [Event] = []
+        for (entry, envelope) in parsed {
+            let id = "evt_\(entry.id)", time = Self.time(of: entry.id)
+            switch envelope.kind {
+            case .message, .messageUpdated:
+                guard let chat = envelope.chatID, let seq = envelope.seq, let message = messages["\(chat)/\(seq)"] else { continue }
+                let type = envelope.kind == .message ? "message.created" : "message.updated"
+                events.append(Event(id: id, body: try Self.body(type: type, timestamp: time, data: MessageBody(message))))
+            case .memberAdded, .memberRemoved:
+                guard let chat = envelope.chatID, let user = envelope.userID else { continue }
+                let type = envelope.kind == .memberAdded ? "member.added" : "member.removed"
+                events.append(Event(id: id, body: try Self.body(type: type, timestamp: time, data: Membership(chatID: chat.lowercased, userID: user.lowercased))))
+            case .userRegistered:
+                guard let userID = envelope.userID else { continue }
+                // an account deleted since: its id alone
+                let user = try await self.accounts.user(id: userID)
+                let data = NewUser(id: userID.lowercased, displayName: user?.displayName, createdAt: user.map { Timestamp.format($0.createdAt) })
+                events.append(Event(id: id, body: try Self.body(type: "user.registered", timestamp: time, data: data)))
+            case .read, .reaction, .typing, .presence, .chatUpdated:
+                continue
+            }
+        }
+        return events
+    }
+
+    /// When the gateway appended the entry: its id's milliseconds.
+    static func time(of entryID: String) -> Date {
+        let milliseconds = entryID.split(separator: "-").first.flatMap { Int64($0) } ?? 0
+        return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+
+    // MARK: delivery
+
+    /// Sends each job, 32 at a time; a failure is queued for a retry (a
+    /// retry that cannot be queued throws: the entries stay pending).
+    func deliver(_ jobs: [WebhookJob]) async throws {
+        guard !jobs.isEmpty else { return }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var started = 0
+            for job in jobs {
+                if started >= 32 { try await group.next() }
+                group.addTask { try await self.attempt(job) }
+                started += 1
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// One attempt; on failure the next one is scheduled, or the job is dead-lettered.
+    func attempt(_ job: WebhookJob) async throws {
+        guard let error = await self.sender.send(Data(job.event.body.utf8), id: job.event.id, to: job.url) else {
+            NotificationMetrics.count("webhook", "sent")
+            return
+        }
+        let metadata: Logger.Metadata = ["webhook.id": "\(job.event.id)", "webhook.url": "\(job.url.absoluteString)", "error": "\(error)"]
+        if let dueAt = self.retries.next(attempt: job.attempt, firstAt: job.firstAt, now: DueSet.now()) {
+            NotificationMetrics.count("webhook", "retried")
+            self.logger.info("webhook delivery failed; retrying later", metadata: metadata.merging(["webhook.attempt": "\(job.attempt + 1)"]) { $1 })
+            var next = job
+            next.attempt += 1
+            try await DueSet(redis: self.redis, key: Self.retryKey).schedule([try next.encoded()], at: dueAt, keepEarlier: false)
+        } else {
+            NotificationMetrics.count("webhook", "dead_lettered")
+            self.logger.error("webhook delivery given up: moved to the dead-letter stream", metadata: metadata)
+            try await self.redis.xadd(
+                Self.deadLetters, maxLength: 100_000,
+                fields: [
+                    ("url", .string(job.url.absoluteString)), ("id", .string(job.event.id)), ("body", .string(job.event.body)),
+                    ("error", .string(error)), ("attempts", .string(String(job.attempt + 1))),
+                ]
+            )
+        }
+    }
+
+    func sendDueRetries() async throws {
+        let due = DueSet(redis: self.redis, key: Self.retryKey)
+        while !Task.isCancelled {
+            try await Task.sleep(for: .milliseconds(250))
+            // leased for a minute: a worker that dies mid-attempt leaves them to another
+            for member in await due.takeDue(limit: 50, lease: .seconds(60)) {
+                guard let job = WebhookJob(encoded: member) else {
+                    try? await due.finish(member)
+                    continue
+                }
+                do {
+                    try await self.attempt(job)
+                    try await due.finish(member)
+                } catch {
+                    self.logger.warning("a webhook retry could not be rescheduled; its lease ends and it is tried again", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// Moves every dead-lettered webhook back: due now, with a new retry window.
+    public static func replayDead(redis: RedisClient) async throws -> Int {
+        var moved = 0
+        for entry in try await redis.xrange(Self.deadLetters, count: 10_000) {
+            if let url = entry["url"].flatMap(URL.init(string:)), let id = entry["id"], let body = entry["body"] {
+                let job = WebhookJob(url: url, event: Event(id: id, body: body), firstAt: DueSet.now())
+                try await DueSet(redis: redis, key: Self.retryKey).schedule([try job.encoded()], at: DueSet.now(), keepEarlier: false)
+                moved += 1
+            }
+            _ = try await redis.send("XDEL", .string(Self.deadLetters), .string(entry.id))
+        }
+        return moved
+    }
+}
+
+/// What a webhook POSTs.
+struct WebhookBody<Payload: Encodable>: Encodable {
+    let type: String
+    let timestamp: String
+    let data: Payload
+}
+
+/// One webhook to one URL, as a retry keeps it (JSON in `webhooks:retry`).
+struct WebhookJob: DueJob, Sendable, Equatable {
+    var url: URL
+    var id: String
+    var body: String
+    var attempt: Int
+    /// Unix ms of the first attempt.
+    var firstAt: Int64
+
+    var event: WebhookWorker.Event { WebhookWorker.Event(id: self.id, body: self.body) }
+
+    init(url: URL, event: WebhookWorker.Event, attempt: Int = 0, firstAt: Int64 = DueSet.now()) {
+        self.url = url
+        self.id = event.id
+        self.body = event.body
+        self.attempt = attempt
+        self.firstAt = firstAt
+    }
+
+
+}
