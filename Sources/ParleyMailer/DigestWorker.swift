@@ -150,6 +150,7 @@ public final class DigestWorker: Service {
         do {
             try await self.transport.send(Self.digestMail(chats, to: .init(email: recipient.email, name: recipient.name), from: self.configuration.from, messageID: "\(UUID.v7().lowercased)@parley"))
             self.sent.increment()
+            NotificationMetrics.count("digest", "sent")
             self.logger.info("digest sent", metadata: ["user.id": "\(userID.uuidString.lowercased())", "digest.chats": "\(chats.count)"])
         } catch {
             // not sent: forget the record so that the next attempt mails it

@@ -54,7 +54,10 @@ public final class MailWorker: Service {
                 claimIdle: self.configuration.retryAfter, logger: self.logger
             )
             try await consumer.run(tick: { await consumer.measure(lag: self.lag, pending: self.pending) }) { entries, claimed in
-                if claimed { self.retried.increment(by: entries.count) }
+                if claimed {
+                    self.retried.increment(by: entries.count)
+                    NotificationMetrics.count("mail", "retried", by: entries.count)
+                }
                 for entry in entries { await self.process(entry) }
             }
         }
@@ -88,6 +91,7 @@ public final class MailWorker: Service {
             try await self.transport.send(Self.codeMail(code: code, to: to, from: self.configuration.from, messageID: "\(key)@parley"))
             try await self.store.recordSent(key, kind: "otp")
             self.sent.increment()
+            NotificationMetrics.count("mail", "sent")
             self.logger.info("code mail sent", metadata: ["mail.id": "\(key)"])
         default:
             throw MailDeliveryError(description: "unknown mail job kind \(entry["kind"] ?? "none")")
@@ -96,6 +100,7 @@ public final class MailWorker: Service {
 
     func failed(_ entry: RedisStreamEntry, error: any Error) async {
         self.failedDeliveries.increment()
+        NotificationMetrics.count("mail", "failed")
         let deliveries = (try? await self.redis.xpending(OneTimeCodes.mailStream, group: Self.group, start: entry.id, end: entry.id, count: 1).first?.deliveries) ?? 1
         self.logger.warning("mail delivery failed", metadata: ["mail.entry": "\(entry.id)", "mail.deliveries": "\(deliveries)", "error": "\(error)"])
         guard deliveries >= Int64(self.configuration.maxDeliveries) else { return }  // claimed again after retryAfter
@@ -105,6 +110,7 @@ public final class MailWorker: Service {
             try await self.redis.xadd(Self.deadLetters, maxLength: 100_000, fields: fields)
             try await self.redis.xack(OneTimeCodes.mailStream, group: Self.group, ids: [entry.id])
             self.deadLettered.increment()
+            NotificationMetrics.count("mail", "dead_lettered")
             self.logger.error("mail moved to the dead-letter stream", metadata: ["mail.entry": "\(entry.id)", "error": "\(error)"])
         } catch {
             self.logger.warning("could not dead-letter a mail; it stays pending", metadata: ["error": "\(error)"])

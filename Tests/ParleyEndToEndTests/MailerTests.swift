@@ -46,6 +46,7 @@ import Testing
         #expect(!mailer.child.outputText.contains(code), "codes never reach the logs")
         let metrics = String(decoding: try await HTTP.get("http://127.0.0.1:\(metricsPort)/metrics").body, as: UTF8.self)
         #expect(metrics.contains("parley_mails_sent_total{kind=\"otp\"}"), "\(metrics.prefix(800))")
+        #expect(metrics.contains("parley_notifications_total{channel=\"mail\",outcome=\"sent\"}"), "\(metrics.prefix(800))")
     }
 
     @Test func refusedMailIsRetriedThenDeadLetteredAndReplayable() async throws {
