@@ -91,7 +91,7 @@ let package = Package(
             sources: ["WebClient.swift"],
             resources: [
                 .embedInCode("index.html"), .embedInCode("style.css"), .embedInCode("app.js"),
-                .embedInCode("api.js"), .embedInCode("live.js"), .embedInCode("icon.svg"),
+                .embedInCode("api.js"), .embedInCode("live.js"), .embedInCode("push.js"), .embedInCode("sw.js"), .embedInCode("icon.svg"),
             ],
             swiftSettings: upcoming
         ),

@@ -83,6 +83,9 @@ class Gateway:
             "PARLEY_INSTANCE_ID": f"web-test-{self.number}",
             "PARLEY_WEB_MAIL_HINT": "Web test: the mailer writes it to the test's outbox folder.",
             "PARLEY_SENDS_PER_SECOND": "200",  # the test writes a history of 70 messages
+            # Web Push on: the page offers notifications
+            "PARLEY_VAPID_PRIVATE_KEY": vapid_key(),
+            "PARLEY_VAPID_SUBJECT": "mailto:web-test@example.test",
         })
         log = open(os.path.join(WORK, f"gateway-{self.number}.log"), "ab")
         self.process = subprocess.Popen([BIN, "serve", "--no-migrate", "--port", str(self.port)], env=env, stdout=log, stderr=log)
@@ -109,6 +112,17 @@ class Gateway:
                 self.process.wait()
 
 
+def vapid_key():
+    """One VAPID key for the run's gateways (parley vapid-key)."""
+    global VAPID_KEY
+    if VAPID_KEY is None:
+        VAPID_KEY = subprocess.run([BIN, "vapid-key", "--private-only"], check=True, capture_output=True, text=True).stdout.strip()
+    return VAPID_KEY
+
+
+VAPID_KEY = None
+
+
 def start_mailer(outbox):
     env = base_env()
     env["PARLEY_JWT_SECRET"] = SECRET
@@ -116,7 +130,7 @@ def start_mailer(outbox):
     del env["PARLEY_JWT_SECRET"]
     env.update({"PARLEY_MAIL_KEY": key, "PARLEY_MAIL_OUTBOX": outbox, "PARLEY_INSTANCE_ID": "web-test-mailer"})
     log = open(os.path.join(WORK, "mailer.log"), "ab")
-    return subprocess.Popen([BIN, "mailer"], env=env, stdout=log, stderr=log)
+    return subprocess.Popen([BIN, "notifier"], env=env, stdout=log, stderr=log)
 
 
 def browser(name):
@@ -128,6 +142,8 @@ def browser(name):
                      f"--user-data-dir={os.path.join(WORK, 'profile-' + name)}", "--lang=en-US"]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # the user allows notifications when asked
+    options.add_experimental_option("prefs", {"profile.default_content_setting_values.notifications": 1})
     service = Service(os.environ.get("WEB_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"), log_output=os.path.join(WORK, f"chromedriver-{name}.log"))
     driver = webdriver.Chrome(options=options, service=service)
     driver.label = name
@@ -436,6 +452,32 @@ def main():
         assert "🔕" not in " ".join(texts(alice, "#chat-list .chat-title")), "Alice's settings are her own"
         bob.execute_script("arguments[0].click()", find(bob, "#details-button"))
 
+        step("Bob turns on notifications for this browser: the service worker registers, and the subscription goes to the server")
+        wait(bob, lambda d: d.find_elements(By.ID, "push-toggle") and find(d, "#push-toggle").is_displayed(), "the notifications button")
+        assert find(bob, "#push-toggle").get_attribute("data-state") == "off"
+        bob.execute_script("arguments[0].click()", find(bob, "#push-toggle"))
+        wait(bob, lambda d: d.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "navigator.serviceWorker.getRegistration('/app/').then((r) => done(!!(r && (r.active || r.installing || r.waiting))), () => done(false));"),
+            "the service worker registered for /app/")
+        # Headless Chromium has a push service only with network access to it: either
+        # the subscription reaches the server, or the page says why it could not.
+        wait(bob, lambda d: find(d, "#push-toggle").get_attribute("data-state") == "on"
+             or any("Could not turn notifications on" in t for t in texts(d, ".toast")), "push on, or the reason it is not")
+        push_refusal = None
+        if find(bob, "#push-toggle").get_attribute("data-state") == "on":
+            bob_token = session(bob)["access_token"]
+            count = subprocess.run(["psql", os.environ["PARLEY_TEST_DATABASE_URL"], "-Atqc",
+                                    f"SELECT count(*) FROM push_subscriptions WHERE user_id = '{session(bob)['user']['id']}'"],
+                                   check=True, capture_output=True, text=True).stdout.strip()
+            assert count == "1", f"one subscription stored, got {count}"
+            bob.execute_script("arguments[0].click()", find(bob, "#push-toggle"))
+            wait(bob, lambda d: find(d, "#push-toggle").get_attribute("data-state") == "off", "push off again")
+        else:
+            push_refusal = next(t for t in texts(bob, ".toast") if "Could not turn notifications on" in t)
+            print(f"  (this browser has no push service: {push_refusal})", file=sys.stderr)
+            assert find(bob, "#push-toggle").get_attribute("data-state") == "off"
+
         step("a third user signs in with an emailed code and joins the group by its link")
         carol = browser("carol")
         carol.get(g1.url + "/")
@@ -484,7 +526,7 @@ def main():
             driver.execute_script("console.warn('parley-probe')")  # proves the log is read at all
             messages = [entry["message"] for entry in driver.get_log("browser")]
             assert any("parley-probe" in m for m in messages), f"{driver.label}: the browser log is not captured"
-            shown = [m for m in messages if "parley:" in m or "Uncaught" in m]
+            shown = [m for m in messages if ("parley:" in m or "Uncaught" in m) and not (push_refusal and "Could not turn notifications on" in m)]
             assert not shown, f"{driver.label} showed errors or threw: {shown}"
 
         print(f"  web test: passed; screenshots in {ARTIFACTS}", file=sys.stderr)

@@ -18,6 +18,9 @@ public enum WebClient {
             WebClientFile(name: "app.js", contentType: "text/javascript; charset=utf-8", bytes: PackageResources.app_js),
             WebClientFile(name: "api.js", contentType: "text/javascript; charset=utf-8", bytes: PackageResources.api_js),
             WebClientFile(name: "live.js", contentType: "text/javascript; charset=utf-8", bytes: PackageResources.live_js),
+            WebClientFile(name: "push.js", contentType: "text/javascript; charset=utf-8", bytes: PackageResources.push_js),
+            // the service worker of Web Push (its scope is /app/)
+            WebClientFile(name: "sw.js", contentType: "text/javascript; charset=utf-8", bytes: PackageResources.sw_js),
             WebClientFile(name: "icon.svg", contentType: "image/svg+xml", bytes: PackageResources.icon_svg),
         ].map { ($0.name, $0) }
     )

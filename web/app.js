@@ -6,6 +6,7 @@
 
 import { Api, ApiError } from "./api.js";
 import { Live } from "./live.js";
+import { disablePush, enablePush, pushState } from "./push.js";
 
 // ---------------------------------------------------------------- helpers
 
@@ -855,7 +856,13 @@ function renderShell() {
         h("div", {},
           h("strong", { id: "me-name", text: state.me.display_name }),
           h("div", { class: "muted small", text: state.me.email || "" })),
-        h("button", { type: "button", class: "secondary", id: "sign-out", text: "Sign out", onclick: () => api.logout().catch(() => {}) })),
+        h("div", { class: "me-actions" },
+          h("button", { type: "button", class: "secondary", id: "push-toggle", hidden: true, onclick: togglePush }),
+          h("button", { type: "button", class: "secondary", id: "sign-out", text: "Sign out", onclick: async () => {
+            // the server ends the subscription with the session; the browser's goes too
+            await disablePush(api, { serverToo: false }).catch(() => {});
+            api.logout().catch(() => {});
+          } }))),
       h("button", { type: "button", class: "primary wide", id: "new-chat", text: "New chat", onclick: () => {
         state.panel = "new";
         if (state.open) location.hash = "";
@@ -867,7 +874,43 @@ function renderShell() {
   );
   renderList();
   renderMain();
+  renderPushToggle();
 }
+
+/** The notifications button: shown when this browser and the server both do Web Push. */
+async function renderPushToggle() {
+  const button = document.getElementById("push-toggle");
+  if (!button) return;
+  let now;
+  try { now = await pushState(api); } catch { now = "unsupported"; }
+  button.hidden = now === "unsupported" || now === "disabled";
+  button.textContent = now === "on" ? "🔔 On" : "🔕 Off";
+  button.title = now === "on" ? "Push notifications on this device: on (click to turn off)" : "Push notifications on this device: off (click to turn on)";
+  button.dataset.state = now;
+}
+
+async function togglePush() {
+  const button = document.getElementById("push-toggle");
+  button.disabled = true;
+  try {
+    if (button.dataset.state === "on") await disablePush(api);
+    else {
+      await enablePush(api);
+      toast("Notifications are on for this device while Parley is closed.", "info");
+    }
+  } catch (error) {
+    toast(`Could not turn notifications on: ${error.message || error}`);
+  } finally {
+    button.disabled = false;
+    renderPushToggle();
+  }
+}
+
+// a click on a notification of an open tab opens its chat here
+navigator.serviceWorker?.addEventListener("message", (event) => {
+  const chat = event.data?.type === "open_chat" ? event.data.chat_id : null;
+  if (chat && /^[0-9a-f-]{36}$/.test(chat)) location.hash = `#/chat/${chat}`;
+});
 
 function renderList() {
   const list = document.getElementById("chat-list");
