@@ -142,18 +142,38 @@ import Testing
         #expect(order.receive(chat: Self.a, seq: 9, item: 9, now: self.at(4)) == [], "and ordering resumes from there")
     }
 
-    @Test func aGapStillOpenAfterTheWindowIsLeftToTheSockets() {
+    @Test func aGapStillOpenAfterTheWindowIsReadOnceAndEverythingWaitsForIt() {
         var order = MessageOrder<Int64>(window: .milliseconds(100))
         _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
         #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(10)) == [])
         #expect(order.receive(chat: Self.a, seq: 5, item: 5, now: self.at(50)) == [])
         #expect(order.expire(now: self.at(109)).isEmpty, "not yet")
-        let released = order.expire(now: self.at(110))
-        #expect(released.count == 1 && released[0].chat == Self.a && released[0].items == [3, 5], "all it holds, in order")
-        #expect(order.holding == 0)
-        // it now waits for 6; 2 and 4 come late and pass (the sockets read them from PostgreSQL already)
-        #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(120)) == [4])
-        #expect(order.receive(chat: Self.a, seq: 6, item: 6, now: self.at(121)) == [6])
+        #expect(order.expire(now: self.at(110)) == [.init(chat: Self.a, after: 1, through: 4)], "from the seq awaited to the last held")
+        #expect(order.holding == 0 && order.nextDeadline == nil, "a filling chat is not expired again")
+        #expect(order.expire(now: self.at(300)).isEmpty)
+        // while it is read, everything waits: the awaited seq too, and what comes after
+        #expect(order.receive(chat: Self.a, seq: 2, item: 2, now: self.at(120)) == [])
+        #expect(order.receive(chat: Self.a, seq: 6, item: 6, now: self.at(121)) == [])
+        #expect(order.receive(chat: Self.b, seq: 1, item: 101, now: self.at(121)) == [101], "other chats do not wait")
+        // what was read joins what came (2 came live, 3 was held): each once, in order
+        #expect(order.filled(chat: Self.a, read: [(2, 2), (3, 3), (4, 4)], now: self.at(130)) == [2, 3, 4, 5, 6])
+        #expect(order.receive(chat: Self.a, seq: 7, item: 7, now: self.at(131)) == [7], "then it flows again")
+        #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(132)) == [4], "a late duplicate passes (sockets drop it)")
+    }
+
+    @Test func aFailedReadLeavesTheGapToTheSocketsAndAFlushDoesNotWait() {
+        var order = MessageOrder<Int64>(window: .milliseconds(100))
+        _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
+        #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(10)) == [])
+        #expect(order.expire(now: self.at(110)).count == 1)
+        #expect(order.filled(chat: Self.a, read: [], now: self.at(120)) == [3], "released as it is: the sockets read 2 themselves")
+        #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(121)) == [4])
+        // an edit during a read releases what is held; the read then brings only what is still ahead
+        #expect(order.receive(chat: Self.a, seq: 6, item: 6, now: self.at(130)) == [])
+        #expect(order.expire(now: self.at(230)) == [.init(chat: Self.a, after: 4, through: 5)])
+        #expect(order.flush(chat: Self.a) == [6])
+        #expect(order.filled(chat: Self.a, read: [(5, 5)], now: self.at(240)) == [], "5 is behind what went out")
+        #expect(order.filled(chat: Self.b, read: [(1, 1)], now: self.at(240)) == [], "a chat it does not know")
     }
 
     @Test func anotherEventOfTheChatGoesAfterTheMessagesReceivedBeforeIt() {

@@ -8,19 +8,23 @@ import Foundation
 /// every socket in the chat would see the gap and read seq 7 from PostgreSQL
 /// on its own (one query per member, each stalling that socket), only for the
 /// real seq 7 to arrive a moment later. Instead, a message past a gap is held
-/// until the gap closes, for at most `window`; only a gap still open then
-/// (an event Redis lost, a gateway that died between commit and publish) is
-/// left to the sockets, which read it from PostgreSQL as before.
+/// until the gap closes, for at most `window`. A gap still open then (an
+/// event Redis lost, a gateway that died between commit and publish) is read
+/// from PostgreSQL once, for all of the chat's sockets here, by the caller:
+/// the chat is then *filling*, holding whatever comes, until `filled` gets
+/// the missing messages and hands everything over in order.
 ///
 /// - `receive` takes a message event and answers what to hand over now, in
-///   order: nothing while it waits behind a gap, or itself and what it
-///   released. An event at or below what was handed over already (a resend's
-///   republish, a duplicate) passes at once: sockets drop seqs they have.
+///   order: nothing while it waits behind a gap or for a fill, or itself and
+///   what it released. An event at or below what was handed over already (a
+///   resend's republish, a duplicate) passes at once: sockets drop seqs they have.
 /// - `flush` hands over everything a chat holds: any other event of the chat
 ///   (an edit, a read position, a membership change) goes out after the
 ///   messages received before it, as it would have without holding.
-/// - `expire` hands over what has waited `window` (gap or not) and forgets
-///   chats idle for `forgetAfter`, so memory follows the chats in use.
+/// - `expire` answers the gaps that stayed open for `window` (to be read),
+///   and forgets chats idle for `forgetAfter`, so memory follows the chats in use.
+/// - `filled` takes what was read for a gap (nothing when the read failed:
+///   the sockets then read it themselves, each) and hands over the chat.
 /// - A chat holding `maxHeld` events hands them all over at once.
 struct MessageOrder<Item> {
     let window: Duration
@@ -38,6 +42,15 @@ struct MessageOrder<Item> {
         /// When the oldest held event arrived.
         var since: ContinuousClock.Instant?
         var touched: ContinuousClock.Instant
+        /// A gap is being read from PostgreSQL: everything waits for it.
+        var filling = false
+    }
+
+    /// A gap to read: the messages after `after`, through `through`.
+    struct Gap: Equatable {
+        var chat: UUID
+        var after: Int64
+        var through: Int64
     }
 
     init(window: Duration, maxHeld: Int = 1000, forgetAfter: Duration = .seconds(60)) {
@@ -64,7 +77,7 @@ struct MessageOrder<Item> {
         chat.touched = now
         defer { self.chats[chatID] = chat }
         if seq < chat.next || self.window <= .zero { return [item] }
-        if seq > chat.next {
+        if seq > chat.next || chat.filling {
             if chat.held[seq] == nil { chat.held[seq] = item }
             if chat.since == nil {
                 chat.since = now
@@ -94,11 +107,16 @@ struct MessageOrder<Item> {
         return Self.release(&chat)
     }
 
-    mutating func expire(now: ContinuousClock.Instant) -> [(chat: UUID, items: [Item])] {
-        var out: [(chat: UUID, items: [Item])] = []
+    /// The gaps open for `window`, each chat now filling (it holds what comes
+    /// until `filled`). A gap is from the seq the chat waits for through the
+    /// seq before the last it holds (seqs it holds are read again: the gap
+    /// may be several).
+    mutating func expire(now: ContinuousClock.Instant) -> [Gap] {
+        var out: [Gap] = []
         for chatID in self.holdingChats {
-            guard var chat = self.chats[chatID], let since = chat.since, now - since >= self.window else { continue }
-            out.append((chatID, Self.release(&chat)))
+            guard var chat = self.chats[chatID], let since = chat.since, now - since >= self.window, let last = chat.held.keys.max() else { continue }
+            out.append(Gap(chat: chatID, after: chat.next - 1, through: last - 1))
+            chat.filling = true
             self.chats[chatID] = chat
             self.holdingChats.remove(chatID)
         }
@@ -106,6 +124,20 @@ struct MessageOrder<Item> {
         self.lastSweep = now
         self.chats = self.chats.filter { $0.value.since != nil || now - $0.value.touched < self.forgetAfter }
         return out
+    }
+
+    /// Ends a fill: `read` is what PostgreSQL had for the gap (empty when the
+    /// read failed). Hands over, in seq order, what was read and everything
+    /// held; the chat then waits for the seq after the last. A chat flushed
+    /// or forgotten meanwhile takes only what is still ahead of it.
+    mutating func filled(chat chatID: UUID, read: [(seq: Int64, item: Item)], now: ContinuousClock.Instant) -> [Item] {
+        guard var chat = self.chats[chatID] else { return [] }
+        defer { self.chats[chatID] = chat }
+        chat.filling = false
+        chat.touched = now
+        for (seq, item) in read where seq >= chat.next && chat.held[seq] == nil { chat.held[seq] = item }
+        self.holdingChats.remove(chatID)
+        return Self.release(&chat)
     }
 
     /// Releases everything held in every chat, and forgets every chat: after
@@ -128,6 +160,7 @@ struct MessageOrder<Item> {
         let out = seqs.map { chat.held[$0]! }
         chat.held = [:]
         chat.since = nil
+        chat.filling = false
         if let last = seqs.last { chat.next = max(chat.next, last + 1) }
         return out
     }

@@ -27,8 +27,8 @@ public struct RealtimeLimits: Sendable {
     public var resumeLimit = 500
     /// How long a message that arrives past a gap waits for the gap to close
     /// (messages of one chat committed by different gateways can reach Redis
-    /// out of order) before the sockets read the gap from PostgreSQL; zero
-    /// hands every message over at once.
+    /// out of order) before the gap is read from PostgreSQL, once for the
+    /// chat's sockets here; zero hands every message over at once.
     public var reorderWindow: Duration = .milliseconds(100)
 
     public init() {}
@@ -48,6 +48,8 @@ public final class RealtimeService: Service {
     /// Each chat's message events, back in seq order (`MessageOrder`).
     private let order: Mutex<MessageOrder<(seq: Int64, payload: String)>>
     private let reordered = Counter(label: "parley_messages_reordered_total")
+    /// Gaps that stayed open for the window: read once for the chat's sockets, or left to each socket.
+    private let gapsFilled = Counter(label: "parley_message_gaps_filled_total")
     private let gapsLeftOpen = Counter(label: "parley_message_gaps_left_open_total")
     /// Events skipped because their envelope could not be read (a newer publisher).
     private let undecodable = Counter(label: "parley_events_undecodable_total")
@@ -215,21 +217,39 @@ public final class RealtimeService: Service {
         }
     }
 
-    /// Hands over the messages whose gap did not close within the window
-    /// (the sockets then read the gap from PostgreSQL), and forgets idle chats.
+    /// Reads the gaps that did not close within the window from PostgreSQL,
+    /// once per chat for all of its sockets here, and hands the chat over in
+    /// order; forgets idle chats.
     func releaseHeldMessages() async {
         guard self.limits.reorderWindow > .zero else { return }
         let idle = min(self.limits.reorderWindow / 4, .seconds(1))
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let deadline = self.order.withLock { $0.nextDeadline }
             try? await Task.sleep(until: deadline ?? .now + idle)
-            self.order.withLock { order in
-                for (chat, items) in order.expire(now: .now) {
-                    self.gapsLeftOpen.increment()
-                    self.deliver(items, chat: chat)
-                }
+            let gaps = self.order.withLock { $0.expire(now: .now) }
+            await withTaskGroup(of: Void.self) { group in
+                for gap in gaps { group.addTask { await self.fill(gap) } }
             }
         }
+    }
+
+    /// One open gap: the missing messages read once, then the chat handed
+    /// over. A gap too long to replay, or a failed read, is left to the
+    /// sockets (each reads it, or answers `resync`), as before.
+    func fill(_ gap: MessageOrder<(seq: Int64, payload: String)>.Gap) async {
+        var read: [(seq: Int64, item: (seq: Int64, payload: String))] = []
+        if gap.through - gap.after <= Int64(self.limits.resumeLimit) {
+            do {
+                for message in try await self.chats.store.messages(in: [SeqRange(chatID: gap.chat, after: gap.after, through: gap.through)]) {
+                    read.append((message.seq, (message.seq, ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))))
+                }
+                self.gapsFilled.increment()
+            } catch {
+                self.logger.warning("could not read a gap of a chat; its sockets read it themselves", metadata: ["chat.id": "\(gap.chat.lowercased)", "error": "\(error)"])
+            }
+        }
+        if read.isEmpty { self.gapsLeftOpen.increment() }
+        self.order.withLock { order in self.deliver(order.filled(chat: gap.chat, read: read, now: .now), chat: gap.chat) }
     }
 
     /// Brings a user's local connections in line with PostgreSQL: chats joined
