@@ -93,13 +93,26 @@ public struct PushSettings: Sendable {
 
     /// Whether a subscription's endpoint is one Parley pushes to: an absolute
     /// https:// URL (http:// with `allowHTTP`) with a host, no user info, at
-    /// most 2,048 characters.
+    /// most 2,048 characters. Push services have names: a host that is an IP
+    /// address or `localhost` is refused unless `allowHTTP` (a user must not
+    /// point the notifier at a server on its own network by address).
     public func acceptsEndpoint(_ endpoint: String) -> URL? {
         guard endpoint.utf8.count <= 2048, let components = URLComponents(string: endpoint),
             let scheme = components.scheme?.lowercased(), scheme == "https" || (scheme == "http" && self.allowHTTP),
-            components.host?.isEmpty == false, components.user == nil, components.password == nil,
+            let host = components.host?.lowercased(), !host.isEmpty, components.user == nil, components.password == nil,
+            self.allowHTTP || !Self.isAddressOrLocal(host),
             let url = components.url
         else { return nil }
         return url
+    }
+
+    /// An IPv4 or IPv6 literal (any notation a resolver takes), or localhost.
+    static func isAddressOrLocal(_ host: String) -> Bool {
+        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]."))
+        if bare == "localhost" || bare.hasSuffix(".localhost") || bare.contains(":") { return true }
+        // 127.1, 0x7f.1, 2130706433: all digits, dots and hex prefixes are addresses to a resolver
+        return !bare.isEmpty && bare.split(separator: ".").allSatisfy { part in
+            part.allSatisfy(\.isNumber) || (part.lowercased().hasPrefix("0x") && part.dropFirst(2).allSatisfy(\.isHexDigit))
+        }
     }
 }
