@@ -4,7 +4,8 @@
 // no open WebSocket, and ends the subscription with the session (sign-out).
 
 const SCOPE = "/app/";
-const STORAGE_KEY = "parley.push";
+/** This browser's subscription id, per account (another account may sign in here). */
+const storageKey = (api) => `parley.push.${api.user?.id || "none"}`;
 
 /** Whether this browser can take pushes at all. */
 export function pushSupported() {
@@ -22,7 +23,7 @@ export async function pushState(api) {
   }
   const registration = await navigator.serviceWorker.getRegistration(SCOPE);
   const subscription = await registration?.pushManager.getSubscription();
-  return subscription && localStorage.getItem(STORAGE_KEY) ? "on" : "off";
+  return subscription && localStorage.getItem(storageKey(api)) ? "on" : "off";
 }
 
 /** Asks for permission, subscribes this browser and tells the server. */
@@ -43,13 +44,13 @@ export async function enablePush(api) {
   subscription ||= await within(15000, "the browser's push service did not answer",
     registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: fromBase64URL(key) }));
   const { id } = await api.post("/v1/push/subscriptions", subscription.toJSON());
-  localStorage.setItem(STORAGE_KEY, id);
+  localStorage.setItem(storageKey(api), id);
 }
 
 /** Forgets this device's subscription, on the server and in the browser. */
 export async function disablePush(api, { serverToo = true } = {}) {
-  const id = localStorage.getItem(STORAGE_KEY);
-  localStorage.removeItem(STORAGE_KEY);
+  const id = localStorage.getItem(storageKey(api));
+  localStorage.removeItem(storageKey(api));
   if (id && serverToo) await api.delete(`/v1/push/subscriptions/${id}`).catch(() => {});
   const registration = pushSupported() ? await navigator.serviceWorker.getRegistration(SCOPE) : null;
   await (await registration?.pushManager.getSubscription())?.unsubscribe();

@@ -93,14 +93,17 @@ public struct PushSettings: Sendable {
 
     /// Whether a subscription's endpoint is one Parley pushes to: an absolute
     /// https:// URL (http:// with `allowHTTP`) with a host, no user info, at
-    /// most 2,048 characters. Push services have names: a host that is an IP
-    /// address or `localhost` is refused unless `allowHTTP` (a user must not
-    /// point the notifier at a server on its own network by address).
+    /// most 2,048 characters. Push services are public services with names on
+    /// port 443: unless `allowHTTP`, a host that is an IP address,
+    /// `localhost` or a single label (`redis`, `postgres`: names of an
+    /// internal network) is refused, and so is any other port (a user must
+    /// not point the notifier at a server of its own network).
     public func acceptsEndpoint(_ endpoint: String) -> URL? {
         guard endpoint.utf8.count <= 2048, let components = URLComponents(string: endpoint),
             let scheme = components.scheme?.lowercased(), scheme == "https" || (scheme == "http" && self.allowHTTP),
             let host = components.host?.lowercased(), !host.isEmpty, components.user == nil, components.password == nil,
-            self.allowHTTP || !Self.isAddressOrLocal(host),
+            self.allowHTTP || (!Self.isAddressOrLocal(host) && host.trimmingCharacters(in: CharacterSet(charactersIn: ".")).contains(".")
+                && (components.port == nil || components.port == 443)),
             let url = components.url
         else { return nil }
         return url

@@ -14,26 +14,30 @@ import ParleyChat
 /// 1. Consumes `events:messages` (group `push`). A new message: the
 ///    targets PostgreSQL names (`PushStore.targets`: chat settings and
 ///    mentions through `parley_notifies`, unread, live sessions) less the
-///    members Redis has online, each pushed at once. A read position: each
-///    of the reader's subscriptions that was pushed something of that chat,
-///    up to what they read, gets a silent update with the same `Topic`, so
-///    the push service replaces a push it still holds and the service
-///    worker closes one it showed (`{"type": "read", "chat_id", "seq"}`).
-/// 2. 404/410 deletes the subscription. 429, 5xx and network errors are
-///    retried with exponential backoff (at least Retry-After) from the
-///    sorted set `push:retry`, for at most `retryWindow`; a retry first
-///    checks that the message is still unread, so reading a chat on any
-///    device cancels the pushes still queued for it.
+///    members Redis has online. A read position: each subscription of the
+///    reader that was pushed something of that chat, up to what they read,
+///    gets a silent update with the same `Topic`, so the push service
+///    replaces a push it still holds and the service worker closes one it
+///    showed (`{"type": "read", "chat_id", "seq"}`). Either way the pushes
+///    become jobs in the sorted set `push:jobs`, due at once, and the
+///    entries are acknowledged: a slow push service never holds the stream.
+/// 2. `DueJobRunner` sends the due jobs, 32 at a time, each leased while it
+///    runs. 404/410 deletes the subscription. 429, 5xx and network errors
+///    are tried again with exponential backoff (at least Retry-After) for at
+///    most `retryWindow`; a retry first checks that the message is still
+///    unread, so reading a chat on any device cancels the pushes still
+///    queued for it.
 ///
-/// At least once: a worker that dies after a push but before its
-/// acknowledgement leaves the entry to another worker, which pushes again;
-/// the same `Topic` collapses the two at the push service, and the web
-/// client's notification tag (the chat) shows one.
+/// At least once: a worker that dies after a push but before finishing its
+/// job leaves it to another, which pushes again; the same `Topic` collapses
+/// the two at the push service, and the web client's notification tag (the
+/// chat) shows one. Jobs hold their payload (the preview) in Redis until
+/// they are sent or given up.
 public final class PushWorker: Service {
     public static let stream = EventStreams.messages
     public static let group = "push"
-    public static let retryKey = "push:retry"
-    /// Per user (a hash, chat → last seq pushed): what a read retracts.
+    public static let jobsKey = "push:jobs"
+    /// Per user, a hash `<chat>/<subscription>` → the last seq pushed there: what a read retracts.
     static func shownKey(_ userID: UUID) -> String { "push:shown:{\(userID.lowercased)}" }
 
     /// How long a push service keeps a push for an offline device.
@@ -72,7 +76,7 @@ public final class PushWorker: Service {
 
     public func run() async throws {
         try await runStreamWorker(
-            redis: self.redis, stream: Self.stream, group: Self.group, loops: [self.consumeEvents, self.sendDueRetries], cleanup: self.sender.shutdown
+            redis: self.redis, stream: Self.stream, group: Self.group, loops: [self.consumeEvents, self.sendDueJobs], cleanup: self.sender.shutdown
         )
     }
 
@@ -119,7 +123,7 @@ public final class PushWorker: Service {
         }
         var jobs = try await self.messageJobs(messages)
         jobs += try await self.retractionJobs(reads)
-        await self.deliver(jobs)
+        try await self.jobs.scheduleNow(jobs.map { try $0.encoded() })
     }
 
     func messageJobs(_ messages: [MailStore.NewMessageRef]) async throws -> [PushJob] {
@@ -145,21 +149,25 @@ public final class PushWorker: Service {
         return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
     }
 
-    /// For each read: the reader's subscriptions get a silent update for a
-    /// chat they were pushed something of, up to the seq read.
+    /// For each read: the reader's subscriptions that were pushed something of
+    /// that chat, up to the seq read, get a silent update (taken off the
+    /// record in one script, so a push recorded meanwhile is not lost).
     func retractionJobs(_ reads: [Read]) async throws -> [PushJob] {
         var jobs: [PushJob] = []
         for read in Set(reads) {
-            let key = Self.shownKey(read.userID), field = read.chatID.lowercased
-            guard let shown = try await self.redis.hget(key, field).flatMap({ Int64(String(buffer: $0)) }), shown <= read.seq else { continue }
-            _ = try await self.redis.hdel(key, [field])
-            let payload = String(
-                decoding: try JSONSerialization.data(withJSONObject: ["type": "read", "chat_id": field, "seq": read.seq], options: [.sortedKeys]), as: UTF8.self
+            let taken = try await self.redis.evalsha(
+                Self.retractScript, keys: [Self.shownKey(read.userID)], arguments: [.string(read.chatID.lowercased + "/"), RedisArgument(read.seq)]
             )
-            for subscription in try await self.store.subscriptions(of: read.userID) {
+            let subscriptions = (taken.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) }
+            guard !subscriptions.isEmpty else { continue }
+            let payload = String(
+                decoding: try JSONSerialization.data(withJSONObject: ["type": "read", "chat_id": read.chatID.lowercased, "seq": read.seq], options: [.sortedKeys]),
+                as: UTF8.self
+            )
+            for subscription in subscriptions {
                 jobs.append(
                     PushJob(
-                        kind: .read, subscription: subscription.id, userID: read.userID, chatID: read.chatID, seq: read.seq, payload: payload,
+                        kind: .read, subscription: subscription, userID: read.userID, chatID: read.chatID, seq: read.seq, payload: payload,
                         urgency: "low", attempt: 0, firstAt: DueSet.now()
                     )
                 )
@@ -168,33 +176,49 @@ public final class PushWorker: Service {
         return jobs
     }
 
+    /// Removes and returns the subscriptions of KEYS[1] whose field starts with
+    /// ARGV[1] (`<chat>/`) and holds a seq at most ARGV[2].
+    static let retractScript = RedisScript(
+        """
+        local fields = redis.call('HGETALL', KEYS[1])
+        local taken = {}
+        for i = 1, #fields, 2 do
+          local field, seq = fields[i], tonumber(fields[i + 1])
+          if string.sub(field, 1, #ARGV[1]) == ARGV[1] and seq <= tonumber(ARGV[2]) then
+            redis.call('HDEL', KEYS[1], field)
+            table.insert(taken, string.sub(field, #ARGV[1] + 1))
+          end
+        end
+        return taken
+        """
+    )
+
     // MARK: delivery
 
-    /// Sends `jobs`, up to 32 at once.
-    func deliver(_ jobs: [PushJob]) async {
-        guard !jobs.isEmpty else { return }
-        await withTaskGroup(of: Void.self) { group in
-            var started = 0
-            for job in jobs {
-                if started >= 32 { await group.next() }
-                group.addTask { await self.attempt(job) }
-                started += 1
-            }
+    var jobs: DueSet { DueSet(redis: self.redis, key: Self.jobsKey) }
+
+    /// Sends the jobs as they fall due, 32 at a time, each leased for
+    /// `PARLEY_MAILER_RETRY_MS` but at least 15 s (an attempt takes at most
+    /// the sender's 10 s): a job of a notifier that died is taken over then.
+    func sendDueJobs() async throws {
+        try await DueJobRunner(due: self.jobs, concurrency: 32, lease: max(self.claimIdle, .seconds(15))).run { member in
+            guard let job = PushJob(encoded: member) else { return true }
+            return await self.attempt(job)
         }
     }
 
-    /// One attempt: loads the subscription (its current keys; gone if it was
-    /// deleted), checks a message is still unread on a retry, pushes, and
-    /// acts on the answer.
-    func attempt(_ job: PushJob) async {
+    /// One attempt: loads the subscription (its current keys; nothing if it
+    /// was deleted), checks a message is still unread on a retry, pushes,
+    /// and acts on the answer. True once the job is done with.
+    func attempt(_ job: PushJob) async -> Bool {
         do {
             guard let subscription = try await self.store.subscription(job.subscription), subscription.userID == job.userID,
                 let keys = WebPush.SubscriptionKeys(p256dh: Secrets.base64URL(subscription.p256dh), auth: Secrets.base64URL(subscription.auth)),
                 let endpoint = URL(string: subscription.endpoint)
-            else { return }
+            else { return true }
             if job.kind == .message, job.attempt > 0, !(try await self.store.isUnread(chatID: job.chatID, seq: job.seq, by: job.userID)) {
                 Self.count("retracted")
-                return
+                return true
             }
             let outcome = await self.sender.send(
                 PushDelivery(
@@ -202,29 +226,31 @@ public final class PushWorker: Service {
                     ttl: Self.ttl
                 )
             )
-            try await self.handle(outcome, of: job)
+            return await self.handle(outcome, of: job)
         } catch {
-            // PostgreSQL or Redis failed: try again like a push service error
+            // PostgreSQL failed: try again like a push service error
             self.logger.warning("push attempt failed", metadata: ["error": "\(error)"])
-            try? await self.handle(.retry(after: nil), of: job)
+            return await self.handle(.retry(after: nil), of: job)
         }
     }
 
-    func handle(_ outcome: PushOutcome, of job: PushJob) async throws {
+    /// Acts on a push service's answer; false when a retry could not be
+    /// scheduled (the job's lease then runs out and it is tried again).
+    func handle(_ outcome: PushOutcome, of job: PushJob) async -> Bool {
         let metadata: Logger.Metadata = ["push.subscription": "\(job.subscription.lowercased)", "chat.id": "\(job.chatID.lowercased)"]
         switch outcome {
         case .accepted:
             Self.count("sent")
             if job.kind == .message {
                 let key = Self.shownKey(job.userID)
-                _ = try await self.redis.pipeline([
-                    RedisCommand("HSET", [.string(key), .string(job.chatID.lowercased), RedisArgument(job.seq)]),
+                _ = try? await self.redis.pipeline([
+                    RedisCommand("HSET", [.string(key), .string("\(job.chatID.lowercased)/\(job.subscription.lowercased)"), RedisArgument(job.seq)]),
                     RedisCommand("EXPIRE", [.string(key), RedisArgument(Int64(Self.ttl))]),
                 ])
             }
         case .gone:
             Self.count("gone")
-            try await self.store.remove(job.subscription)
+            try? await self.store.remove(job.subscription)
             self.logger.info("push subscription gone (404/410): deleted", metadata: metadata)
         case .rejected(let status):
             Self.count("failed")
@@ -233,28 +259,22 @@ public final class PushWorker: Service {
             guard let dueAt = self.retries.next(attempt: job.attempt, firstAt: job.firstAt, notBefore: after, now: DueSet.now()) else {
                 Self.count("failed")
                 self.logger.warning("push given up after its retries", metadata: metadata.merging(["push.attempts": "\(job.attempt + 1)"]) { $1 })
-                return
+                return true
             }
-            Self.count("retried")
             var next = job
             next.attempt += 1
-            try await DueSet(redis: self.redis, key: Self.retryKey).schedule([try next.encoded()], at: dueAt, keepEarlier: false)
+            do {
+                try await self.jobs.schedule([try next.encoded()], at: dueAt, keepEarlier: false)
+                Self.count("retried")
+            } catch {
+                return false
+            }
         }
-    }
-
-    func sendDueRetries() async throws {
-        let retries = DueSet(redis: self.redis, key: Self.retryKey)
-        while !Task.isCancelled {
-            try await Task.sleep(for: .milliseconds(250))
-            // leased for a minute: a worker that dies mid-attempt leaves them to another
-            let due = await retries.takeDue(limit: 100, lease: .seconds(60))
-            await self.deliver(due.compactMap(PushJob.init(encoded:)))
-            for member in due { try? await retries.finish(member) }
-        }
+        return true
     }
 }
 
-/// One push to one subscription, as a retry keeps it (JSON in `push:retry`).
+/// One push to one subscription, as a job (JSON in `push:jobs`).
 struct PushJob: DueJob, Sendable, Equatable {
     enum Kind: String, Codable { case message, read }
     var kind: Kind

@@ -36,12 +36,12 @@ public final class WebPushSender: Sendable {
     let vapid: WebPush.VAPIDKey
     let timeout: Duration
 
-    public init(vapid: WebPush.VAPIDKey, timeout: Duration = .seconds(30)) {
+    public init(vapid: WebPush.VAPIDKey, timeout: Duration = .seconds(10)) {
         self.vapid = vapid
         self.timeout = timeout
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
-        configuration.timeout = .init(connect: .seconds(10), read: .seconds(30))
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
         configuration.decompression = .disabled
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }

@@ -16,19 +16,20 @@ import ParleyChat
 ///    the same id however often it is delivered, so receivers dedupe by
 ///    `webhook-id`. Messages are read from PostgreSQL (one query per read
 ///    of up to 200 events): the Message as `GET …/messages` shows it then.
-/// 2. Each body goes to every URL at once (32 at a time, 10 s each). A
-///    failure (not 2xx, a timeout, no connection) becomes a retry in the
-///    sorted set `webhooks:retry` (5 s, 10 s, 20 s… up to an hour, with
-///    jitter) that any notifier may lease; after `retryWindow` (24 h) the
-///    delivery moves to the stream `webhooks:dead` with its last error, and
-///    `parley notifier --replay-dead` puts it back. Stream entries are
-///    acknowledged once every delivery succeeded or was queued for retry.
+/// 2. Each (body, URL) becomes a job in the sorted set `webhooks:jobs`, due
+///    at once, and the stream entries are acknowledged: a slow receiver
+///    never holds the stream. `DueJobRunner` sends due jobs 32 at a time
+///    (10 s each), leased while they run, so any notifier may take them. A
+///    failure (not 2xx, a timeout, no connection) is tried again after 5 s,
+///    10 s, 20 s… up to an hour (with jitter); after `retryWindow` (24 h)
+///    the delivery moves to the stream `webhooks:dead` with its last error,
+///    and `parley notifier --replay-dead` puts it back.
 ///
 /// Nothing here is on the send path: gateways only append to the stream.
 public final class WebhookWorker: Service {
     public static let stream = EventStreams.messages
     public static let group = "webhooks"
-    public static let retryKey = "webhooks:retry"
+    public static let jobsKey = "webhooks:jobs"
     public static let deadLetters = "webhooks:dead"
 
     let redis: RedisClient
@@ -60,7 +61,7 @@ public final class WebhookWorker: Service {
 
     public func run() async throws {
         try await runStreamWorker(
-            redis: self.redis, stream: Self.stream, group: Self.group, loops: [self.consumeEvents, self.sendDueRetries], cleanup: self.sender.shutdown
+            redis: self.redis, stream: Self.stream, group: Self.group, loops: [self.consumeEvents, self.sendDueJobs], cleanup: self.sender.shutdown
         )
     }
 
@@ -73,7 +74,8 @@ public final class WebhookWorker: Service {
         try await consumer.run(tick: { await consumer.measure(lag: self.lag, pending: self.pending) }) { entries, _ in
             do {
                 let events = try await self.events(of: entries)
-                try await self.deliver(events.flatMap { event in self.urls.map { WebhookJob(url: $0, event: event) } })
+                // queued first, then acknowledged: a slow receiver never holds the stream
+                try await self.jobs.scheduleNow(try events.flatMap { event in try self.urls.map { try WebhookJob(url: $0, event: event).encoded() } })
                 try await self.redis.xack(Self.stream, group: Self.group, ids: entries.map(\.id))
             } catch {
                 self.logger.warning("could not hand these events to the webhooks; they stay pending and are tried again", metadata: ["error": "\(error)"])
@@ -162,64 +164,50 @@ public final class WebhookWorker: Service {
 
     // MARK: delivery
 
-    /// Sends each job, 32 at a time; a failure is queued for a retry (a
-    /// retry that cannot be queued throws: the entries stay pending).
-    func deliver(_ jobs: [WebhookJob]) async throws {
-        guard !jobs.isEmpty else { return }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var started = 0
-            for job in jobs {
-                if started >= 32 { try await group.next() }
-                group.addTask { try await self.attempt(job) }
-                started += 1
-            }
-            try await group.waitForAll()
+    var jobs: DueSet { DueSet(redis: self.redis, key: Self.jobsKey) }
+
+    /// Sends the jobs as they fall due, 32 at a time, each leased for
+    /// `PARLEY_MAILER_RETRY_MS` but at least 15 s (an attempt takes at most
+    /// the sender's 10 s): a job of a notifier that died is taken over then.
+    func sendDueJobs() async throws {
+        try await DueJobRunner(due: self.jobs, concurrency: 32, lease: max(self.claimIdle, .seconds(15))).run { member in
+            guard let job = WebhookJob(encoded: member) else { return true }
+            return await self.attempt(job)
         }
     }
 
-    /// One attempt; on failure the next one is scheduled, or the job is dead-lettered.
-    func attempt(_ job: WebhookJob) async throws {
+    /// One attempt; on failure the next one is scheduled, or the job is
+    /// dead-lettered. False when neither could be recorded (Redis failed):
+    /// the lease then runs out and the job is tried again.
+    func attempt(_ job: WebhookJob) async -> Bool {
         guard let error = await self.sender.send(Data(job.event.body.utf8), id: job.event.id, to: job.url) else {
             NotificationMetrics.count("webhook", "sent")
-            return
+            return true
         }
-        let metadata: Logger.Metadata = ["webhook.id": "\(job.event.id)", "webhook.url": "\(job.url.absoluteString)", "error": "\(error)"]
-        if let dueAt = self.retries.next(attempt: job.attempt, firstAt: job.firstAt, now: DueSet.now()) {
-            NotificationMetrics.count("webhook", "retried")
-            self.logger.info("webhook delivery failed; retrying later", metadata: metadata.merging(["webhook.attempt": "\(job.attempt + 1)"]) { $1 })
-            var next = job
-            next.attempt += 1
-            try await DueSet(redis: self.redis, key: Self.retryKey).schedule([try next.encoded()], at: dueAt, keepEarlier: false)
-        } else {
-            NotificationMetrics.count("webhook", "dead_lettered")
-            self.logger.error("webhook delivery given up: moved to the dead-letter stream", metadata: metadata)
-            try await self.redis.xadd(
-                Self.deadLetters, maxLength: 100_000,
-                fields: [
-                    ("url", .string(job.url.absoluteString)), ("id", .string(job.event.id)), ("body", .string(job.event.body)),
-                    ("error", .string(error)), ("attempts", .string(String(job.attempt + 1))),
-                ]
-            )
-        }
-    }
-
-    func sendDueRetries() async throws {
-        let due = DueSet(redis: self.redis, key: Self.retryKey)
-        while !Task.isCancelled {
-            try await Task.sleep(for: .milliseconds(250))
-            // leased for a minute: a worker that dies mid-attempt leaves them to another
-            for member in await due.takeDue(limit: 50, lease: .seconds(60)) {
-                guard let job = WebhookJob(encoded: member) else {
-                    try? await due.finish(member)
-                    continue
-                }
-                do {
-                    try await self.attempt(job)
-                    try await due.finish(member)
-                } catch {
-                    self.logger.warning("a webhook retry could not be rescheduled; its lease ends and it is tried again", metadata: ["error": "\(error)"])
-                }
+        // the URL's host only: a path or query may carry the receiver's token
+        let metadata: Logger.Metadata = ["webhook.id": "\(job.event.id)", "webhook.host": "\(job.url.host ?? "?")", "error": "\(error)"]
+        do {
+            if let dueAt = self.retries.next(attempt: job.attempt, firstAt: job.firstAt, now: DueSet.now()) {
+                var next = job
+                next.attempt += 1
+                try await self.jobs.schedule([try next.encoded()], at: dueAt, keepEarlier: false)
+                NotificationMetrics.count("webhook", "retried")
+                self.logger.info("webhook delivery failed; retrying later", metadata: metadata.merging(["webhook.attempt": "\(job.attempt + 1)"]) { $1 })
+            } else {
+                try await self.redis.xadd(
+                    Self.deadLetters, maxLength: 100_000,
+                    fields: [
+                        ("url", .string(job.url.absoluteString)), ("id", .string(job.event.id)), ("body", .string(job.event.body)),
+                        ("error", .string(error)), ("attempts", .string(String(job.attempt + 1))),
+                    ]
+                )
+                NotificationMetrics.count("webhook", "dead_lettered")
+                self.logger.error("webhook delivery given up: moved to the dead-letter stream", metadata: metadata)
             }
+            return true
+        } catch {
+            self.logger.warning("a failed webhook could not be rescheduled; it is tried again when its lease ends", metadata: ["error": "\(error)"])
+            return false
         }
     }
 
@@ -229,7 +217,7 @@ public final class WebhookWorker: Service {
         for entry in try await redis.xrange(Self.deadLetters, count: 10_000) {
             if let url = entry["url"].flatMap(URL.init(string:)), let id = entry["id"], let body = entry["body"] {
                 let job = WebhookJob(url: url, event: Event(id: id, body: body), firstAt: DueSet.now())
-                try await DueSet(redis: redis, key: Self.retryKey).schedule([try job.encoded()], at: DueSet.now(), keepEarlier: false)
+                try await DueSet(redis: redis, key: Self.jobsKey).schedule([try job.encoded()], at: DueSet.now(), keepEarlier: false)
                 moved += 1
             }
             _ = try await redis.send("XDEL", .string(Self.deadLetters), .string(entry.id))
@@ -245,7 +233,7 @@ struct WebhookBody<Payload: Encodable>: Encodable {
     let data: Payload
 }
 
-/// One webhook to one URL, as a retry keeps it (JSON in `webhooks:retry`).
+/// One webhook to one URL, as a job (JSON in `webhooks:jobs`).
 struct WebhookJob: DueJob, Sendable, Equatable {
     var url: URL
     var id: String

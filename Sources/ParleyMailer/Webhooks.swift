@@ -28,7 +28,8 @@ public struct WebhookSettings: Sendable {
             guard let components = URLComponents(string: item), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
                 components.host?.isEmpty == false, components.user == nil, let url = components.url
             else {
-                throw ConfigurationError("PARLEY_WEBHOOK_URLS", "\"\(item.prefix(80))\" is not an http:// or https:// URL (without user info)")
+                // never echoed: a webhook URL may carry the receiver's token
+                throw ConfigurationError("PARLEY_WEBHOOK_URLS", "item \(settings.urls.count + 1) is not an http:// or https:// URL (without user info)")
             }
             settings.urls.append(url)
         }

@@ -103,10 +103,11 @@ import Testing
         #expect(settings.acceptsEndpoint("ftp://push.example.net/x") == nil)
         #expect(settings.acceptsEndpoint("https:///x") == nil)
         for address in ["https://10.0.0.8/x", "https://127.1/x", "https://2130706433/x", "https://0x7f.0.0.1/x", "https://[::1]:8443/x", "https://localhost/x",
-                        "https://LOCALHOST./x", "https://a.localhost/x"] {
+                        "https://LOCALHOST./x", "https://a.localhost/x", "https://redis/x", "https://postgres.:5432/x", "https://push.example.net:6379/x"] {
             #expect(settings.acceptsEndpoint(address) == nil, "\(address)")
         }
         #expect(settings.acceptsEndpoint("https://fcm.googleapis.com/fcm/send/abc") != nil)
+        #expect(settings.acceptsEndpoint("https://push.example.net:443/x") != nil)
         #expect(settings.acceptsEndpoint("https://push.10x.example/x") != nil, "a name with digits is a name")
         #expect(settings.acceptsEndpoint("https://push.example.net/" + String(repeating: "a", count: 2048)) == nil)
         let insecure = try PushSettings.load(SettingsReader(["PARLEY_PUSH_ALLOW_HTTP": "1"]))

@@ -107,13 +107,13 @@ import Testing
         first.child.signal(SIGKILL)
         await first.child.waitForExit()
 
-        // another worker claims what the dead one had read but not acknowledged
+        // another worker takes over the dead one's job when its lease (15 s at least) ends
         let second = try await Self.notifier(hook, environment: ["PARLEY_MAILER_RETRY_MS": "300"])
-        let deliveries = try await hook.wait { deliveries in
+        let deliveries = try await hook.wait(timeout: .seconds(45)) { deliveries in
             Set(Self.accepted(deliveries, "message.created") { $0["chat_id"] as? String == chat }.compactMap { ($0["data"] as? [String: Any])?["seq"] as? Int })
                 == Set(seqs) && deliveries.contains { $0["id"] as? String == held && $0["status"] as? Int == 204 }
         }
-        #expect(deliveries.filter { $0["id"] as? String == held }.count == 2, "the held event, claimed from the dead worker and delivered again")
+        #expect(deliveries.filter { $0["id"] as? String == held }.count == 2, "the held event, taken over from the dead worker and delivered again")
         // a repeated delivery is the same event: the same id, type and data
         var byID: [String: [String: Any]] = [:]
         for delivery in deliveries where delivery["verified"] as? Bool == true {

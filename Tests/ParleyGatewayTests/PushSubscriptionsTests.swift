@@ -6,6 +6,7 @@ import HummingbirdTesting
 import ParleyCore
 import ParleyGateway
 import ParleyTestSupport
+import PostgresNIO
 import Testing
 
 /// `/v1/push…` (PROTOCOL.md 1.1 "Push") against the real PostgreSQL.
@@ -75,6 +76,37 @@ import Testing
             let eleventh = try await api.call(.post, "/v1/push/subscriptions", json: Self.subscription(), token: token)
             #expect(eleventh.status == 409)
             #expect(eleventh.code == "too_many_subscriptions")
+        }
+    }
+
+    @Test func subscriptionsOfExpiredSessionsDoNotCountTowardsTheLimit() async throws {
+        try await self.live { api in
+            let (token, _, userID) = try await api.register()
+            for _ in 0..<PushStore.perUser {
+                #expect(try await api.call(.post, "/v1/push/subscriptions", json: Self.subscription(), token: token).status == 201)
+            }
+            #expect(try await api.call(.post, "/v1/push/subscriptions", json: Self.subscription(), token: token).status == 409)
+            // nine of the ten devices' sessions ran out long ago (nothing revoked them)
+            try await withPostgresClient(try TestEnvironment.databaseSettings()) { postgres in
+                let user = try #require(UUID(uuidString: userID))
+                try await postgres.query(
+                    """
+                    WITH old AS (
+                        INSERT INTO sessions (id, user_id, expires_at) VALUES (\(UUID()), \(user), now() - interval '1 day') RETURNING id
+                    )
+                    UPDATE push_subscriptions SET session_id = (SELECT id FROM old)
+                    WHERE id IN (SELECT id FROM push_subscriptions WHERE user_id = \(user) ORDER BY id LIMIT 9)
+                    """,
+                    logger: TestEnvironment.logger
+                )
+            }
+            #expect(try await api.call(.post, "/v1/push/subscriptions", json: Self.subscription(), token: token).status == 201, "room again")
+            let user = try #require(UUID(uuidString: userID))
+            let left = try await withPostgresClient(try TestEnvironment.databaseSettings()) { postgres in
+                try await PushStore(database: Database(client: postgres, health: DatabaseHealth(logger: TestEnvironment.logger)), logger: TestEnvironment.logger)
+                    .count(of: user)
+            }
+            #expect(left == 2, "the expired sessions' subscriptions are gone")
         }
     }
 

@@ -31,16 +31,25 @@ public struct PushStore: Sendable {
     public func subscribe(userID: UUID, sessionID: UUID, endpoint: String, keys: WebPush.SubscriptionKeys) async throws -> SubscribeOutcome {
         let p256dh = ByteBuffer(bytes: keys.p256dh), auth = ByteBuffer(bytes: keys.auth)
         return try await self.database.transaction(logger: self.logger) { connection in
-            // the user's row serializes their subscribes, so the count below holds
+            // the user's row serializes their subscribes, so the count below
+            // holds; the session's row (shared) keeps a logout from slipping in
             var live = false
             for try await _ in try await connection.query(
                 """
                 SELECT 1 FROM users u JOIN sessions s ON s.user_id = u.id AND s.id = \(sessionID) AND s.revoked_at IS NULL AND s.expires_at > now()
-                WHERE u.id = \(userID) AND u.deleted_at IS NULL FOR UPDATE OF u
+                WHERE u.id = \(userID) AND u.deleted_at IS NULL FOR UPDATE OF u FOR SHARE OF s
                 """,
                 logger: self.logger
             ) { live = true }
             guard live else { return .sessionGone }
+            // subscriptions of sessions that expired (nothing revoked them) count no more
+            try await connection.query(
+                """
+                DELETE FROM push_subscriptions p USING sessions s
+                WHERE p.user_id = \(userID) AND s.id = p.session_id AND (s.revoked_at IS NOT NULL OR s.expires_at <= now())
+                """,
+                logger: self.logger
+            )
             let others = try await connection.query(
                 "SELECT count(*)::int FROM push_subscriptions WHERE user_id = \(userID) AND endpoint <> \(endpoint)", logger: self.logger
             ).collect().first?.decode(Int.self) ?? 0
