@@ -300,7 +300,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyMailerTests",
-            dependencies: ["ParleyMailer", "ParleyChat", "ParleyCore", "HiredisNIO", "ParleyTestSupport"],
+            dependencies: ["ParleyMailer", "ParleyChat", "ParleyCore", "HiredisNIO", "ParleyTestSupport", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: upcoming
         ),
         // Real `parley` processes against the real servers.

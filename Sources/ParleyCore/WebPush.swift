@@ -105,7 +105,7 @@ public enum WebPush {
         }
 
         /// scheme://host[:port], the port only when it is not the scheme's default.
-        static func origin(of url: URL) -> String? {
+        public static func origin(of url: URL) -> String? {
             guard let components = URLComponents(url: url, resolvingAgainstBaseURL: false), let scheme = components.scheme?.lowercased(),
                 let host = components.host?.lowercased(), !host.isEmpty
             else { return nil }

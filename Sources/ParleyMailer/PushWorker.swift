@@ -132,10 +132,14 @@ public final class PushWorker: Service {
         let online = Set(try await PresenceKeys.online(Array(Set(targets.map(\.subscription.userID))), redis: self.redis))
         let now = DueSet.now()
         return try targets.filter { !online.contains($0.subscription.userID) }.map { target in
-            PushJob(
+            var job = PushJob(
                 kind: .message, subscription: target.subscription.id, userID: target.subscription.userID, chatID: target.chatID, seq: target.seq,
                 payload: try Self.messagePayload(target), urgency: target.direct || target.mentioned ? "high" : "normal", attempt: 0, firstAt: now
             )
+            job.target = PushJob.Target(
+                endpoint: target.subscription.endpoint, p256dh: Secrets.base64URL(target.subscription.p256dh), auth: Secrets.base64URL(target.subscription.auth)
+            )
+            return job
         }
     }
 
@@ -212,9 +216,12 @@ public final class PushWorker: Service {
     /// and acts on the answer. True once the job is done with.
     func attempt(_ job: PushJob) async -> Bool {
         do {
-            guard let subscription = try await self.store.subscription(job.subscription), subscription.userID == job.userID,
-                let keys = WebPush.SubscriptionKeys(p256dh: Secrets.base64URL(subscription.p256dh), auth: Secrets.base64URL(subscription.auth)),
-                let endpoint = URL(string: subscription.endpoint)
+            var target = job.target
+            if target == nil {
+                guard let subscription = try await self.store.subscription(job.subscription), subscription.userID == job.userID else { return true }
+                target = PushJob.Target(endpoint: subscription.endpoint, p256dh: Secrets.base64URL(subscription.p256dh), auth: Secrets.base64URL(subscription.auth))
+            }
+            guard let target, let keys = WebPush.SubscriptionKeys(p256dh: target.p256dh, auth: target.auth), let endpoint = URL(string: target.endpoint)
             else { return true }
             if job.kind == .message, job.attempt > 0, !(try await self.store.isUnread(chatID: job.chatID, seq: job.seq, by: job.userID)) {
                 Self.count("retracted")
@@ -263,6 +270,7 @@ public final class PushWorker: Service {
             }
             var next = job
             next.attempt += 1
+            next.target = nil  // read again: the subscription may have changed or gone
             do {
                 try await self.jobs.schedule([try next.encoded()], at: dueAt, keepEarlier: false)
                 Self.count("retried")
@@ -288,8 +296,15 @@ struct PushJob: DueJob, Sendable, Equatable {
     var attempt: Int
     /// Unix ms of the first attempt.
     var firstAt: Int64
+    /// The subscription as it was read for the first attempt (which then
+    /// needs no query of its own); a retry reads it again.
+    var target: Target?
 
-
+    struct Target: Codable, Equatable {
+        var endpoint: String
+        var p256dh: String
+        var auth: String
+    }
 
     init(kind: Kind, subscription: UUID, userID: UUID, chatID: UUID, seq: Int64, payload: String, urgency: String, attempt: Int, firstAt: Int64) {
         self.kind = kind

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 public import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 public import ParleyCore
 
 /// What a push service said to one push (RFC 8030 §5).
@@ -50,12 +51,28 @@ public final class WebPushSender: Sendable {
         try? await self.client.shutdown()
     }
 
+    /// The VAPID header per push service origin, signed once and reused for
+    /// 6 of its 12 hours (an ES256 signature per push would cost more than
+    /// the encryption).
+    private let authorizations = Mutex<[String: (header: String, until: Date)]>([:])
+
+    func authorization(for endpoint: URL, now: Date = Date()) throws -> String {
+        let origin = WebPush.VAPIDKey.origin(of: endpoint) ?? endpoint.absoluteString
+        if let cached = self.authorizations.withLock({ $0[origin] }), cached.until > now { return cached.header }
+        let header = try self.vapid.authorization(for: endpoint, now: now, lifetime: 12 * 3600)
+        self.authorizations.withLock { cache in
+            if cache.count > 1000 { cache.removeAll() }
+            cache[origin] = (header, now.addingTimeInterval(6 * 3600))
+        }
+        return header
+    }
+
     public func send(_ delivery: PushDelivery) async -> PushOutcome {
         do {
             let body = try WebPush.encrypt(delivery.payload, for: delivery.keys)
             var request = HTTPClientRequest(url: delivery.endpoint.absoluteString)
             request.method = .POST
-            request.headers.add(name: "Authorization", value: try self.vapid.authorization(for: delivery.endpoint))
+            request.headers.add(name: "Authorization", value: try self.authorization(for: delivery.endpoint))
             request.headers.add(name: "Content-Encoding", value: "aes128gcm")
             request.headers.add(name: "Content-Type", value: "application/octet-stream")
             request.headers.add(name: "TTL", value: String(delivery.ttl))

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import ParleyCore
 import Testing
@@ -20,6 +21,17 @@ import Testing
         #expect(WebPushSender.retryAfter(date, now: Date(timeIntervalSince1970: 1_800_000_000)) != nil)
         #expect(WebPushSender.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT", now: now) == .zero, "a date in the past: now")
         #expect(WebPushSender.retryAfter("-5", now: now) == nil)
+    }
+
+    @Test func theVAPIDHeaderIsSignedOncePerPushServiceAndRenewed() async throws {
+        let sender = WebPushSender(vapid: WebPush.VAPIDKey(privateKey: P256.Signing.PrivateKey(), subject: "mailto:ops@example.com"))
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let first = try sender.authorization(for: URL(string: "https://fcm.googleapis.com/fcm/send/a")!, now: now)
+        #expect(try sender.authorization(for: URL(string: "https://fcm.googleapis.com/fcm/send/b")!, now: now.addingTimeInterval(3600)) == first)
+        #expect(try sender.authorization(for: URL(string: "https://updates.push.services.mozilla.com/wpush/v2/c")!, now: now) != first)
+        #expect(try sender.authorization(for: URL(string: "https://fcm.googleapis.com/fcm/send/a")!, now: now.addingTimeInterval(6 * 3600 + 1)) != first,
+                "renewed before its 12 h run out")
+        await sender.shutdown()
     }
 
     func job(attempt: Int, firstAt: Int64) -> PushJob {
