@@ -23,7 +23,9 @@ import Testing
                 let code = (error as? RedisError)?.code
                 return code == .connectionClosed || code == .connectionRefused
             }
-            #expect(clock.now - started < .seconds(1), "a command against a dead Redis must fail fast")
+            // fast means well under the client's command timeout (a hang would take that long);
+            // 1 s was too tight on a machine running the whole suite in parallel (1.31 s seen)
+            #expect(clock.now - started < .seconds(3), "a command against a dead Redis must fail fast")
         }
 
         try await server.start()

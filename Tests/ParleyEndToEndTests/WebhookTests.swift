@@ -120,7 +120,11 @@ import Testing
             guard let id = delivery["id"] as? String else { continue }
             if let earlier = byID[id] {
                 #expect(earlier["type"] as? String == delivery["type"] as? String)
-                #expect(NSDictionary(dictionary: (earlier["data"] as? [String: Any]) ?? [:]).isEqual(to: (delivery["data"] as? [String: Any]) ?? [:]))
+                // compared as canonical JSON (NSNumber booleans do not compare equal to themselves bridged)
+                func canonical(_ data: Any?) throws -> Data {
+                    try JSONSerialization.data(withJSONObject: (data as? [String: Any]) ?? [:], options: [.sortedKeys])
+                }
+                #expect(try canonical(earlier["data"]) == canonical(delivery["data"]), "a repeated delivery carries the same data")
             }
             byID[id] = delivery
         }
