@@ -223,12 +223,12 @@ public final class RealtimeService: Service {
     func releaseHeldMessages() async {
         guard self.limits.reorderWindow > .zero else { return }
         let idle = min(self.limits.reorderWindow / 4, .seconds(1))
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let deadline = self.order.withLock { $0.nextDeadline }
-            try? await Task.sleep(until: deadline ?? .now + idle)
-            let gaps = self.order.withLock { $0.expire(now: .now) }
-            await withTaskGroup(of: Void.self) { group in
-                for gap in gaps { group.addTask { await self.fill(gap) } }
+        // each read runs beside the loop: one slow read delays only its own chat
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                let deadline = self.order.withLock { $0.nextDeadline }
+                try? await Task.sleep(until: deadline ?? .now + idle)
+                for gap in self.order.withLock({ $0.expire(now: .now) }) { group.addTask { await self.fill(gap) } }
             }
         }
     }
