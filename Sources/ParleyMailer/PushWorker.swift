@@ -34,7 +34,6 @@ import ParleyChat
 /// chat) shows one. Jobs hold their payload (the preview) in Redis until
 /// they are sent or given up.
 public final class PushWorker: Service {
-    public static let stream = EventStreams.messages
     public static let group = "push"
     public static let jobsKey = "push:jobs"
     /// Per user, a hash `<chat>/<subscription>` → the last seq pushed there: what a read retracts.
@@ -44,14 +43,11 @@ public final class PushWorker: Service {
     static let ttl = 24 * 3600
     /// 1 s, 2 s, 4 s… up to 5 min, for `retryWindow` (an hour by default).
     let retries: RetrySchedule
-    let consumer: String
-    let claimIdle: Duration
+    let queue: EventJobWorker
     let redis: RedisClient
     let store: PushStore
     let sender: WebPushSender
     let logger: Logger
-    let lag = Gauge(label: "parley_notifier_stream_lag", dimensions: [("group", PushWorker.group)])
-    let pending = Gauge(label: "parley_notifier_stream_pending", dimensions: [("group", PushWorker.group)])
     let undecodable = Counter(label: "parley_events_undecodable_total")
 
     public init(
@@ -61,8 +57,7 @@ public final class PushWorker: Service {
         self.redis = redis
         self.store = store
         self.sender = sender
-        self.consumer = consumer
-        self.claimIdle = claimIdle
+        self.queue = EventJobWorker(redis: redis, group: Self.group, jobsKey: Self.jobsKey, consumer: consumer, claimIdle: claimIdle, logger: logger)
         self.retries = RetrySchedule(first: .seconds(1), cap: .seconds(300), window: retryWindow)
         self.logger = logger
     }
@@ -75,26 +70,17 @@ public final class PushWorker: Service {
     }
 
     public func run() async throws {
-        try await runStreamWorker(
-            redis: self.redis, stream: Self.stream, group: Self.group, loops: [self.consumeEvents, self.sendDueJobs], cleanup: self.sender.shutdown
+        try await self.queue.run(
+            jobs: { entries in try await self.jobs(for: entries).map { try $0.encoded() } },
+            attempt: { member in
+                guard let job = PushJob(encoded: member) else { return true }
+                return await self.attempt(job)
+            },
+            cleanup: self.sender.shutdown
         )
     }
 
     // MARK: events
-
-    func consumeEvents() async throws {
-        let consumer = StreamGroupConsumer(
-            redis: self.redis, stream: Self.stream, group: Self.group, consumer: self.consumer, count: 200, claimIdle: self.claimIdle, logger: self.logger
-        )
-        try await consumer.run(tick: { await consumer.measure(lag: self.lag, pending: self.pending) }) { entries, _ in
-            do {
-                try await self.handle(entries)
-                try await self.redis.xack(Self.stream, group: Self.group, ids: entries.map(\.id))
-            } catch {
-                self.logger.warning("could not push for these events; they stay pending and are tried again", metadata: ["error": "\(error)"])
-            }
-        }
-    }
 
     /// A read position off the stream.
     struct Read: Hashable {
@@ -103,7 +89,8 @@ public final class PushWorker: Service {
         var seq: Int64
     }
 
-    func handle(_ entries: [RedisStreamEntry]) async throws {
+    /// The pushes a read of entries calls for.
+    func jobs(for entries: [RedisStreamEntry]) async throws -> [PushJob] {
         var messages: [MailStore.NewMessageRef] = []
         var reads: [Read] = []
         for entry in entries {
@@ -121,9 +108,7 @@ public final class PushWorker: Service {
                 self.logger.warning("skipped a stream entry this notifier cannot read", metadata: ["entry.id": "\(entry.id)", "error": "\(error)"])
             }
         }
-        var jobs = try await self.messageJobs(messages)
-        jobs += try await self.retractionJobs(reads)
-        try await self.jobs.scheduleNow(jobs.map { try $0.encoded() })
+        return try await self.messageJobs(messages) + self.retractionJobs(reads)
     }
 
     func messageJobs(_ messages: [MailStore.NewMessageRef]) async throws -> [PushJob] {
@@ -199,18 +184,6 @@ public final class PushWorker: Service {
 
     // MARK: delivery
 
-    var jobs: DueSet { DueSet(redis: self.redis, key: Self.jobsKey) }
-
-    /// Sends the jobs as they fall due, 32 at a time, each leased for
-    /// `PARLEY_MAILER_RETRY_MS` but at least 15 s (an attempt takes at most
-    /// the sender's 10 s): a job of a notifier that died is taken over then.
-    func sendDueJobs() async throws {
-        try await DueJobRunner(due: self.jobs, concurrency: 32, lease: max(self.claimIdle, .seconds(15))).run { member in
-            guard let job = PushJob(encoded: member) else { return true }
-            return await self.attempt(job)
-        }
-    }
-
     /// One attempt: loads the subscription (its current keys; nothing if it
     /// was deleted), checks a message is still unread on a retry, pushes,
     /// and acts on the answer. True once the job is done with.
@@ -272,7 +245,7 @@ public final class PushWorker: Service {
             next.attempt += 1
             next.target = nil  // read again: the subscription may have changed or gone
             do {
-                try await self.jobs.schedule([try next.encoded()], at: dueAt, keepEarlier: false)
+                try await self.queue.due.schedule([try next.encoded()], at: dueAt, keepEarlier: false)
                 Self.count("retried")
             } catch {
                 return false

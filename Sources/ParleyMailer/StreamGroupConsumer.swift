@@ -2,6 +2,7 @@ import HiredisNIO
 import Logging
 import Metrics
 import ParleyCore
+import ParleyChat
 import ServiceLifecycle
 
 /// One consumer of a Redis stream consumer group, as both mail workers use it.
@@ -100,23 +101,71 @@ func untilGracefulShutdown(_ body: @escaping @Sendable () async throws -> Void) 
     }
 }
 
-/// How the push and webhook workers run: their consumer group on `stream`
-/// created (from new entries on), then `loops` side by side until a
-/// graceful shutdown, and `cleanup` at the end whatever happened.
-func runStreamWorker(
-    redis: RedisClient, stream: String, group: String, loops: [@Sendable () async throws -> Void], cleanup: @Sendable () async -> Void
-) async throws {
-    do {
-        try await redis.xgroupCreate(stream, group: group, startID: "$")
-        try await untilGracefulShutdown {
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                for loop in loops { tasks.addTask { try await loop() } }
-                try await tasks.waitForAll()
-            }
-        }
-    } catch {
-        await cleanup()
-        throw error
+/// The one shape of the push and webhook workers: a consumer group on
+/// `events:messages` (created from new entries on) whose events become jobs
+/// in a `DueSet`, queued before the entries are acknowledged (a slow
+/// endpoint never holds the stream), and a `DueJobRunner` that sends due
+/// jobs 32 at a time, each leased for `claimIdle` but at least 15 s (an
+/// attempt takes at most a sender's 10 s): a job of a worker that died is
+/// taken over when its lease ends. `parley_notifier_stream_lag` and
+/// `_pending` are recorded per group.
+struct EventJobWorker: Sendable {
+    let redis: RedisClient
+    let group: String
+    let consumer: String
+    let claimIdle: Duration
+    let due: DueSet
+    let logger: Logger
+
+    init(redis: RedisClient, group: String, jobsKey: String, consumer: String, claimIdle: Duration, logger: Logger) {
+        self.redis = redis
+        self.group = group
+        self.consumer = consumer
+        self.claimIdle = claimIdle
+        self.due = DueSet(redis: redis, key: jobsKey)
+        self.logger = logger
     }
-    await cleanup()
+
+    /// Runs until a graceful shutdown: `jobs` turns a read of entries into
+    /// job members, `attempt` sends one (true once it is done with), and
+    /// `cleanup` runs at the end whatever happened.
+    func run(
+        jobs: @escaping @Sendable ([RedisStreamEntry]) async throws -> [String],
+        attempt: @escaping @Sendable (String) async -> Bool,
+        cleanup: @Sendable () async -> Void
+    ) async throws {
+        let stream = EventStreams.messages
+        let lag = Gauge(label: "parley_notifier_stream_lag", dimensions: [("group", self.group)])
+        let pending = Gauge(label: "parley_notifier_stream_pending", dimensions: [("group", self.group)])
+        let consumer = StreamGroupConsumer(
+            redis: self.redis, stream: stream, group: self.group, consumer: self.consumer, count: 200, claimIdle: self.claimIdle, logger: self.logger
+        )
+        let runner = DueJobRunner(due: self.due, concurrency: 32, lease: max(self.claimIdle, .seconds(15)))
+        do {
+            try await self.redis.xgroupCreate(stream, group: self.group, startID: "$")
+            try await untilGracefulShutdown {
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask {
+                        try await consumer.run(tick: { await consumer.measure(lag: lag, pending: pending) }) { entries, _ in
+                            do {
+                                try await self.due.scheduleNow(try await jobs(entries))
+                                try await self.redis.xack(stream, group: self.group, ids: entries.map(\.id))
+                            } catch {
+                                self.logger.warning(
+                                    "could not queue the jobs of these events; they stay pending and are tried again",
+                                    metadata: ["group": "\(self.group)", "error": "\(error)"]
+                                )
+                            }
+                        }
+                    }
+                    tasks.addTask { try await runner.run(attempt) }
+                    try await tasks.waitForAll()
+                }
+            }
+        } catch {
+            await cleanup()
+            throw error
+        }
+        await cleanup()
+    }
 }

@@ -27,7 +27,6 @@ import ParleyChat
 ///
 /// Nothing here is on the send path: gateways only append to the stream.
 public final class WebhookWorker: Service {
-    public static let stream = EventStreams.messages
     public static let group = "webhooks"
     public static let jobsKey = "webhooks:jobs"
     public static let deadLetters = "webhooks:dead"
@@ -37,12 +36,9 @@ public final class WebhookWorker: Service {
     let accounts: AccountStore
     let sender: WebhookSender
     let urls: [URL]
-    let consumer: String
-    let claimIdle: Duration
+    let queue: EventJobWorker
     let retries: RetrySchedule
     let logger: Logger
-    let lag = Gauge(label: "parley_notifier_stream_lag", dimensions: [("group", WebhookWorker.group)])
-    let pending = Gauge(label: "parley_notifier_stream_pending", dimensions: [("group", WebhookWorker.group)])
 
     public init(
         redis: RedisClient, chats: ChatStore, accounts: AccountStore, sender: WebhookSender, settings: WebhookSettings, consumer: String,
@@ -53,35 +49,26 @@ public final class WebhookWorker: Service {
         self.accounts = accounts
         self.sender = sender
         self.urls = settings.urls
-        self.consumer = consumer
-        self.claimIdle = claimIdle
+        self.queue = EventJobWorker(redis: redis, group: Self.group, jobsKey: Self.jobsKey, consumer: consumer, claimIdle: claimIdle, logger: logger)
         self.retries = RetrySchedule(first: .seconds(5), cap: .seconds(3600), window: settings.retryWindow)
         self.logger = logger
     }
 
     public func run() async throws {
-        try await runStreamWorker(
-            redis: self.redis, stream: Self.stream, group: Self.group, loops: [self.consumeEvents, self.sendDueJobs], cleanup: self.sender.shutdown
+        try await self.queue.run(
+            jobs: { entries in
+                let events = try await self.events(of: entries)
+                return try events.flatMap { event in try self.urls.map { try WebhookJob(url: $0, event: event).encoded() } }
+            },
+            attempt: { member in
+                guard let job = WebhookJob(encoded: member) else { return true }
+                return await self.attempt(job)
+            },
+            cleanup: self.sender.shutdown
         )
     }
 
     // MARK: events
-
-    func consumeEvents() async throws {
-        let consumer = StreamGroupConsumer(
-            redis: self.redis, stream: Self.stream, group: Self.group, consumer: self.consumer, count: 200, claimIdle: self.claimIdle, logger: self.logger
-        )
-        try await consumer.run(tick: { await consumer.measure(lag: self.lag, pending: self.pending) }) { entries, _ in
-            do {
-                let events = try await self.events(of: entries)
-                // queued first, then acknowledged: a slow receiver never holds the stream
-                try await self.jobs.scheduleNow(try events.flatMap { event in try self.urls.map { try WebhookJob(url: $0, event: event).encoded() } })
-                try await self.redis.xack(Self.stream, group: Self.group, ids: entries.map(\.id))
-            } catch {
-                self.logger.warning("could not hand these events to the webhooks; they stay pending and are tried again", metadata: ["error": "\(error)"])
-            }
-        }
-    }
 
     /// One webhook, ready to sign: the body is fixed once, so every retry sends the same bytes.
     struct Event: Sendable, Equatable {
@@ -164,18 +151,6 @@ public final class WebhookWorker: Service {
 
     // MARK: delivery
 
-    var jobs: DueSet { DueSet(redis: self.redis, key: Self.jobsKey) }
-
-    /// Sends the jobs as they fall due, 32 at a time, each leased for
-    /// `PARLEY_MAILER_RETRY_MS` but at least 15 s (an attempt takes at most
-    /// the sender's 10 s): a job of a notifier that died is taken over then.
-    func sendDueJobs() async throws {
-        try await DueJobRunner(due: self.jobs, concurrency: 32, lease: max(self.claimIdle, .seconds(15))).run { member in
-            guard let job = WebhookJob(encoded: member) else { return true }
-            return await self.attempt(job)
-        }
-    }
-
     /// One attempt; on failure the next one is scheduled, or the job is
     /// dead-lettered. False when neither could be recorded (Redis failed):
     /// the lease then runs out and the job is tried again.
@@ -190,7 +165,7 @@ public final class WebhookWorker: Service {
             if let dueAt = self.retries.next(attempt: job.attempt, firstAt: job.firstAt, now: DueSet.now()) {
                 var next = job
                 next.attempt += 1
-                try await self.jobs.schedule([try next.encoded()], at: dueAt, keepEarlier: false)
+                try await self.queue.due.schedule([try next.encoded()], at: dueAt, keepEarlier: false)
                 NotificationMetrics.count("webhook", "retried")
                 self.logger.info("webhook delivery failed; retrying later", metadata: metadata.merging(["webhook.attempt": "\(job.attempt + 1)"]) { $1 })
             } else {
