@@ -34,7 +34,7 @@ sync = open(os.path.join(out, "synchronous_commit")).read().strip()
 fsync = open(os.path.join(out, "fsync")).read().strip()
 
 print("# Benchmarks\n")
-print("Produced by `scripts/bench`: private PostgreSQL and Redis on this machine, a release build, two gateways and a mailer, "
+print("Produced by `scripts/bench`: private PostgreSQL and Redis on this machine, a release build, two gateways and a notifier, "
       "and the load generator `parley bench` on the same machine (it competes for the same cores). "
       f"Medians of {runs} runs, every run listed in brackets. These machines are noisy: compare ratios measured in the same run, "
       "not absolute numbers across runs.\n")
@@ -192,7 +192,7 @@ if searches:
 print("## Sign-in (`parley bench login`)\n")
 logins = runs_of("login")
 if logins:
-    print("Password logins by 4 concurrent clients for 10 s (each is one Argon2id verification, m=19 MiB, t=2), then 200 one-time codes: requested, read from the mailer's outbox as a user reads mail, and verified by 4 concurrent clients.\n")
+    print("Password logins by 4 concurrent clients for 10 s (each is one Argon2id verification, m=19 MiB, t=2), then 200 one-time codes: requested, read from the notifier's outbox as a user reads mail, and verified by 4 concurrent clients.\n")
     print("| what | median | p50 ms | p99 ms |")
     print("| --- | ---: | ---: | ---: |")
     print(f"| password logins/s | {cell(logins, 'logins_per_s')} | {fmt(m(logins, 'login', 'p50')[0], 1)} | {fmt(m(logins, 'login', 'p99')[0], 1)} |")
@@ -236,7 +236,7 @@ print("pgbench -n -f insert.sql -c 16 -j 2 -T 10")
 print(f"redis-benchmark -p PORT -P 16 -c 50 -n {requests} -d 3 --csv PUBLISH bench:channel xxx   # and -t set, and -c 1")
 print(f"parley bench redis --redis-url redis://:PASSWORD@127.0.0.1:PORT/0 --requests {requests} --pipeline 16 --depth 64 --runs {runs}   # and --depth 1")
 print("# two gateways: PARLEY_TRUSTED_PROXIES=127.0.0.1 PARLEY_SENDS_PER_SECOND=2000 PARLEY_WS_CONNECTIONS_PER_USER=100 parley serve --port P1 (and P2)")
-print("# a mailer writing an outbox: PARLEY_MAIL_OUTBOX=DIR parley mailer")
+print("# a notifier writing an outbox: PARLEY_MAIL_OUTBOX=DIR parley notifier")
 cpu_flags = "--cpu gateway-1=PID1 --cpu gateway-2=PID2 --cpu postgres+=POSTMASTER_PID"
 for rate in rates:
     print(f"parley bench fanout --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --users {fan_users} --group-size 10 --rate {rate} --duration {fan_s} --max-p99-ms 100 {cpu_flags}")
