@@ -21,6 +21,8 @@ import ParleyChat
 ///    showed (`{"type": "read", "chat_id", "seq"}`). Either way the pushes
 ///    become jobs in the sorted set `push:jobs`, due at once, and the
 ///    entries are acknowledged: a slow push service never holds the stream.
+///    Once caught up, events gather for 250 ms between reads, so that a busy
+///    chat costs PostgreSQL one query per read rather than one per message.
 /// 2. `DueJobRunner` sends the due jobs, 32 at a time, each leased while it
 ///    runs. 404/410 deletes the subscription. 429, 5xx and network errors
 ///    are tried again with exponential backoff (at least Retry-After) for at
@@ -39,6 +41,9 @@ public final class PushWorker: Service {
     /// Per user, a hash `<chat>/<subscription>` → the last seq pushed there: what a read retracts.
     static func shownKey(_ userID: UUID) -> String { "push:shown:{\(userID.lowercased)}" }
 
+    /// Once caught up, events gather this long between reads: one targets
+    /// query per read, not per message (a push is that much later at most).
+    static let gather = Duration.milliseconds(250)
     /// How long a push service keeps a push for an offline device.
     static let ttl = 24 * 3600
     /// 1 s, 2 s, 4 s… up to 5 min, for `retryWindow` (an hour by default).
@@ -57,7 +62,9 @@ public final class PushWorker: Service {
         self.redis = redis
         self.store = store
         self.sender = sender
-        self.queue = EventJobWorker(redis: redis, group: Self.group, jobsKey: Self.jobsKey, consumer: consumer, claimIdle: claimIdle, logger: logger)
+        self.queue = EventJobWorker(
+            redis: redis, group: Self.group, jobsKey: Self.jobsKey, consumer: consumer, claimIdle: claimIdle, gather: Self.gather, logger: logger
+        )
         self.retries = RetrySchedule(first: .seconds(1), cap: .seconds(300), window: retryWindow)
         self.logger = logger
     }

@@ -108,20 +108,23 @@ func untilGracefulShutdown(_ body: @escaping @Sendable () async throws -> Void) 
 /// jobs 32 at a time, each leased for `claimIdle` but at least 15 s (an
 /// attempt takes at most a sender's 10 s): a job of a worker that died is
 /// taken over when its lease ends. `parley_notifier_stream_lag` and
-/// `_pending` are recorded per group.
+/// `_pending` are recorded per group. Once caught up, a worker whose jobs
+/// cost a query per read lets events `gather` into bigger reads.
 struct EventJobWorker: Sendable {
     let redis: RedisClient
     let group: String
     let consumer: String
     let claimIdle: Duration
+    let gather: Duration
     let due: DueSet
     let logger: Logger
 
-    init(redis: RedisClient, group: String, jobsKey: String, consumer: String, claimIdle: Duration, logger: Logger) {
+    init(redis: RedisClient, group: String, jobsKey: String, consumer: String, claimIdle: Duration, gather: Duration = .zero, logger: Logger) {
         self.redis = redis
         self.group = group
         self.consumer = consumer
         self.claimIdle = claimIdle
+        self.gather = gather
         self.due = DueSet(redis: redis, key: jobsKey)
         self.logger = logger
     }
@@ -138,7 +141,8 @@ struct EventJobWorker: Sendable {
         let lag = Gauge(label: "parley_notifier_stream_lag", dimensions: [("group", self.group)])
         let pending = Gauge(label: "parley_notifier_stream_pending", dimensions: [("group", self.group)])
         let consumer = StreamGroupConsumer(
-            redis: self.redis, stream: stream, group: self.group, consumer: self.consumer, count: 200, claimIdle: self.claimIdle, logger: self.logger
+            redis: self.redis, stream: stream, group: self.group, consumer: self.consumer, count: 200, claimIdle: self.claimIdle, gather: self.gather,
+            logger: self.logger
         )
         let runner = DueJobRunner(due: self.due, concurrency: 32, lease: max(self.claimIdle, .seconds(15)))
         do {

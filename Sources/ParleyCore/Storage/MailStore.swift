@@ -43,17 +43,25 @@ public struct MailStore: Sendable {
 
     /// Every member, other than the sender, who has not read one of
     /// `messages`, whom it notifies (their chat settings: `parley_notifies`)
-    /// and who wants mail at a verified address: once each.
+    /// and who wants mail at a verified address: once each. Each chat's
+    /// members are read once however many of its messages the read holds
+    /// (a materialized step fixes that order, whatever the statistics say).
     public func digestRecipients(of messages: [NewMessageRef]) async throws -> [UUID] {
         guard !messages.isEmpty else { return [] }
         let chats = messages.map(\.chatID), seqs = messages.map(\.seq), senders = messages.map(\.senderID)
         return try await self.database.query(
             """
-            SELECT DISTINCT u.id FROM unnest(\(chats)::uuid[], \(seqs)::bigint[], \(senders)::uuid[]) AS e(chat_id, seq, sender_id)
-            JOIN chat_members m ON m.chat_id = e.chat_id AND m.user_id <> e.sender_id AND m.last_read_seq < e.seq
-            JOIN messages msg ON msg.chat_id = e.chat_id AND msg.seq = e.seq
+            WITH e AS MATERIALIZED (
+                SELECT e.chat_id, e.seq, e.sender_id, msg.mentions
+                FROM unnest(\(chats)::uuid[], \(seqs)::bigint[], \(senders)::uuid[]) AS e(chat_id, seq, sender_id)
+                JOIN messages msg ON msg.chat_id = e.chat_id AND msg.seq = e.seq
+            )
+            SELECT DISTINCT u.id FROM chat_members m
             JOIN users u ON u.id = m.user_id AND u.email_notifications AND u.email_verified AND u.deleted_at IS NULL
-            WHERE parley_notifies(m.notify, m.muted_until, m.user_id = ANY(msg.mentions))
+            WHERE m.chat_id IN (SELECT chat_id FROM e) AND EXISTS (
+                SELECT 1 FROM e WHERE e.chat_id = m.chat_id AND e.sender_id <> m.user_id AND e.seq > m.last_read_seq
+                AND parley_notifies(m.notify, m.muted_until, m.user_id = ANY(e.mentions))
+            )
             """,
             logger: self.logger
         ).decode(UUID.self).elements

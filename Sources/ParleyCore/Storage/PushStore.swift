@@ -144,23 +144,37 @@ public struct PushStore: Sendable {
     /// and whether it mentions them), who has not read it, of a live session.
     /// Deleted messages and deleted accounts get nothing. Whether the member
     /// has a socket open is Redis's to say (the caller checks).
+    ///
+    /// The join order is fixed by materialized steps, so that a planner with
+    /// stale statistics (a group that grew since the last ANALYZE) cannot
+    /// probe every message per member: the messages of the read first; then,
+    /// once per chat rather than per message, its members who have a
+    /// subscription at all (in a large group usually few or none); only
+    /// those are matched with the messages, settings and sessions.
     public func targets(of messages: [MailStore.NewMessageRef]) async throws -> [Target] {
         guard !messages.isEmpty else { return [] }
         let chats = messages.map(\.chatID), seqs = messages.map(\.seq)
         return try await self.database.query(
             """
-            SELECT s.id, s.user_id, s.endpoint, s.p256dh, s.auth, msg.chat_id, msg.seq, m.user_id = ANY(msg.mentions),
-                   c.kind = 'direct', sender.id, sender.display_name, sender.created_at, left(coalesce(msg.body, ''), 200)
-            FROM unnest(\(chats)::uuid[], \(seqs)::bigint[]) AS e(chat_id, seq)
-            JOIN messages msg ON msg.chat_id = e.chat_id AND msg.seq = e.seq AND msg.deleted_at IS NULL
-            JOIN chats c ON c.id = msg.chat_id
-            JOIN users sender ON sender.id = msg.sender_id
-            JOIN chat_members m ON m.chat_id = msg.chat_id AND m.user_id <> msg.sender_id AND m.last_read_seq < msg.seq
+            WITH e AS MATERIALIZED (
+                SELECT msg.chat_id, msg.seq, msg.sender_id, msg.mentions, left(coalesce(msg.body, ''), 200) AS preview
+                FROM unnest(\(chats)::uuid[], \(seqs)::bigint[]) AS e(chat_id, seq)
+                JOIN messages msg ON msg.chat_id = e.chat_id AND msg.seq = e.seq AND msg.deleted_at IS NULL
+            ), subscribed AS MATERIALIZED (
+                SELECT m.chat_id, m.user_id, m.last_read_seq, m.notify, m.muted_until FROM chat_members m
+                WHERE m.chat_id IN (SELECT chat_id FROM e) AND EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.user_id = m.user_id)
+            )
+            SELECT s.id, s.user_id, s.endpoint, s.p256dh, s.auth, e.chat_id, e.seq, m.user_id = ANY(e.mentions),
+                   c.kind = 'direct', sender.id, sender.display_name, sender.created_at, e.preview
+            FROM e
+            JOIN subscribed m ON m.chat_id = e.chat_id AND m.user_id <> e.sender_id AND m.last_read_seq < e.seq
+            JOIN chats c ON c.id = e.chat_id
+            JOIN users sender ON sender.id = e.sender_id
             JOIN users u ON u.id = m.user_id AND u.deleted_at IS NULL
             JOIN push_subscriptions s ON s.user_id = m.user_id
             JOIN sessions ses ON ses.id = s.session_id AND ses.revoked_at IS NULL AND ses.expires_at > now()
-            WHERE parley_notifies(m.notify, m.muted_until, m.user_id = ANY(msg.mentions))
-            ORDER BY msg.chat_id, msg.seq
+            WHERE parley_notifies(m.notify, m.muted_until, m.user_id = ANY(e.mentions))
+            ORDER BY e.chat_id, e.seq
             """,
             logger: self.logger
         ).decode((UUID, UUID, String, ByteBuffer, ByteBuffer, UUID, Int64, Bool, Bool, UUID, String, Date, String).self).elements.map {
