@@ -137,28 +137,39 @@ public struct ChatStore: Sendable {
         return chat
     }
 
-    static let chatSelect = """
+    /// A chat as `viewer` (an SQL expression: `$1`, or a column when one
+    /// query reads a chat for many viewers) sees it, from `chats c` (or
+    /// `from`, which must name `c`); the viewer's membership is joined as
+    /// `me` by the caller. The last column is the viewer.
+    static func chatSelect(viewer: String = "$1", from: String = "chats c") -> String {
+        """
         SELECT c.id, c.kind, c.title, c.public, c.created_at, c.activity_at, c.last_seq, c.members_count,
                COALESCE(me.last_read_seq, 0), me.muted_until, COALESCE(me.notify, 'all'),
                m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted_at, m.mentions,
-               p.id, p.email, p.email_verified, p.display_name, p.password_hash, p.email_notifications, p.created_at
-        FROM chats c
+               p.id, p.email, p.email_verified, p.display_name, p.password_hash, p.email_notifications, p.created_at, \(viewer)::uuid
+        FROM \(from)
         LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
         LEFT JOIN LATERAL (
             SELECT u.* FROM chat_members pm JOIN users u ON u.id = pm.user_id
-            WHERE c.kind = 'direct' AND pm.chat_id = c.id AND pm.user_id <> $1
+            WHERE c.kind = 'direct' AND pm.chat_id = c.id AND pm.user_id <> \(viewer)
             LIMIT 1
         ) p ON true
         """
+    }
 
     /// Decodes one row of `chatSelect` (the viewer's membership joined as `me`).
     static func chat(_ row: PostgresRow) throws -> ChatRecord {
+        try Self.viewedChat(row).chat
+    }
+
+    /// One row of `chatSelect`: the chat and whose view of it that is.
+    static func viewedChat(_ row: PostgresRow) throws -> (chat: ChatRecord, viewer: UUID) {
         let (id, kind, title, isPublic, created, activity, lastSeq, membersCount, lastRead, mutedUntil, notify,
              mID, mChat, mSeq, mSender, mClient, mBody, mReply, mCreated, mEdited, mDeleted, mMentions,
-             pID, pEmail, pVerified, pName, pHash, pNotify, pCreated) = try row.decode(
+             pID, pEmail, pVerified, pName, pHash, pNotify, pCreated, viewer) = try row.decode(
             (UUID, String, String?, Bool, Date, Date, Int64, Int, Int64, Date?, String,
              UUID?, UUID?, Int64?, UUID?, UUID?, String?, Int64?, Date?, Date?, Date?, [UUID]?,
-             UUID?, String?, Bool?, String?, String?, Bool?, Date?).self
+             UUID?, String?, Bool?, String?, String?, Bool?, Date?, UUID).self
         )
         var lastMessage: MessageRecord?
         if let mID, let mChat, let mSeq, let mSender, let mClient, let mCreated {
@@ -171,18 +182,19 @@ public struct ChatStore: Sendable {
         if let pID, let pEmail, let pVerified, let pName, let pNotify, let pCreated {
             peer = UserRecord(id: pID, email: pEmail, emailVerified: pVerified, displayName: pName, passwordHash: pHash, emailNotifications: pNotify, createdAt: pCreated)
         }
-        return ChatRecord(
+        let chat = ChatRecord(
             id: id, kind: ChatKind(rawValue: kind) ?? .group, title: title, isPublic: isPublic, createdAt: created, activityAt: activity,
             lastSeq: lastSeq, membersCount: membersCount, lastReadSeq: lastRead, lastMessage: lastMessage, peer: peer,
             settings: ChatSettings(mutedUntil: mutedUntil, notify: NotifyLevel(rawValue: notify) ?? .all)
         )
+        return (chat, viewer)
     }
 
     /// A chat as `viewer` sees it: nil unless the viewer is a member or the group is public.
     public func chat(_ chatID: UUID, viewer: UUID) async throws -> ChatRecord? {
         let rows = try await self.database.query(
             PostgresQuery(
-                unsafeSQL: Self.chatSelect + """
+                unsafeSQL: Self.chatSelect() + """
                      LEFT JOIN chat_members me ON me.chat_id = c.id AND me.user_id = $1
                     WHERE c.id = $2 AND (me.user_id IS NOT NULL OR (c.kind = 'group' AND c.public))
                     """,
@@ -193,6 +205,29 @@ public struct ChatStore: Sendable {
         var chats: [ChatRecord] = []
         for try await row in rows { chats.append(try Self.chat(row)) }
         return try await self.withLastMessageAttachments(chats).first
+    }
+
+    /// One chat as each of `viewers` sees it, in one query (a change of the
+    /// chat told to all of its sockets on a gateway): the viewers who may
+    /// see it (members, or anyone for a public group) → their view.
+    public func chat(_ chatID: UUID, viewers: Set<UUID>) async throws -> [UUID: ChatRecord] {
+        guard !viewers.isEmpty else { return [:] }
+        var binds = Self.binds(chatID)
+        binds.append(Array(viewers))
+        let rows = try await self.database.query(
+            PostgresQuery(
+                unsafeSQL: Self.chatSelect(viewer: "v.id", from: "unnest($2::uuid[]) AS v(id) CROSS JOIN chats c") + """
+                     LEFT JOIN chat_members me ON me.chat_id = c.id AND me.user_id = v.id
+                    WHERE c.id = $1 AND (me.user_id IS NOT NULL OR (c.kind = 'group' AND c.public))
+                    """,
+                binds: binds
+            ),
+            logger: self.logger
+        )
+        var views: [(chat: ChatRecord, viewer: UUID)] = []
+        for try await row in rows { views.append(try Self.viewedChat(row)) }
+        let chats = try await self.withLastMessageAttachments(views.map(\.chat))
+        return Dictionary(zip(views.map(\.viewer), chats)) { first, _ in first }
     }
 
     /// The viewer's chats, most recent activity first, keyset-paginated on (activity_at, id).
@@ -207,7 +242,7 @@ public struct ChatStore: Sendable {
         binds.append(limit + 1)
         let rows = try await self.database.query(
             PostgresQuery(
-                unsafeSQL: Self.chatSelect + """
+                unsafeSQL: Self.chatSelect() + """
                      JOIN chat_members me ON me.chat_id = c.id AND me.user_id = $1
                     WHERE true \(condition)
                     ORDER BY c.activity_at DESC, c.id DESC

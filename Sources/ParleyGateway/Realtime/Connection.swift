@@ -16,7 +16,8 @@ enum Outgoing: Sendable {
     case catchUp
     /// The user joined a chat whose last seq was `since` at that moment.
     case chatAdded(UUID, since: Int64)
-    case chatChanged(UUID)
+    /// The chat changed: its new state, read once for every socket told (`ChatViews`).
+    case chatChanged(UUID, ChatViews)
     case chatRemoved(UUID)
     /// The close frame of a close decided while answers were still queued:
     /// written after them, so a client sees every answer it was owed.

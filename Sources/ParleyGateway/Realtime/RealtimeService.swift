@@ -51,6 +51,8 @@ public final class RealtimeService: Service {
     /// Gaps that stayed open for the window: read once for the chat's sockets, or left to each socket.
     private let gapsFilled = Counter(label: "parley_message_gaps_filled_total")
     private let gapsLeftOpen = Counter(label: "parley_message_gaps_left_open_total")
+    /// Reads of a changed chat: one per `chat_updated` event for all of its sockets here.
+    private let chatUpdatesRead = Counter(label: "parley_chat_updates_read_total")
     /// Events skipped because their envelope could not be read (a newer publisher).
     private let undecodable = Counter(label: "parley_events_undecodable_total")
 
@@ -155,7 +157,9 @@ public final class RealtimeService: Service {
             // after the message itself, if it is held for a missing seq
             guard let chat = envelope.chatID else { return }
             let text = envelope.frameText
-            self.afterHeldMessages(of: chat) { $0.enqueue(.chatEvent(chatID: chat, payload: text)) }
+            self.afterHeldMessages(of: chat) { connections in
+                for connection in connections { connection.enqueue(.chatEvent(chatID: chat, payload: text)) }
+            }
         case .read:
             // Read positions are frequent in busy chats and say nothing about
             // message order: they pass held messages (flushing them would make
@@ -175,8 +179,12 @@ public final class RealtimeService: Service {
             // with a user: a change for that member alone (their settings)
             guard let chat = envelope.chatID else { return }
             let user = envelope.userID
-            self.afterHeldMessages(of: chat) { connection in
-                if user == nil || connection.userID == user { connection.enqueue(.chatChanged(chat)) }
+            self.afterHeldMessages(of: chat) { connections in
+                let told = connections.filter { user == nil || $0.userID == user }
+                guard !told.isEmpty else { return }
+                // one read of the chat for all of them, each socket taking its own view in its order
+                let views = ChatViews(chat: chat, viewers: Set(told.map(\.userID)), store: self.chats.store, reads: self.chatUpdatesRead)
+                for connection in told { connection.enqueue(.chatChanged(chat, views)) }
             }
         case .memberAdded:
             guard let chat = envelope.chatID, let user = envelope.userID else { return }
@@ -210,10 +218,10 @@ public final class RealtimeService: Service {
         self.order.withLock { self.deliver($0.flush(chat: chat), chat: chat) }
     }
 
-    private func afterHeldMessages(of chat: UUID, _ event: (Connection) -> Void) {
+    private func afterHeldMessages(of chat: UUID, _ event: ([Connection]) -> Void) {
         self.order.withLock { order in
             self.deliver(order.flush(chat: chat), chat: chat)
-            for connection in self.hub.connections(inChat: chat) { event(connection) }
+            event(self.hub.connections(inChat: chat))
         }
     }
 

@@ -316,9 +316,9 @@ struct Writer {
             let start = max(self.delivered[chatID] ?? since, since)
             self.delivered[chatID] = start
             if chat.lastSeq > start { try await self.fill(chatID, after: start, before: chat.lastSeq + 1) }
-        case .chatChanged(let chatID):
-            guard self.connection.follows(chatID), let chat = try await self.store.chat(chatID, viewer: self.connection.userID) else { return }
-            try await self.write(ServerFrame.encoded(ServerFrame.ChatEvent(chat: ChatBody(chat: chat, members: nil))))
+        case .chatChanged(let chatID, let views):
+            guard self.connection.follows(chatID), let frame = try await views.frame(for: self.connection.userID) else { return }
+            try await self.write(frame)
         case .chatRemoved(let chatID):
             self.delivered[chatID] = nil
             try await self.write(ServerFrame.json(["type": "chat_removed", "chat_id": chatID.lowercased]))
