@@ -209,3 +209,40 @@ import Testing
         #expect(order.holding == 0)
     }
 }
+
+/// Which channels a gateway needs, counted incrementally.
+@Suite struct ChannelDemandTests {
+    @Test func onlyChannelsWhoseFollowersWentToOrFromZeroAreChanges() {
+        var demand = ChannelDemand(fixed: ["revocations"])
+        demand.retain("chat:a")
+        demand.retain("chat:a")
+        demand.retain("user:1")
+        var changes = demand.takeChanges(applied: [])
+        #expect(changes.subscribe == ["chat:a", "revocations", "user:1"] && changes.unsubscribe.isEmpty)
+        var applied: Set<String> = ["chat:a", "revocations", "user:1"]
+        // a second follower leaving is no change; the last one is
+        demand.release("chat:a")
+        #expect(demand.takeChanges(applied: applied) == ([], []))
+        demand.release("chat:a")
+        changes = demand.takeChanges(applied: applied)
+        #expect(changes.subscribe.isEmpty && changes.unsubscribe == ["chat:a"])
+        applied.remove("chat:a")
+        // gone and back between two passes: nothing to do
+        demand.release("user:1")
+        demand.retain("user:1")
+        #expect(demand.takeChanges(applied: applied) == ([], []))
+        // releasing what nobody follows changes nothing
+        demand.release("chat:unknown")
+        #expect(demand.takeChanges(applied: applied) == ([], []))
+        #expect(demand.counts == ["revocations": 1, "user:1": 1])
+    }
+
+    @Test func aChangeRedisRefusedIsTakenAgain() {
+        var demand = ChannelDemand()
+        demand.retain("chat:a")
+        let failed = demand.takeChanges(applied: [])
+        #expect(demand.takeChanges(applied: []) == ([], []), "taken once")
+        demand.retry(failed.subscribe)
+        #expect(demand.takeChanges(applied: []).subscribe == ["chat:a"])
+    }
+}
