@@ -55,3 +55,20 @@ import Testing
         await redis.shutdown()
     }
 }
+
+extension ConnectionHubTests {
+    /// A service group cancels its services when one fails (a port already
+    /// taken): the subscription passes must end then, and nobody may wait.
+    @Test func cancellingThePassesEndsThemAndNobodyWaits() async throws {
+        let subscriber = RedisSubscriber(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        let hub = ConnectionHub(subscriber: subscriber, logger: TestEnvironment.logger)
+        let passes = Task { await hub.subscriptions.run() }
+        let waiting = Task { await hub.subscriptions.sync() }  // nothing connected: never answered by a pass
+        passes.cancel()
+        try await withDeadline(.seconds(10)) {
+            await passes.value
+            await waiting.value
+            await hub.subscriptions.sync()  // after the end: at once
+        }
+    }
+}

@@ -155,6 +155,10 @@ final class ConnectionHub: Sendable {
         self.state.withLock { state in (state.byChat[chatID] ?? []).compactMap { state.connections[$0] } }
     }
 
+    func connections(ofUser userID: UUID) -> [Connection] {
+        self.state.withLock { state in (state.byUser[userID] ?? []).compactMap { state.connections[$0] } }
+    }
+
     func connections(ofSession sessionID: UUID) -> [Connection] {
         self.state.withLock { state in (state.bySession[sessionID] ?? []).compactMap { state.connections[$0] } }
     }
@@ -224,7 +228,17 @@ final class SubscriptionManager: Sendable {
         }
     }
 
+    /// Runs passes until `finish()` or cancellation (a service group
+    /// cancels its services when one of them fails: this must end then too).
     func run() async {
+        await withTaskCancellationHandler {
+            await self.applyPasses()
+        } onCancel: {
+            self.finish()
+        }
+    }
+
+    private func applyPasses() async {
         var applied = Set<String>()
         while let answered = await self.nextRequests() {
             self.passes.add(1, ordering: .relaxed)
@@ -240,6 +254,9 @@ final class SubscriptionManager: Sendable {
                     applied.subtract(changes.unsubscribe)
                 }
             } catch {
+                // the subscriber forgot a channel it was told to drop even if Redis
+                // did not answer: wanted again later, it must be subscribed again
+                applied.subtract(changes.unsubscribe)
                 self.source.withLock { $0 }?.retry(changes.subscribe + changes.unsubscribe)
                 self.logger.warning("subscription change failed; it is retried with the next one", metadata: ["error": "\(error)"])
             }

@@ -262,9 +262,11 @@ public final class RealtimeService: Service {
 
     /// Brings a user's local connections in line with PostgreSQL: chats joined
     /// or left while events could have been missed, and revoked sessions.
-    func reconcile(user: UUID) async {
-        guard let positions = try? await self.chats.store.chatPositions(of: user) else { return }
-        let connections = self.hub.all.filter { $0.userID == user }
+    /// Returns the positions it read (each chat's last seq), nil if the read failed.
+    @discardableResult
+    func reconcile(user: UUID) async -> [UUID: Int64]? {
+        guard let positions = try? await self.chats.store.chatPositions(of: user) else { return nil }
+        let connections = self.hub.connections(ofUser: user)
         let followed = connections.reduce(into: Set<UUID>()) { $0.formUnion($1.chats) }
         for chat in followed.subtracting(positions.keys) {
             for connection in await self.hub.removeChat(chat, forUser: user) { connection.enqueue(.chatRemoved(chat)) }

@@ -127,13 +127,17 @@ struct WebSocketSession {
 
         await self.realtime.hub.register(connection)
         // Membership or a logout may have changed between the first read and
-        // the subscriptions taking effect: look again now that nothing can be missed.
-        await self.realtime.reconcile(user: identity.userID)
+        // the subscriptions taking effect: look again now that nothing can be
+        // missed. What this read finds is where the first catch-up stops.
+        let latest = await self.realtime.reconcile(user: identity.userID)
         if cameOnline { await self.realtime.presence.announce(identity.userID, online: true, logger: logger) }
 
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
-                let writer = Writer(connection: connection, outbound: outbound, store: self.store, delivered: delivered, resumeLimit: self.limits.resumeLimit, logger: logger)
+                let writer = Writer(
+                    connection: connection, outbound: outbound, store: self.store, delivered: delivered, catchUpTo: latest, resumeLimit: self.limits.resumeLimit,
+                    logger: logger
+                )
                 group.addTask { await writer.run() }
                 await self.readLoop(&messages, connection: connection, logger: logger)
                 connection.finish()
@@ -253,15 +257,22 @@ struct Writer {
     let outbound: WebSocketOutboundWriter
     let store: ChatStore
     var delivered: [UUID: Int64]
+    /// Where the first catch-up stops: each chat's last seq, read after the
+    /// socket's subscriptions took effect (nil: the catch-up reads it).
+    var catchUpTo: [UUID: Int64]?
     let resumeLimit: Int
     let logger: Logger
     var presenceSent: [UUID: Bool] = [:]
 
-    init(connection: Connection, outbound: WebSocketOutboundWriter, store: ChatStore, delivered: [UUID: Int64], resumeLimit: Int, logger: Logger) {
+    init(
+        connection: Connection, outbound: WebSocketOutboundWriter, store: ChatStore, delivered: [UUID: Int64], catchUpTo: [UUID: Int64]? = nil,
+        resumeLimit: Int, logger: Logger
+    ) {
         self.connection = connection
         self.outbound = outbound
         self.store = store
         self.delivered = delivered
+        self.catchUpTo = catchUpTo
         self.resumeLimit = resumeLimit
         self.logger = logger
     }
@@ -304,8 +315,14 @@ struct Writer {
             self.presenceSent[userID] = online
             try await self.write(payload)
         case .catchUp:
-            // everything after the delivered seq of every chat, up to where each chat is now
-            let latest = try await self.store.chatPositions(of: self.connection.userID)
+            // everything after the delivered seq of every chat, up to where each
+            // chat is now (for the first one, as the registration read it)
+            let latest: [UUID: Int64]
+            if let known = self.catchUpTo.take() {
+                latest = known
+            } else {
+                latest = try await self.store.chatPositions(of: self.connection.userID)
+            }
             try await self.replay(self.delivered.compactMap { chatID, seq in
                 latest[chatID].map { SeqRange(chatID: chatID, after: seq, through: $0) }
             })
