@@ -50,4 +50,40 @@ import Testing
         #expect(sockets[2].1.allFrames.filter { $0["type"] as? String == "chat" }.count == 1, "Cat was told of the rename only")
         for (_, socket) in sockets { await socket.close() }
     }
+
+    @Test func aBurstOfChangesEndsWithEverySocketShowingTheLastState() async throws {
+        let (a, b) = try await twoGateways()
+        let owner = try await E2EUser.register(on: a, name: "Owner")
+        var members: [E2EUser] = []
+        for name in ["Bob", "Cat", "Dan"] { members.append(try await E2EUser.register(on: b, name: name)) }
+        let chat = try await owner.group(on: a, members: members)
+        var sockets: [TestWebSocket] = []
+        for member in members { sockets.append(try await member.connect(b)) }
+        let before = try await Self.reads(on: b)
+
+        // 12 renames at once: each socket's last chat frame shows the title that stayed
+        let renames = 12
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 1...renames {
+                group.addTask { try await HTTP.json("PATCH", "\(a.baseURL)/v1/chats/\(chat)", ["title": "Title \(index)"], token: owner.token).status }
+            }
+            for try await status in group { #expect(status == 200) }
+        }
+        let final = try #require(try await HTTP.json("GET", "\(a.baseURL)/v1/chats/\(chat)", token: owner.token).json["title"] as? String)
+        for socket in sockets {
+            _ = try await socket.next("chat") { ($0["chat"] as? [String: Any])?["title"] as? String == final }
+        }
+        // every event was told (one frame each), from at most one read per event
+        let all = sockets
+        try await eventually {
+            all.allSatisfy { socket in socket.allFrames.filter { $0["type"] as? String == "chat" }.count == renames }
+        }
+        for socket in sockets {
+            let titles = socket.allFrames.filter { $0["type"] as? String == "chat" }.compactMap { ($0["chat"] as? [String: Any])?["title"] as? String }
+            #expect(titles.last == final, "the last frame shows the last state: \(titles)")
+        }
+        let reads = try await Self.reads(on: b) - before
+        #expect(reads >= 1 && reads <= Double(renames), "\(reads) reads for \(renames) changes")
+        for socket in sockets { await socket.close() }
+    }
 }

@@ -51,8 +51,11 @@ public final class RealtimeService: Service {
     /// Gaps that stayed open for the window: read once for the chat's sockets, or left to each socket.
     private let gapsFilled = Counter(label: "parley_message_gaps_filled_total")
     private let gapsLeftOpen = Counter(label: "parley_message_gaps_left_open_total")
-    /// Reads of a changed chat: one per `chat_updated` event for all of its sockets here.
+    /// Reads of a changed chat for all of its sockets here (`ChatViews`): at
+    /// most one per `chat_updated` event, fewer in a burst.
     private let chatUpdatesRead = Counter(label: "parley_chat_updates_read_total")
+    /// Per chat, its latest `ChatViews` until that read ended.
+    private let chatViews = Mutex<[UUID: ChatViews]>([:])
     /// Events skipped because their envelope could not be read (a newer publisher).
     private let undecodable = Counter(label: "parley_events_undecodable_total")
 
@@ -183,7 +186,7 @@ public final class RealtimeService: Service {
                 let told = connections.filter { user == nil || $0.userID == user }
                 guard !told.isEmpty else { return }
                 // one read of the chat for all of them, each socket taking its own view in its order
-                let views = ChatViews(chat: chat, viewers: Set(told.map(\.userID)), store: self.chats.store, reads: self.chatUpdatesRead)
+                let views = self.views(of: chat, for: told.map(\.userID))
                 for connection in told { connection.enqueue(.chatChanged(chat, views)) }
             }
         case .memberAdded:
@@ -198,6 +201,23 @@ public final class RealtimeService: Service {
         case .userRegistered:
             // only ever in the notifier's stream, never on a channel
             return
+        }
+    }
+
+    /// The read a `chat_updated` event's sockets take their frames from: the
+    /// chat's read that has not started yet, or a new one that starts once
+    /// the chat's running read ended.
+    private func views(of chat: UUID, for viewers: [UUID]) -> ChatViews {
+        self.chatViews.withLock { latest in
+            if let waiting = latest[chat], waiting.join(viewers) { return waiting }
+            let views = ChatViews.start(
+                chat: chat, viewers: viewers, after: latest[chat], store: self.chats.store, reads: self.chatUpdatesRead,
+                ended: { [weak self] ended in
+                    self?.chatViews.withLock { latest in if latest[chat] === ended { latest[chat] = nil } }
+                }
+            )
+            latest[chat] = views
+            return views
         }
     }
 
@@ -277,6 +297,7 @@ public final class RealtimeService: Service {
         for connection in connections where (try? await self.revocations.isRevoked(connection.sessionID)) == true {
             connection.close(4001, "session ended")
         }
+        return positions
     }
 
     // MARK: presence upkeep
