@@ -48,9 +48,15 @@ public struct ChatEventPublisher: Sendable {
     /// still see them live; members elsewhere catch up from PostgreSQL once
     /// their subscriber is back.
     public let local = LocalDelivery()
+    /// The kinds appended to `events:messages` as well as published.
+    let streamed: Set<EventEnvelope.Kind>
 
-    public init(redis: RedisClient) {
+    /// `pushEnabled`: read positions go on the stream only for Web Push
+    /// (they retract pushes; nothing else reads them), so a gateway without
+    /// a VAPID key spares each read receipt that `XADD`.
+    public init(redis: RedisClient, pushEnabled: Bool = true) {
         self.redis = redis
+        self.streamed = pushEnabled ? EventStreams.streamedKinds : EventStreams.streamedKinds.subtracting([.read])
     }
 
     public final class LocalDelivery: Sendable {
@@ -82,7 +88,7 @@ public struct ChatEventPublisher: Sendable {
                 let payload = envelope.encoded()
                 deliveries.append((channel, payload))
                 commands.append(.publish(channel, .bytes(payload)))
-                if EventStreams.streamedKinds.contains(envelope.kind) { commands.append(Self.streamEntry(envelope)) }
+                if self.streamed.contains(envelope.kind) { commands.append(Self.streamEntry(envelope)) }
             }
         }
         guard !commands.isEmpty else { return }

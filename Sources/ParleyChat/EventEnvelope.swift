@@ -193,8 +193,8 @@ public enum EventStreams {
     /// positions, membership changes and new accounts.
     public static let messages = "events:messages"
     /// The kinds appended to `messages`: a new message notifies (digests,
-    /// pushes), a read position retracts what it notified, and these and the
-    /// rest become webhooks. (Mailers of earlier versions skip all but new
+    /// pushes), a read position retracts what it notified (appended only by
+    /// gateways with Web Push configured), and the rest become webhooks. (Mailers of earlier versions skip all but new
     /// messages; one before `user_registered` logs each as unreadable.)
     public static let streamedKinds: Set<EventEnvelope.Kind> = [.message, .messageUpdated, .read, .memberAdded, .memberRemoved, .userRegistered]
     public static let messagesMaxLength = 1_000_000

@@ -35,7 +35,7 @@ public struct GatewayDependencies: Sendable {
         let store = AccountStore(database: self.database, logger: logger)
         // one limiter per process: its in-memory fallback (Redis down) is shared
         let limiter = RateLimiter(redis: self.redis)
-        let publisher = ChatEventPublisher(redis: self.redis)
+        let publisher = ChatEventPublisher(redis: self.redis, pushEnabled: configuration.push.vapid != nil)
         var accounts = AccountServices(
             environment: configuration.environment,
             accounts: store,

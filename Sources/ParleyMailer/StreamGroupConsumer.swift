@@ -111,22 +111,15 @@ func untilGracefulShutdown(_ body: @escaping @Sendable () async throws -> Void) 
 /// `_pending` are recorded per group. Once caught up, a worker whose jobs
 /// cost a query per read lets events `gather` into bigger reads.
 struct EventJobWorker: Sendable {
-    let redis: RedisClient
-    let group: String
-    let consumer: String
-    let claimIdle: Duration
-    let gather: Duration
+    /// The group's consumer of `events:messages`, reading 200 entries at a time.
+    let consumer: StreamGroupConsumer
     let due: DueSet
-    let logger: Logger
 
     init(redis: RedisClient, group: String, jobsKey: String, consumer: String, claimIdle: Duration, gather: Duration = .zero, logger: Logger) {
-        self.redis = redis
-        self.group = group
-        self.consumer = consumer
-        self.claimIdle = claimIdle
-        self.gather = gather
+        self.consumer = StreamGroupConsumer(
+            redis: redis, stream: EventStreams.messages, group: group, consumer: consumer, count: 200, claimIdle: claimIdle, gather: gather, logger: logger
+        )
         self.due = DueSet(redis: redis, key: jobsKey)
-        self.logger = logger
     }
 
     /// Runs until a graceful shutdown: `jobs` turns a read of entries into
@@ -137,27 +130,23 @@ struct EventJobWorker: Sendable {
         attempt: @escaping @Sendable (String) async -> Bool,
         cleanup: @Sendable () async -> Void
     ) async throws {
-        let stream = EventStreams.messages
-        let lag = Gauge(label: "parley_notifier_stream_lag", dimensions: [("group", self.group)])
-        let pending = Gauge(label: "parley_notifier_stream_pending", dimensions: [("group", self.group)])
-        let consumer = StreamGroupConsumer(
-            redis: self.redis, stream: stream, group: self.group, consumer: self.consumer, count: 200, claimIdle: self.claimIdle, gather: self.gather,
-            logger: self.logger
-        )
-        let runner = DueJobRunner(due: self.due, concurrency: 32, lease: max(self.claimIdle, .seconds(15)))
+        let (consumer, redis, stream, group) = (self.consumer, self.consumer.redis, self.consumer.stream, self.consumer.group)
+        let lag = Gauge(label: "parley_notifier_stream_lag", dimensions: [("group", group)])
+        let pending = Gauge(label: "parley_notifier_stream_pending", dimensions: [("group", group)])
+        let runner = DueJobRunner(due: self.due, concurrency: 32, lease: max(consumer.claimIdle, .seconds(15)))
         do {
-            try await self.redis.xgroupCreate(stream, group: self.group, startID: "$")
+            try await redis.xgroupCreate(stream, group: group, startID: "$")
             try await untilGracefulShutdown {
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask {
                         try await consumer.run(tick: { await consumer.measure(lag: lag, pending: pending) }) { entries, _ in
                             do {
                                 try await self.due.scheduleNow(try await jobs(entries))
-                                try await self.redis.xack(stream, group: self.group, ids: entries.map(\.id))
+                                try await redis.xack(stream, group: group, ids: entries.map(\.id))
                             } catch {
-                                self.logger.warning(
+                                consumer.logger.warning(
                                     "could not queue the jobs of these events; they stay pending and are tried again",
-                                    metadata: ["group": "\(self.group)", "error": "\(error)"]
+                                    metadata: ["group": "\(group)", "error": "\(error)"]
                                 )
                             }
                         }

@@ -1,6 +1,8 @@
 import Foundation
+import HiredisNIO
 import NIOCore
 import ParleyCore
+import ParleyTestSupport
 @testable import ParleyChat
 import Testing
 
@@ -85,5 +87,24 @@ import Testing
         message.reactions = nil
         let updated = try #require(try self.delivered(.messageUpdated(message)).first?.envelope)
         #expect((try self.frame(updated)["message"] as? [String: Any])?.keys.contains("reactions") == false)
+    }
+}
+
+/// What goes on `events:messages`, against the real Redis.
+@Suite struct EventStreamTests {
+    @Test func readPositionsGoOnTheStreamOnlyWhenPushIsConfigured() async throws {
+        let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
+        defer { Task { await redis.shutdown() } }
+        for pushEnabled in [false, true] {
+            let publisher = ChatEventPublisher(redis: redis, pushEnabled: pushEnabled)
+            let chat = UUID(), user = UUID()
+            await publisher.publish([.read(chatID: chat, userID: user, seq: 3), .memberRemoved(chatID: chat, userID: user)], logger: TestEnvironment.logger)
+            // other tests append too: this chat's entries among the newest
+            let kinds = try await redis.xrange(EventStreams.messages, count: 500, reverse: true).compactMap { entry -> EventEnvelope.Kind? in
+                guard let header = entry[EventStreams.envelopeField], let envelope = try? EventEnvelope.decode(header: header), envelope.chatID == chat else { return nil }
+                return envelope.kind
+            }
+            #expect(Set(kinds) == (pushEnabled ? [.read, .memberRemoved] : [.memberRemoved]), "push \(pushEnabled): \(kinds)")
+        }
     }
 }

@@ -271,12 +271,11 @@ public final class RealtimeService: Service {
                 for message in try await self.chats.store.messages(in: [SeqRange(chatID: gap.chat, after: gap.after, through: gap.through)]) {
                     read.append((message.seq, (message.seq, ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))))
                 }
-                self.gapsFilled.increment()
             } catch {
                 self.logger.warning("could not read a gap of a chat; its sockets read it themselves", metadata: ["chat.id": "\(gap.chat.lowercased)", "error": "\(error)"])
             }
         }
-        if read.isEmpty { self.gapsLeftOpen.increment() }
+        (read.isEmpty ? self.gapsLeftOpen : self.gapsFilled).increment()
         self.order.withLock { order in self.deliver(order.filled(chat: gap.chat, read: read, now: .now), chat: gap.chat) }
     }
 
