@@ -2,7 +2,6 @@ import Foundation
 public import HiredisNIO
 public import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 public import Logging
 public import ParleyCore
 public import PostgresNIO
@@ -123,10 +122,8 @@ public func buildApplication(
     let configuration = dependencies.configuration
     for warning in configuration.startupWarnings { logger.warning("\(warning)") }
     let router = buildRouter(dependencies, configure: configure)
-    let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
-    dependencies.realtimeRoutes.addWebSocketRoute(to: webSocketRouter)
+    let realtimeRoutes = dependencies.realtimeRoutes
     let limits = dependencies.realtime.limits
-    let webSocketResponder = webSocketRouter.buildResponder()
     var services: [any Service] = [
         // stopped in reverse order on SIGTERM, after the HTTP server: the writer
         // finishes the queued sends while PostgreSQL and Redis are still there
@@ -149,15 +146,13 @@ public func buildApplication(
         router: router,
         server: HTTPServerBuilder { responder in
             OriginGuardChannel(
-                inner: HTTP1WebSocketUpgradeChannel(
+                inner: GatewayChannel(
                     responder: responder,
-                    webSocketResponder: webSocketResponder,
-                    configuration: .init(
-                        // a kept-alive connection with no request for this long is closed, as is
-                        // one whose next request head does not arrive within it
-                        http1: .init(idleTimeout: .milliseconds(configuration.idleTimeout.milliseconds)),
-                        ws: .init(maxFrameSize: limits.frameBytes, autoPing: .enabled(timePeriod: limits.heartbeat), closeTimeout: .seconds(5))
-                    )
+                    // a kept-alive connection with no request for this long is closed, as is
+                    // one whose next request head does not arrive within it
+                    http1: .init(idleTimeout: .milliseconds(configuration.idleTimeout.milliseconds)),
+                    maxFrameSize: limits.frameBytes,
+                    webSocket: realtimeRoutes.webSocketSession(for:)
                 ),
                 allowed: Set(configuration.allowedOrigins),
                 headTimeout: configuration.headTimeout

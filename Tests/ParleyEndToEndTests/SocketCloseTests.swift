@@ -81,4 +81,38 @@ import Testing
         #expect(socket.readUntilClosed(timeout: .seconds(10)) != nil)
         #expect(Date().timeIntervalSince(answered) < 2, "a completed handshake ends the connection without waiting")
     }
+
+    /// The frame layer the gateway's own handler implements: fragmented
+    /// messages are joined (and bounded as a whole), pings are answered in
+    /// between fragments, and a client that closes first gets the close echoed.
+    @Test func fragmentsAreJoinedPingsAnsweredAndAClientsCloseEchoed() async throws {
+        let (g1, _) = try await twoGateways()
+        let user = try await E2EUser.register(on: g1, name: "Frames")
+        let socket = try Self.rawHello(user, on: g1)
+        let ping = Array(#"{"type": "ping", "ref": "in-three-parts"}"#.utf8)
+        try socket.send(opcode: 0x1, Array(ping[0..<10]), fin: false)
+        try socket.send(opcode: 0x9, Array("are you there".utf8))  // a control frame between fragments
+        try socket.send(opcode: 0x0, Array(ping[10..<20]), fin: false)
+        try socket.send(opcode: 0x0, Array(ping[20...]), fin: true)
+        var seen: [String] = []
+        while seen.count < 2, let frame = try socket.next() {
+            if frame.opcode == 0x0A { seen.append("pong \(frame.text)") }
+            if let json = frame.json, json["type"] as? String == "pong" { seen.append("pong ref \(json["ref"] as? String ?? "")") }
+        }
+        #expect(seen == ["pong are you there", "pong ref in-three-parts"], "the control frame is answered first, the joined message after")
+        // the client closes first: the server echoes the code and ends the connection
+        try socket.send(opcode: 0x8, [0x0F, 0xA0])  // 4000
+        let frames = socket.readUntilClosed(timeout: .seconds(5))
+        #expect(frames?.first { $0.opcode == 0x8 }?.closeCode == 4000)
+
+        // fragments are bounded as a whole: 64 KiB in two parts closes with 1009
+        let big = try Self.rawHello(user, on: g1)
+        try big.send(opcode: 0x1, Array(repeating: UInt8(ascii: "x"), count: 40_000), fin: false)
+        try big.send(opcode: 0x0, Array(repeating: UInt8(ascii: "x"), count: 40_000), fin: true)
+        #expect(try Self.closeCode(big) == 1009)
+        // a continuation with nothing to continue is a protocol error
+        let stray = try Self.rawHello(user, on: g1)
+        try stray.send(opcode: 0x0, Array("x".utf8), fin: true)
+        #expect(try Self.closeCode(stray) == 1002)
+    }
 }

@@ -1,4 +1,6 @@
+import DequeModule
 import Foundation
+import ParleyCore
 import Synchronization
 
 /// What a connection's writer processes, in order.
@@ -37,8 +39,10 @@ enum Outgoing: Sendable {
 }
 
 /// One WebSocket on this instance: who it is, which chats it follows, and a
-/// bounded outbound queue drained by its own writer task (a slow reader only
-/// ever slows itself down).
+/// bounded outbound queue. Whoever queues an item wakes the socket's handler
+/// (`wake`) unless it is already due to run; the handler drains the queue on
+/// its event loop and flushes once per drain, so a slow reader only ever
+/// slows itself down and a burst of events costs one write to the kernel.
 final class Connection: Sendable {
     let id: UUID
     let userID: UUID
@@ -46,17 +50,25 @@ final class Connection: Sendable {
     /// When the access token that opened it expires: the socket is closed
     /// with 4001 then (RealtimeService's expiry sweep; the client refreshes and resumes).
     let expiresAt: Date
-    let stream: AsyncStream<Outgoing>
-    private let continuation: AsyncStream<Outgoing>.Continuation
-    private let queued = Atomic<Int>(0)
-    private let queuedBytes = Atomic<Int>(0)
+    private struct Outbox {
+        var items = Deque<Outgoing>()
+        var bytes = 0
+        /// The handler was woken and has not yet found the queue empty.
+        var scheduled = false
+    }
+
+    private let outbox = Mutex(Outbox())
     private let chatSet: Mutex<Set<UUID>>
     /// The server's close decision for this socket.
     let socket: SocketClose
     let queueLimit: Int
     let byteLimit: Int
+    private let wake: @Sendable () -> Void
 
-    init(id: UUID = .v7(), userID: UUID, sessionID: UUID, expiresAt: Date, chats: Set<UUID>, queueLimit: Int, byteLimit: Int = 4 << 20, socket: SocketClose) {
+    init(
+        id: UUID = .v7(), userID: UUID, sessionID: UUID, expiresAt: Date, chats: Set<UUID>, queueLimit: Int, byteLimit: Int = 4 << 20, socket: SocketClose,
+        wake: @escaping @Sendable () -> Void = {}
+    ) {
         self.byteLimit = byteLimit
         self.id = id
         self.socket = socket
@@ -65,7 +77,7 @@ final class Connection: Sendable {
         self.expiresAt = expiresAt
         self.chatSet = Mutex(chats)
         self.queueLimit = queueLimit
-        (self.stream, self.continuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
+        self.wake = wake
     }
 
     var chats: Set<UUID> { self.chatSet.withLock { $0 } }
@@ -73,36 +85,55 @@ final class Connection: Sendable {
     func addChat(_ chatID: UUID) { self.chatSet.withLock { _ = $0.insert(chatID) } }
     func removeChat(_ chatID: UUID) { self.chatSet.withLock { _ = $0.remove(chatID) } }
 
+    private enum Queued {
+        case queued(wake: Bool)
+        case dropped
+        case overflow
+    }
+
     /// Queues an item. The queue is bounded in frames and in bytes: typing
     /// and presence are dropped once it is half full by either measure; a
     /// full queue closes the connection with 4008.
     func enqueue(_ item: Outgoing) {
-        let depth = self.queued.load(ordering: .relaxed)
-        let bytes = self.queuedBytes.load(ordering: .relaxed)
         let cost = item.cost
-        switch item {
-        case .typing, .presence:
-            if depth >= self.queueLimit / 2 || bytes + cost > self.byteLimit / 2 { return }
-        default:
-            if depth >= self.queueLimit || bytes + cost > self.byteLimit {
-                self.close(4008, "too slow: send queue overflow; reconnect with resume")
-                return
+        let result = self.outbox.withLock { outbox -> Queued in
+            switch item {
+            case .typing, .presence:
+                if outbox.items.count >= self.queueLimit / 2 || outbox.bytes + cost > self.byteLimit / 2 { return .dropped }
+            default:
+                if outbox.items.count >= self.queueLimit || outbox.bytes + cost > self.byteLimit { return .overflow }
             }
+            return Self.append(item, cost: cost, to: &outbox)
         }
-        self.queued.add(1, ordering: .relaxed)
-        self.queuedBytes.add(cost, ordering: .relaxed)
-        self.continuation.yield(item)
+        switch result {
+        case .queued(let wake): if wake { self.wake() }
+        case .dropped: break
+        case .overflow: self.close(4008, "too slow: send queue overflow; reconnect with resume")
+        }
     }
 
-    /// Called by the writer for each item it takes.
-    func dequeued(_ item: Outgoing) {
-        self.queued.subtract(1, ordering: .relaxed)
-        self.queuedBytes.subtract(item.cost, ordering: .relaxed)
+    private static func append(_ item: Outgoing, cost: Int, to outbox: inout Outbox) -> Queued {
+        outbox.items.append(item)
+        outbox.bytes += cost
+        defer { outbox.scheduled = true }
+        return .queued(wake: !outbox.scheduled)
     }
 
-    func finish() {
-        self.continuation.finish()
+    /// The next item for the handler; nil when the queue is empty (the next
+    /// `enqueue` wakes the handler again).
+    func next() -> Outgoing? {
+        self.outbox.withLock { outbox in
+            guard let item = outbox.items.popFirst() else {
+                outbox.scheduled = false
+                return nil
+            }
+            outbox.bytes -= item.cost
+            return item
+        }
     }
+
+    /// Items waiting, for tests and metrics.
+    var queued: Int { self.outbox.withLock { $0.items.count } }
 
     /// Closes with `code` (the first code asked for wins).
     func close(_ code: UInt16, _ reason: String) {
@@ -114,12 +145,10 @@ final class Connection: Sendable {
     /// for a protocol violation still gets the answers to the frames before it.
     func closeAfterQueued(_ code: UInt16, _ reason: String) {
         guard self.socket.decide(code) else { return }
-        self.queued.add(1, ordering: .relaxed)
-        self.continuation.yield(.close(code: code, reason: reason))
+        let item = Outgoing.close(code: code, reason: reason)
+        if case .queued(wake: true) = self.outbox.withLock({ Self.append(item, cost: item.cost, to: &$0) }) { self.wake() }
     }
 
     /// The server decided to close: no client frame is acted on any more.
     var isClosing: Bool { self.socket.isClosing }
 }
-
-import ParleyCore

@@ -1,7 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
+import NIOHTTP1
 import Logging
 import ParleyCore
 import ParleyChat
@@ -38,15 +38,14 @@ struct RealtimeRoutes: Sendable {
         }
     }
 
-    func addWebSocketRoute(to router: Router<BasicWebSocketRequestContext>) {
-        router.ws("/v1/ws") { request, _ in
-            self.originAllowed(request) ? .upgrade([:]) : .dontUpgrade
-        } onUpgrade: { inbound, outbound, context in
-            let session = WebSocketSession(
-                realtime: self.realtime, tokens: self.accounts.tokens, revocations: self.accounts.revocations, logger: self.logger
-            )
-            await session.run(inbound: inbound, outbound: outbound, headers: context.request.headers)
-        }
+    /// The session of an upgrade request to `/v1/ws` (nil: not upgraded;
+    /// foreign browser origins were already refused by `OriginGuardChannel`).
+    func webSocketSession(for head: HTTPRequestHead) -> WebSocketSession? {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        guard head.method == .GET, path == "/v1/ws",
+            Self.originAllowed(head.headers["origin"], allowed: self.allowedOrigins, host: head.headers.first(name: "host"))
+        else { return nil }
+        return WebSocketSession(realtime: self.realtime, tokens: self.accounts.tokens, revocations: self.accounts.revocations, logger: self.logger)
     }
 
     /// What a request to /v1/ws gets when it is not upgraded.

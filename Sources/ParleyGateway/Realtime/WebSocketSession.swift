@@ -1,18 +1,14 @@
 import Foundation
 import HTTPTypes
 import HiredisNIO
-import Hummingbird
-import HummingbirdWebSocket
 import Logging
-import NIOCore
-import NIOWebSocket
-import ParleyCore
-import ServiceLifecycle
-import Synchronization
 import ParleyChat
+import ParleyCore
 
-/// One client on `/v1/ws`: hello, ready, resume, then frames both ways.
-struct WebSocketSession {
+/// The I/O steps of one client on `/v1/ws`, each a short task started by its
+/// `WebSocketConnectionHandler`: admitting a hello, registering the
+/// connection, acting on a frame, releasing it at the end.
+struct WebSocketSession: Sendable {
     let realtime: RealtimeService
     let tokens: AccessTokens
     let revocations: SessionRevocations
@@ -21,203 +17,90 @@ struct WebSocketSession {
     var limits: RealtimeLimits { self.realtime.limits }
     var store: ChatStore { self.realtime.chats.store }
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, headers: HTTPFields) async {
-        let close = SocketClose { code, reason in try? await outbound.close(.unknown(code), reason: reason) }
-        // The session, and a watchdog that stops it once the server has closed
-        // and the client let the handshake time run out: whichever ends first
-        // ends the other. Returning ends the TCP connection (Hummingbird waits
-        // for the client's close frame for at most its own close timeout).
-        let connection = await withTaskGroup(of: Connection?.self) { group in
-            group.addTask { await self.serve(inbound: inbound, outbound: outbound, close: close, headers: headers) }
-            group.addTask {
-                await close.handshakeExpired()
-                return nil
-            }
-            var connection = await group.next() ?? nil
-            group.cancelAll()
-            while let result = await group.next() { connection = connection ?? result }
-            return connection
-        }
-        guard let connection else { return }
-        // not in the (possibly cancelled) session task: presence must be cleaned up
-        await self.realtime.hub.unregister(connection)
-        if (try? await self.realtime.presence.disconnected(userID: connection.userID, connectionID: connection.id)) == true {
-            var logger = self.logger
-            logger[metadataKey: "user.id"] = "\(connection.userID.lowercased)"
-            await self.realtime.presence.announce(connection.userID, online: false, logger: logger)
-        }
+    enum Admission: Sendable {
+        case admitted(Identity, connectionID: UUID, cameOnline: Bool, positions: [UUID: Int64])
+        case refused(UInt16, String)
     }
 
-    /// hello, registration, then the read loop; returns the registered
-    /// connection (for the caller to unregister), or nil if it never got there.
-    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, close: SocketClose, headers: HTTPFields) async -> Connection? {
-        var messages = inbound.messages(maxSize: self.limits.frameBytes).makeAsyncIterator()
-        // hello within the time limit; a token may also come with the upgrade request
-        let helloArrived = Atomic<Bool>(false)
-        let timer = Task {
-            try await Task.sleep(for: self.limits.helloTimeout)
-            if !helloArrived.load(ordering: .relaxed) { close.close(4001, "no hello within \(self.limits.helloTimeout)") }
+    /// Checks the token, takes a slot among the user's connections (on every
+    /// instance; if Redis cannot say, the connection is refused with 1013),
+    /// and reads the user's chats.
+    func admit(token: String?) async -> Admission {
+        guard let token, let identity = await self.tokens.verify(token), (try? await self.revocations.isRevoked(identity.sessionID)) == false else {
+            return .refused(4001, "invalid or expired token")
         }
-        defer { timer.cancel() }
-        var headerToken: String?
-        if let authorization = headers[.authorization], authorization.lowercased().hasPrefix("bearer ") { headerToken = String(authorization.dropFirst(7)) }
-
-        let helloFrame: (token: String?, resume: [UUID: Int64])
-        do {
-            guard let first = try await messages.next(), !close.isClosing else { return nil }
-            helloArrived.store(true, ordering: .relaxed)
-            timer.cancel()
-            guard case .text(let text) = first, case .hello(let token, let resume) = try ClientFrame.parse(text) else {
-                close.close(4001, "the first frame must be hello")
-                return nil
-            }
-            helloFrame = (token, resume)
-        } catch {
-            if let invalid = error as? ClientFrame.Invalid {
-                try? await outbound.write(.text(ServerFrame.error(ref: invalid.ref, code: invalid.code, detail: invalid.detail)))
-            }
-            close.close(4001, "the first frame must be hello")
-            return nil
-        }
-        guard let token = helloFrame.token ?? headerToken, let identity = await self.tokens.verify(token),
-            (try? await self.revocations.isRevoked(identity.sessionID)) == false
-        else {
-            close.close(4001, "invalid or expired token")
-            return nil
-        }
-        // a slot among the user's connections, taken atomically on every instance;
-        // if Redis cannot say, the connection is refused (1013: try again later)
         let connectionID = UUID.v7()
         let cameOnline: Bool
         switch try? await self.realtime.presence.admit(userID: identity.userID, connectionID: connectionID, limit: self.limits.connectionsPerUser) {
         case .admitted(let first)?:
             cameOnline = first
         case .refused?:
-            close.close(1008, "too many connections for this user")
-            return nil
+            return .refused(1008, "too many connections for this user")
         case nil:
-            close.close(1013, "temporarily unavailable; try again later")
-            return nil
+            return .refused(1013, "temporarily unavailable; try again later")
         }
-        let positions: [UUID: Int64]
         do {
-            positions = try await self.store.chatPositions(of: identity.userID)
+            let positions = try await self.store.chatPositions(of: identity.userID)
+            return .admitted(identity, connectionID: connectionID, cameOnline: cameOnline, positions: positions)
         } catch {
-            _ = try? await self.realtime.presence.disconnected(userID: identity.userID, connectionID: connectionID)
-            close.close(1013, "temporarily unavailable; try again later")
-            return nil
+            await self.leave(userID: identity.userID, connectionID: connectionID, announce: false)
+            return .refused(1013, "temporarily unavailable; try again later")
         }
-        let connection = Connection(
-            id: connectionID, userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: Set(positions.keys),
-            queueLimit: self.limits.queuedFrames, byteLimit: self.limits.queuedBytes, socket: close
-        )
+    }
+
+    /// Makes the connection receive live events. Membership or a logout may
+    /// have changed between the first read and the subscriptions taking
+    /// effect: this looks again now that nothing can be missed, and returns
+    /// what it found (where the first catch-up stops).
+    func register(_ connection: Connection, cameOnline: Bool) async -> [UUID: Int64]? {
+        await self.realtime.hub.register(connection)
+        let latest = await self.realtime.reconcile(user: connection.userID)
+        if cameOnline { await self.realtime.presence.announce(connection.userID, online: true, logger: self.logger(for: connection)) }
+        return latest
+    }
+
+    /// The connection ended: no more events for it, and its presence slot freed.
+    func release(_ connection: Connection) async {
+        await self.realtime.hub.unregister(connection)
+        await self.leave(userID: connection.userID, connectionID: connection.id, announce: true)
+    }
+
+    private func leave(userID: UUID, connectionID: UUID, announce: Bool) async {
+        guard (try? await self.realtime.presence.disconnected(userID: userID, connectionID: connectionID)) == true, announce else { return }
+        var logger = self.logger
+        logger[metadataKey: "user.id"] = "\(userID.lowercased)"
+        await self.realtime.presence.announce(userID, online: false, logger: logger)
+    }
+
+    func logger(for connection: Connection) -> Logger {
         var logger = self.logger
         logger[metadataKey: "ws.connection"] = "\(connection.id.lowercased)"
-        logger[metadataKey: "user.id"] = "\(identity.userID.lowercased)"
-
-        // Queued before the connection can receive live events: ready, then the
-        // catch-up that reads PostgreSQL after the subscriptions are in place.
-        connection.enqueue(.frame(ServerFrame.json([
-            "type": "ready", "connection_id": connection.id.lowercased, "user_id": identity.userID.lowercased,
-            "heartbeat_s": Int(self.limits.heartbeat.components.seconds),
-        ])))
-        var delivered = positions
-        for (chat, seq) in helloFrame.resume where delivered[chat] != nil { delivered[chat] = min(seq, delivered[chat] ?? seq) }
-        connection.enqueue(.catchUp)
-
-        await self.realtime.hub.register(connection)
-        // Membership or a logout may have changed between the first read and
-        // the subscriptions taking effect: look again now that nothing can be
-        // missed. What this read finds is where the first catch-up stops.
-        let latest = await self.realtime.reconcile(user: identity.userID)
-        if cameOnline { await self.realtime.presence.announce(identity.userID, online: true, logger: logger) }
-
-        await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                let writer = Writer(
-                    connection: connection, outbound: outbound, store: self.store, delivered: delivered, catchUpTo: latest, resumeLimit: self.limits.resumeLimit,
-                    logger: logger
-                )
-                group.addTask { await writer.run() }
-                await self.readLoop(&messages, connection: connection, logger: logger)
-                connection.finish()
-                group.cancelAll()
-            }
-        } onGracefulShutdown: {
-            connection.close(1012, "server restarting; reconnect with resume")
-        }
-        return connection
+        logger[metadataKey: "user.id"] = "\(connection.userID.lowercased)"
+        return logger
     }
 
-    func readLoop(_ messages: inout WebSocketInboundMessageStream.AsyncIterator, connection: Connection, logger: Logger) async {
-        var badFrames: [ContinuousClock.Instant] = []
-        var frames = TokenBucket(capacity: self.limits.framesPerSecond, perSecond: self.limits.framesPerSecond)
-        var typing = TokenBucket(capacity: self.limits.typingPerSecond, perSecond: self.limits.typingPerSecond)
-        while true {
-            let message: WebSocketMessage?
-            do {
-                message = try await messages.next()
-            } catch {
-                return  // too big (closed 1009 by the framework) or the connection failed
+    /// Acts on a send, typing or read frame.
+    func perform(_ frame: ClientFrame, connection: Connection) async -> SocketMachine.Outcome {
+        let logger = self.logger(for: connection)
+        do {
+            try await self.handle(frame, connection: connection, logger: logger)
+            return .done
+        } catch {
+            // the same mapping as the REST edge: the client's mistakes count
+            // towards the bad-frame limit, our dependencies' outages do not
+            guard let problem = APIError.from(error) else {
+                logger.error("frame failed", metadata: ["error": "\(error)"])
+                return .failed(ref: frame.ref, code: "unavailable", detail: "try again")
             }
-            guard let message else { return }
-            // Once the server closed, frames are read (the client's close
-            // frame ends the loop) but never acted on.
-            if connection.isClosing { continue }
-            guard frames.take() else {
-                connection.closeAfterQueued(1008, "too many frames (at most \(self.limits.framesPerSecond) a second)")
-                continue
-            }
-            guard case .text(let text) = message else {
-                self.reject(connection, ref: nil, code: "invalid_frame", detail: "frames are JSON text", &badFrames)
-                continue
-            }
-            let frame: ClientFrame
-            do {
-                frame = try ClientFrame.parse(text)
-            } catch {
-                self.reject(connection, ref: error.ref, code: error.code, detail: error.detail, &badFrames)
-                continue
-            }
-            if case .typing = frame, !typing.take() {
-                connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: "rate_limited", detail: "at most \(self.limits.typingPerSecond) typing frames a second")))
-                continue
-            }
-            do {
-                try await self.handle(frame, connection: connection, logger: logger)
-            } catch {
-                // the same mapping as the REST edge: the client's mistakes count
-                // towards the bad-frame limit, our dependencies' outages do not
-                guard let problem = APIError.from(error) else {
-                    logger.error("frame failed", metadata: ["error": "\(error)"])
-                    connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: "unavailable", detail: "try again")))
-                    continue
-                }
-                if problem.status.code < 500 {
-                    self.reject(connection, ref: frame.ref, code: problem.code, detail: problem.detail, &badFrames)
-                } else {
-                    connection.enqueue(.frame(ServerFrame.error(ref: frame.ref, code: problem.code, detail: problem.detail)))
-                }
-            }
+            if problem.status.code < 500 { return .rejected(ref: frame.ref, code: problem.code, detail: problem.detail) }
+            return .failed(ref: frame.ref, code: problem.code, detail: problem.detail)
         }
     }
 
-    /// Answers a bad frame with an error frame; too many in a minute close the connection (1008).
-    func reject(_ connection: Connection, ref: String?, code: String, detail: String, _ recent: inout [ContinuousClock.Instant]) {
-        connection.enqueue(.frame(ServerFrame.error(ref: ref, code: code, detail: detail)))
-        let now = ContinuousClock.now
-        recent = recent.filter { now - $0 < .seconds(60) } + [now]
-        if recent.count > self.limits.badFramesPerMinute { connection.closeAfterQueued(1008, "too many bad frames") }
-    }
-
-    func handle(_ frame: ClientFrame, connection: Connection, logger: Logger) async throws {
+    private func handle(_ frame: ClientFrame, connection: Connection, logger: Logger) async throws {
         switch frame {
-        case .hello(_, _):
-            throw ChatError.invalid(.invalidFrame, "hello was already received")
-        case .ping(let ref):
-            var pong: [String: Any] = ["type": "pong"]
-            if let ref { pong["ref"] = ref }
-            connection.enqueue(.frame(ServerFrame.json(pong)))
+        case .hello, .ping:
+            return  // answered by the state machine
         case .send(let ref, let chatID, let request):
             guard connection.follows(chatID) else { throw ChatError.chatNotFound }
             // nothing is stored for a socket the server is closing, or whose
@@ -250,128 +133,80 @@ extension ClientFrame {
     }
 }
 
-/// Drains a connection's queue onto the socket: every message once, in seq
-/// order per chat, the gaps read from PostgreSQL.
-struct Writer {
-    let connection: Connection
-    let outbound: WebSocketOutboundWriter
-    let store: ChatStore
+/// What a connection's queue turns into on its socket: every message once,
+/// in seq order per chat. Items that need no I/O are decided here at once
+/// (`take`); the rest (a gap read from PostgreSQL, a catch-up, a chat read)
+/// become a `Step` that the handler runs as a short task. Pure.
+struct OutboundState {
+    /// Per followed chat, the last seq written to the socket.
     var delivered: [UUID: Int64]
     /// Where the first catch-up stops: each chat's last seq, read after the
     /// socket's subscriptions took effect (nil: the catch-up reads it).
     var catchUpTo: [UUID: Int64]?
-    let resumeLimit: Int
-    let logger: Logger
     var presenceSent: [UUID: Bool] = [:]
+    let userID: UUID
 
-    init(
-        connection: Connection, outbound: WebSocketOutboundWriter, store: ChatStore, delivered: [UUID: Int64], catchUpTo: [UUID: Int64]? = nil,
-        resumeLimit: Int, logger: Logger
-    ) {
-        self.connection = connection
-        self.outbound = outbound
-        self.store = store
+    enum Decision {
+        case skip
+        case write(String)
+        case close(UInt16, String)
+        case step(Step)
+    }
+
+    enum Step: Sendable {
+        /// Messages after `after` and before `seq` first, then this one.
+        case fill(UUID, after: Int64, seq: Int64, payload: String)
+        case catchUp
+        case chatAdded(UUID, since: Int64)
+        case chatChanged(UUID, ChatViews)
+    }
+
+    init(userID: UUID, delivered: [UUID: Int64]) {
+        self.userID = userID
         self.delivered = delivered
-        self.catchUpTo = catchUpTo
-        self.resumeLimit = resumeLimit
-        self.logger = logger
     }
 
-    func run() async {
-        var writer = self
-        do {
-            for await item in self.connection.stream {
-                self.connection.dequeued(item)
-                try await writer.process(item)
-            }
-        } catch {
-            // The socket is gone, or PostgreSQL failed mid catch-up: either way
-            // the client must reconnect and resume, never stay open and silent.
-            if !Task.isCancelled {
-                self.logger.warning("writer stopped; closing the socket", metadata: ["error": "\(error)"])
-                self.connection.close(1011, "temporarily unavailable; reconnect with resume")
-            }
-        }
-    }
-
-    mutating func process(_ item: Outgoing) async throws {
+    mutating func take(_ item: Outgoing, follows: (UUID) -> Bool) -> Decision {
         switch item {
         case .frame(let text):
-            try await self.write(text)
+            return .write(text)
         case .message(let chatID, let seq, let payload):
-            guard self.connection.follows(chatID), let last = self.delivered[chatID] else { return }
-            if seq <= last { return }
-            if seq > last + 1 { try await self.fill(chatID, after: last, before: seq) }
-            try await self.write(payload)
+            guard follows(chatID), let last = self.delivered[chatID], seq > last else { return .skip }
+            if seq > last + 1 { return .step(.fill(chatID, after: last, seq: seq, payload: payload)) }
             self.delivered[chatID] = seq
+            return .write(payload)
         case .chatEvent(let chatID, let payload):
-            guard self.connection.follows(chatID) else { return }
-            try await self.write(payload)
+            return follows(chatID) ? .write(payload) : .skip
         case .typing(let chatID, let userID, let payload):
-            guard self.connection.follows(chatID), userID != self.connection.userID else { return }
-            try await self.write(payload)
+            return follows(chatID) && userID != self.userID ? .write(payload) : .skip
         case .presence(let userID, let online, let payload):
-            guard userID != self.connection.userID, self.presenceSent[userID] != online else { return }
+            guard userID != self.userID, self.presenceSent[userID] != online else { return .skip }
             self.presenceSent[userID] = online
-            try await self.write(payload)
+            return .write(payload)
         case .catchUp:
-            // everything after the delivered seq of every chat, up to where each
-            // chat is now (for the first one, as the registration read it)
-            let latest: [UUID: Int64]
-            if let known = self.catchUpTo.take() {
-                latest = known
-            } else {
-                latest = try await self.store.chatPositions(of: self.connection.userID)
-            }
-            try await self.replay(self.delivered.compactMap { chatID, seq in
-                latest[chatID].map { SeqRange(chatID: chatID, after: seq, through: $0) }
-            })
+            return .step(.catchUp)
         case .chatAdded(let chatID, let since):
-            guard self.connection.follows(chatID), let chat = try await self.store.chat(chatID, viewer: self.connection.userID) else { return }
-            try await self.write(ServerFrame.encoded(ServerFrame.ChatEvent(chat: ChatBody(chat: chat, members: nil))))
-            // everything after the join, including what was sent before this connection subscribed
-            let start = max(self.delivered[chatID] ?? since, since)
-            self.delivered[chatID] = start
-            if chat.lastSeq > start { try await self.fill(chatID, after: start, before: chat.lastSeq + 1) }
+            return follows(chatID) ? .step(.chatAdded(chatID, since: since)) : .skip
         case .chatChanged(let chatID, let views):
-            guard self.connection.follows(chatID), let frame = try await views.frame(for: self.connection.userID) else { return }
-            try await self.write(frame)
+            return follows(chatID) ? .step(.chatChanged(chatID, views)) : .skip
         case .chatRemoved(let chatID):
             self.delivered[chatID] = nil
-            try await self.write(ServerFrame.json(["type": "chat_removed", "chat_id": chatID.lowercased]))
+            return .write(ServerFrame.json(["type": "chat_removed", "chat_id": chatID.lowercased]))
         case .close(let code, let reason):
-            await self.connection.socket.sendFrame(code, reason)
+            return .close(code, reason)
         }
     }
 
-    /// Sends the messages a live event skipped over (out-of-order publishes
-    /// from other instances, or events lost while Redis was away).
-    mutating func fill(_ chatID: UUID, after: Int64, before: Int64) async throws {
-        try await self.replay([SeqRange(chatID: chatID, after: after, through: before - 1)])
+    /// The ranges a catch-up replays: everything after the delivered seq of
+    /// every chat, up to where each chat is now.
+    func missed(upTo latest: [UUID: Int64]) -> [SeqRange] {
+        self.delivered.compactMap { chatID, seq in latest[chatID].map { SeqRange(chatID: chatID, after: seq, through: $0) } }
     }
 
-    /// Messages a page at a time (`CatchUpPlan`): one page in memory, each
-    /// write waiting for the socket; `resync` for a chat too far behind.
-    mutating func replay(_ ranges: [SeqRange]) async throws {
-        let plan = CatchUpPlan(ranges.filter { self.connection.follows($0.chatID) }, pageSize: Self.pageSize, resyncAbove: self.resumeLimit)
-        for range in plan.resync {
-            // too much to replay: the client pages through REST history
-            try await self.write(ServerFrame.json(["type": "resync", "chat_id": range.chatID.lowercased]))
-            self.delivered[range.chatID] = max(self.delivered[range.chatID] ?? 0, range.through)
-        }
-        for page in plan.pages {
-            for message in try await self.store.messages(in: page) where self.connection.follows(message.chatID) {
-                guard let last = self.delivered[message.chatID], message.seq > last else { continue }
-                try await self.write(ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))
-                self.delivered[message.chatID] = message.seq
-            }
-        }
-    }
-
-    /// Messages read from PostgreSQL at once during a catch-up.
-    static let pageSize = 100
-
-    func write(_ text: String) async throws {
-        try await self.outbound.write(.text(text))
+    /// A read message, if the socket has not had it; its frame to write.
+    mutating func accept(chatID: UUID, seq: Int64, follows: Bool) -> Bool {
+        guard follows, let last = self.delivered[chatID], seq > last else { return false }
+        self.delivered[chatID] = seq
+        return true
     }
 }
