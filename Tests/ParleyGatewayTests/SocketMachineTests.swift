@@ -82,6 +82,17 @@ import Testing
         #expect(performed.firstIndex(of: "resume")! < performed.count - 1, "reading resumes once half the inbox is free")
     }
 
+    @Test func oneReadFullOfTinyFramesBehindASendCloses1008() {
+        var machine = self.live()
+        _ = machine.received(Self.send("s0"), now: self.at(1))
+        var actions: [String] = []
+        for _ in 0..<(RealtimeLimits().framesPerSecond + SocketMachine.inboxLimit + 1) {
+            actions += Self.describe(machine.received(.text(#"{"type": "ping"}"#), now: self.at(1)))
+        }
+        #expect(actions == ["pause", "close 1008 after queued"], "reading pauses, but frames already read are bounded too")
+        #expect(machine.performed(.done, now: self.at(2)).isEmpty, "nothing that waited is acted on")
+    }
+
     @Test func badFramesAreAnsweredThenTooManyClose1008AndNothingMoreIsActedOn() {
         var machine = self.live()
         var actions: [String] = []

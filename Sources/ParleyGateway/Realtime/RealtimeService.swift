@@ -39,6 +39,8 @@ public struct RealtimeLimits: Sendable {
 /// events to local connections, and the presence heartbeat and sweeper.
 public final class RealtimeService: Service {
     let hub: ConnectionHub
+    /// Every WebSocket of this process, from its upgrade until it is released.
+    let sockets = OpenSockets()
     let subscriber: RedisSubscriber
     let presence: Presence
     let chats: ChatService
@@ -100,6 +102,7 @@ public final class RealtimeService: Service {
             }
         } onGracefulShutdown: {
             // Every WebSocket is told to reconnect elsewhere; requests in flight finish.
+            self.sockets.drain()
             for connection in self.hub.all { connection.close(1012, "server restarting; reconnect with resume") }
             self.hub.subscriptions.finish()
         }
@@ -350,12 +353,30 @@ public struct WebSocketDrain: Service {
 
     public func run() async throws {
         try? await gracefulShutdown()
+        // sockets still saying hello are refused with 1012 when they do (or time out)
+        self.realtime.sockets.drain()
         for connection in self.realtime.hub.all { connection.close(1012, "server restarting; reconnect with resume") }
         let deadline = ContinuousClock.now + .seconds(10)
-        while !self.realtime.hub.all.isEmpty && ContinuousClock.now < deadline {
+        while self.realtime.sockets.open > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
         }
     }
+}
+
+/// The WebSockets of a process, counted from the upgrade until each has
+/// been released (unsubscribed, its presence slot freed), so that a
+/// shutdown waits for them; and whether the process is draining (new
+/// sockets are refused with 1012).
+final class OpenSockets: Sendable {
+    private let count = Atomic<Int>(0)
+    private let draining = Atomic<Bool>(false)
+
+    func opened() { self.count.add(1, ordering: .relaxed) }
+    func released() { self.count.subtract(1, ordering: .relaxed) }
+    var open: Int { self.count.load(ordering: .relaxed) }
+
+    func drain() { self.draining.store(true, ordering: .relaxed) }
+    var isDraining: Bool { self.draining.load(ordering: .relaxed) }
 }
 
 extension RealtimeService {

@@ -1,18 +1,22 @@
 import Synchronization
 
 /// The server's decision to close one WebSocket. The first code asked for
-/// wins; from that moment no client frame is acted on (`isClosing`), and the
-/// socket's handler writes the close frame and drops the TCP connection of
-/// a client that does not answer it within `handshakeTimeout`.
+/// wins; from that moment no client frame is acted on (`isClosing`), the
+/// close frame goes out (at once, or after what is queued), and the socket's
+/// handler drops the TCP connection if the client has not finished the
+/// close handshake `handshakeTimeout` after the decision.
 final class SocketClose: Sendable {
     static let handshakeTimeout: Duration = .seconds(5)
 
     private let sendClose: @Sendable (UInt16, String) -> Void
+    private let decided: @Sendable () -> Void
     private let state = Mutex<UInt16?>(nil)
 
-    /// `sendClose` has the close frame written (called once, from any thread).
-    init(sendClose: @escaping @Sendable (UInt16, String) -> Void) {
+    /// `sendClose` has the close frame written; `decided` is told of the
+    /// decision, however it is made (each called once, from any thread).
+    init(sendClose: @escaping @Sendable (UInt16, String) -> Void, decided: @escaping @Sendable () -> Void = {}) {
         self.sendClose = sendClose
+        self.decided = decided
     }
 
     /// The close code, once the server decided to close.
@@ -28,11 +32,13 @@ final class SocketClose: Sendable {
     /// Decides to close with `code` without writing the close frame yet
     /// (the caller writes it with `sendFrame`); false if a close was decided already.
     func decide(_ code: UInt16) -> Bool {
-        self.state.withLock { current in
+        let first = self.state.withLock { current in
             guard current == nil else { return false }
             current = code
             return true
         }
+        if first { self.decided() }
+        return first
     }
 
     /// Writes the close frame of a close decided with `decide`.

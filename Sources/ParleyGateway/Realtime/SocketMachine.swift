@@ -82,6 +82,12 @@ struct SocketMachine {
             }
         case .authenticating, .live:
             self.inbox.append(input)
+            // reading pauses at `inboxLimit`, but one read can hold many small frames
+            if self.inbox.count > self.limits.framesPerSecond + Self.inboxLimit {
+                self.phase = .closing
+                self.inbox.removeAll()
+                return [.close(1008, "too many frames (at most \(self.limits.framesPerSecond) a second)", afterQueued: true)]
+            }
             return self.drain(now: now)
         }
     }

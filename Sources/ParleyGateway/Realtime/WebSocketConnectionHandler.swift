@@ -32,8 +32,11 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     private var closing: SocketClose?
     private var connection: Connection?
     private var outbound: OutboundState?
-    /// The registration's task: the release at the end waits for it.
+    /// The registration's task (or a release already under way): the
+    /// release at the end waits for it.
     private var registration: Task<Void, Never>?
+    /// The hello's checks are running (their end releases what they took if the socket is gone).
+    private var admitting = false
     /// Registered: the queue may be drained.
     private var live = false
     /// An outbound step (a read from PostgreSQL) is running: the queue waits.
@@ -64,9 +67,12 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         self.context = context
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
-        self.closing = SocketClose { code, reason in
-            loop.execute { bound.value.writeClose(code, reason) }
-        }
+        self.closing = SocketClose(
+            sendClose: { code, reason in loop.execute { bound.value.writeClose(code, reason) } },
+            decided: { loop.execute { bound.value.closeDecided() } }
+        )
+        self.session.realtime.sockets.opened()
+        if self.session.realtime.sockets.isDraining { self.closeNow(1012, "server restarting; reconnect with resume") }
         self.helloTimer = loop.scheduleTask(in: .init(self.limits.helloTimeout)) {
             bound.value.run(bound.value.machine.helloTimedOut())
         }
@@ -96,14 +102,21 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         for waiter in self.writableWaiters { waiter.fail(ChannelError.ioOnClosedChannel) }
         self.writableWaiters = []
         _ = self.closing?.decide(1006)
+        let (registration, session, sockets) = (self.registration, self.session, self.session.realtime.sockets)
         if let connection = self.connection {
-            let registration = self.registration
-            let session = self.session
             Task {
                 await registration?.value
-                await session.release(connection)
+                await session.release(connection, announce: true)
+                sockets.released()
             }
-        }
+        } else if let registration {
+            Task {
+                await registration.value
+                sockets.released()
+            }
+        } else if !self.admitting {
+            sockets.released()
+        }  // else: the end of the hello's checks releases it
         // the connection's wake-up and the close decision call back into this
         // handler: dropping them here ends the cycle
         self.connection = nil
@@ -117,6 +130,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     private func beat() {
         guard let context, self.active else { return }
         if NIODeadline.now() - self.lastHeard > TimeAmount(self.limits.heartbeat) * 3 {
+            self.closeNow(1001, "no answer for \(self.limits.heartbeat * 3)")
             context.close(promise: nil)
             return
         }
@@ -129,6 +143,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         self.lastHeard = .now()
+        guard !frame.rsv1 && !frame.rsv2 && !frame.rsv3 else { return self.protocolError("no extension was negotiated") }
         switch frame.opcode {
         case .connectionClose:
             self.clientClosed(frame, context: context)
@@ -181,10 +196,15 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         _ = self.closing?.decide(1000)
         self.run(self.machine.closeDecided())
         self.closeSent = true
+        // the client's code is echoed (RFC 6455 5.5.1), unless it is one no
+        // endpoint may send, or the payload is malformed: then 1002
         var data = frame.unmaskedData
-        let code = data.readInteger(as: UInt16.self) ?? 1000
         var reply = context.channel.allocator.buffer(capacity: 2)
-        reply.writeInteger(code)
+        if data.readableBytes > 0 {
+            let code = data.readInteger(as: UInt16.self)
+            let valid = code.map { (1000...1003).contains($0) || (1007...1014).contains($0) || (3000...4999).contains($0) } ?? false
+            reply.writeInteger(valid ? code! : 1002)
+        }
         context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reply))).whenComplete { _ in
             context.close(promise: nil)
         }
@@ -248,6 +268,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
 
     private func authenticate(token: String?, resume: [UUID: Int64]) {
         guard let bound = self.bound, let loop = self.context?.eventLoop else { return }
+        self.admitting = true
         let session = self.session
         Task {
             let admission = await session.admit(token: token)
@@ -256,18 +277,25 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     }
 
     private func admitted(_ admission: WebSocketSession.Admission, resume: [UUID: Int64]) {
+        self.admitting = false
+        let sockets = self.session.realtime.sockets
         switch admission {
         case .refused(let code, let reason):
-            self.closeNow(code, reason)
+            if self.active { self.closeNow(code, reason) } else { sockets.released() }
         case .admitted(let identity, let connectionID, let cameOnline, let positions):
             guard self.active, let closing = self.closing, !closing.isClosing, let bound = self.bound, let loop = self.context?.eventLoop else {
-                // gone (or closed) while the hello was checked: its slot is freed
-                let session = self.session
+                // gone (or closed) while the hello was checked: its slot is freed,
+                // without an "offline" for a user never announced online here
+                let (session, active) = (self.session, self.active)
                 let connection = Connection(
                     id: connectionID, userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: [], queueLimit: 1,
                     socket: SocketClose { _, _ in }
                 )
-                Task { await session.release(connection) }
+                let release = Task {
+                    await session.release(connection, announce: false)
+                    if !active { sockets.released() }
+                }
+                if active { self.registration = release }  // the socket's end waits for it
                 return
             }
             let connection = Connection(
@@ -394,6 +422,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
                     if handler.active {
                         logger.warning("a catch-up failed; closing the socket", metadata: ["error": "\(error)"])
                         connection.close(1011, "temporarily unavailable; reconnect with resume")
+                        handler.pump()  // a close decided earlier may be waiting in the queue
                     }
                 }
             }
@@ -411,6 +440,27 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
 
     // MARK: closing
 
+    /// A close was decided (here or on another thread): nothing more is
+    /// acted on, and the client has `handshakeTimeout` from now to finish
+    /// the handshake, whether the close frame goes out at once or after
+    /// what is queued (which a client that does not read never lets out).
+    private func closeDecided() {
+        guard self.active, let context else { return }
+        self.run(self.machine.closeDecided())
+        guard self.closeTimer == nil else { return }
+        self.closeTimer = context.eventLoop.scheduleTask(in: .init(SocketClose.handshakeTimeout)) {
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            self.closeNow(1012, "server restarting; reconnect with resume")
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     /// Closes with `code` unless a close was decided already.
     private func closeNow(_ code: UInt16, _ reason: String) {
         guard let closing = self.closing else { return }
@@ -420,16 +470,13 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     /// Writes the close frame of a decided close, then gives the client
     /// `handshakeTimeout` to answer before dropping the connection.
     private func writeClose(_ code: UInt16, _ reason: String) {
-        self.run(self.machine.closeDecided())
-        guard let context, !self.closeSent else { return }
+        guard self.active, let context, !self.closeSent else { return }
+        self.closeDecided()
         self.closeSent = true
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code)))
         data.writeString(String(reason.utf8.prefix(123)) ?? "")
         context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
-        self.closeTimer = context.eventLoop.scheduleTask(in: .init(SocketClose.handshakeTimeout)) {
-            context.close(promise: nil)
-        }
     }
 }
 

@@ -26,6 +26,7 @@ struct WebSocketSession: Sendable {
     /// instance; if Redis cannot say, the connection is refused with 1013),
     /// and reads the user's chats.
     func admit(token: String?) async -> Admission {
+        if self.realtime.sockets.isDraining { return .refused(1012, "server restarting; reconnect with resume") }
         guard let token, let identity = await self.tokens.verify(token), (try? await self.revocations.isRevoked(identity.sessionID)) == false else {
             return .refused(4001, "invalid or expired token")
         }
@@ -59,10 +60,11 @@ struct WebSocketSession: Sendable {
         return latest
     }
 
-    /// The connection ended: no more events for it, and its presence slot freed.
-    func release(_ connection: Connection) async {
+    /// The connection ended: no more events for it, and its presence slot
+    /// freed (`announce`: "offline" if it was the user's last).
+    func release(_ connection: Connection, announce: Bool) async {
         await self.realtime.hub.unregister(connection)
-        await self.leave(userID: connection.userID, connectionID: connection.id, announce: true)
+        await self.leave(userID: connection.userID, connectionID: connection.id, announce: announce)
     }
 
     private func leave(userID: UUID, connectionID: UUID, announce: Bool) async {
