@@ -26,6 +26,10 @@ struct OriginGuardChannel<Inner: ServerChildChannel>: ServerChildChannel {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            // Each connection keeps its receive buffer for the next read: start it
+            // small (a request head, a client frame), it grows when reads fill it.
+            // An idle WebSocket then holds 512 bytes instead of 2 KiB.
+            try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             try channel.pipeline.syncOperations.addHandler(OriginGuardHandler(allowed: self.allowed, headTimeout: self.headTimeout), position: .first)
         }.flatMap {
             self.inner.setup(channel: channel, logger: logger)
