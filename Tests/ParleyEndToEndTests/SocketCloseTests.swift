@@ -115,4 +115,29 @@ import Testing
         try stray.send(opcode: 0x0, Array("x".utf8), fin: true)
         #expect(try Self.closeCode(stray) == 1002)
     }
+
+    /// A socket that goes away during its hello's checks, or right after,
+    /// frees the presence slot it took: the per-user limit is not used up
+    /// by sockets that are gone.
+    @Test func socketsDroppedDuringTheirHelloFreeTheirSlots() async throws {
+        let (g1, g2) = try await twoGateways(environment: ["PARLEY_WS_CONNECTIONS_PER_USER": "2"])
+        let user = try await E2EUser.register(on: g1, name: "Dropper")
+        for i in 0..<6 {
+            // the TCP connection ends as soon as the hello is written (deinit closes it)
+            let socket = try RawWebSocket(port: (i % 2 == 0 ? g1 : g2).port)
+            try socket.send(["type": "hello", "token": user.token])
+        }
+        // both slots come back: two sockets are admitted, on either gateway
+        try await eventually {
+            let first = try await TestWebSocket.connect("ws://127.0.0.1:\(g1.port)/v1/ws")
+            try await first.send(["type": "hello", "token": user.token])
+            guard (try? await first.next("ready", timeout: .seconds(2))) != nil else { return false }
+            let second = try await TestWebSocket.connect("ws://127.0.0.1:\(g2.port)/v1/ws")
+            try await second.send(["type": "hello", "token": user.token])
+            let admitted = (try? await second.next("ready", timeout: .seconds(2))) != nil
+            await first.close()
+            await second.close()
+            return admitted
+        }
+    }
 }

@@ -25,7 +25,12 @@ public enum TestEnvironment {
 
     /// The shared test Redis.
     public static func redisConfiguration() throws -> RedisConfiguration {
-        try RedisConfiguration(url: self.require("PARLEY_TEST_REDIS_URL"))
+        var configuration = try RedisConfiguration(url: self.require("PARLEY_TEST_REDIS_URL"))
+        // some 60 suites start at once on two cores (private servers starting,
+        // gateways connecting): a local connect has been seen to take over the
+        // production default of 2 s then. No test here measures connect time.
+        configuration.connectTimeout = .seconds(10)
+        return configuration
     }
 
     /// The `parley` binary built by scripts/test.

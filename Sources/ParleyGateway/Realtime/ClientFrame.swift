@@ -113,6 +113,11 @@ enum ServerFrame {
         return json(object)
     }
 
+    /// A `message` event.
+    static func message(_ message: MessageRecord) -> String {
+        encoded(MessageEvent(message: MessageBody(message)))
+    }
+
     static func encoded(_ value: some Encodable) -> String {
         String(decoding: (try? JSONEncoder.parley.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
     }

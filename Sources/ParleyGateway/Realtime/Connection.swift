@@ -132,9 +132,6 @@ final class Connection: Sendable {
         }
     }
 
-    /// Items waiting, for tests and metrics.
-    var queued: Int { self.outbox.withLock { $0.items.count } }
-
     /// Closes with `code` (the first code asked for wins).
     func close(_ code: UInt16, _ reason: String) {
         self.socket.close(code, reason)

@@ -102,8 +102,7 @@ public final class RealtimeService: Service {
             }
         } onGracefulShutdown: {
             // Every WebSocket is told to reconnect elsewhere; requests in flight finish.
-            self.sockets.drain()
-            for connection in self.hub.all { connection.close(1012, "server restarting; reconnect with resume") }
+            self.closeSocketsForShutdown()
             self.hub.subscriptions.finish()
         }
     }
@@ -272,7 +271,7 @@ public final class RealtimeService: Service {
         if gap.through - gap.after <= Int64(self.limits.resumeLimit) {
             do {
                 for message in try await self.chats.store.messages(in: [SeqRange(chatID: gap.chat, after: gap.after, through: gap.through)]) {
-                    read.append((message.seq, (message.seq, ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))))
+                    read.append((message.seq, (message.seq, ServerFrame.message(message))))
                 }
             } catch {
                 self.logger.warning("could not read a gap of a chat; its sockets read it themselves", metadata: ["chat.id": "\(gap.chat.lowercased)", "error": "\(error)"])
@@ -353,9 +352,7 @@ public struct WebSocketDrain: Service {
 
     public func run() async throws {
         try? await gracefulShutdown()
-        // sockets still saying hello are refused with 1012 when they do (or time out)
-        self.realtime.sockets.drain()
-        for connection in self.realtime.hub.all { connection.close(1012, "server restarting; reconnect with resume") }
+        self.realtime.closeSocketsForShutdown()
         let deadline = ContinuousClock.now + .seconds(10)
         while self.realtime.sockets.open > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
@@ -381,4 +378,11 @@ final class OpenSockets: Sendable {
 
 extension RealtimeService {
     public var drain: WebSocketDrain { WebSocketDrain(realtime: self) }
+
+    /// Closes every registered socket with 1012 and refuses new ones (those
+    /// still saying hello are refused with 1012 when they do, or time out).
+    func closeSocketsForShutdown() {
+        self.sockets.drain()
+        for connection in self.hub.all { connection.close(1012, "server restarting; reconnect with resume") }
+    }
 }

@@ -30,7 +30,7 @@ final class SocketClose: Sendable {
     }
 
     /// Decides to close with `code` without writing the close frame yet
-    /// (the caller writes it with `sendFrame`); false if a close was decided already.
+    /// (the caller queues it); false if a close was decided already.
     func decide(_ code: UInt16) -> Bool {
         let first = self.state.withLock { current in
             guard current == nil else { return false }
@@ -39,10 +39,5 @@ final class SocketClose: Sendable {
         }
         if first { self.decided() }
         return first
-    }
-
-    /// Writes the close frame of a close decided with `decide`.
-    func sendFrame(_ code: UInt16, _ reason: String) {
-        self.sendClose(code, reason)
     }
 }

@@ -32,11 +32,10 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     private var closing: SocketClose?
     private var connection: Connection?
     private var outbound: OutboundState?
-    /// The registration's task (or a release already under way): the
-    /// release at the end waits for it.
-    private var registration: Task<Void, Never>?
-    /// The hello's checks are running (their end releases what they took if the socket is gone).
-    private var admitting = false
+    /// The hello's checks and the registration that follows, or the release
+    /// of a slot taken for a socket that was gone by then: the release at
+    /// the socket's end waits for it.
+    private var pending: Task<Void, Never>?
     /// Registered: the queue may be drained.
     private var live = false
     /// An outbound step (a read from PostgreSQL) is running: the queue waits.
@@ -102,26 +101,21 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         for waiter in self.writableWaiters { waiter.fail(ChannelError.ioOnClosedChannel) }
         self.writableWaiters = []
         _ = self.closing?.decide(1006)
-        let (registration, session, sockets) = (self.registration, self.session, self.session.realtime.sockets)
-        if let connection = self.connection {
+        let (pending, connection, session, sockets) = (self.pending, self.connection, self.session, self.session.realtime.sockets)
+        if pending == nil {
+            sockets.released()  // never said hello: nothing was taken
+        } else {
             Task {
-                await registration?.value
-                await session.release(connection, announce: true)
+                await pending?.value
+                if let connection { await session.release(connection) }
                 sockets.released()
             }
-        } else if let registration {
-            Task {
-                await registration.value
-                sockets.released()
-            }
-        } else if !self.admitting {
-            sockets.released()
-        }  // else: the end of the hello's checks releases it
+        }
         // the connection's wake-up and the close decision call back into this
         // handler: dropping them here ends the cycle
         self.connection = nil
         self.closing = nil
-        self.registration = nil
+        self.pending = nil
         self.outbound = nil
     }
 
@@ -178,10 +172,9 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// A whole message: one frame (NIO's decoder closes with 1009 above
+    /// `frameBytes`) or fragments joined (bounded above).
     private func received(_ data: ByteBuffer, text: Bool) {
-        guard data.readableBytes <= self.limits.frameBytes else {
-            return self.closeNow(1009, "message too big (at most \(self.limits.frameBytes) bytes)")
-        }
         // once the server closed, frames are read but never acted on
         guard !(self.closing?.isClosing ?? true) else { return }
         self.run(self.machine.received(text ? .text(String(buffer: data)) : .binary))
@@ -268,35 +261,27 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
 
     private func authenticate(token: String?, resume: [UUID: Int64]) {
         guard let bound = self.bound, let loop = self.context?.eventLoop else { return }
-        self.admitting = true
         let session = self.session
-        Task {
+        self.pending = Task {
             let admission = await session.admit(token: token)
-            loop.execute { bound.value.admitted(admission, resume: resume) }
+            // what the admission leads to (registration, or freeing the slot) is part of it
+            let next = try? await loop.submit { bound.value.admitted(admission, resume: resume) }.get()
+            await next?.value
         }
     }
 
-    private func admitted(_ admission: WebSocketSession.Admission, resume: [UUID: Int64]) {
-        self.admitting = false
-        let sockets = self.session.realtime.sockets
+    /// The hello's checks ended; returns the work they lead to.
+    private func admitted(_ admission: WebSocketSession.Admission, resume: [UUID: Int64]) -> Task<Void, Never>? {
         switch admission {
         case .refused(let code, let reason):
-            if self.active { self.closeNow(code, reason) } else { sockets.released() }
+            self.closeNow(code, reason)
+            return nil
         case .admitted(let identity, let connectionID, let cameOnline, let positions):
+            let session = self.session
             guard self.active, let closing = self.closing, !closing.isClosing, let bound = self.bound, let loop = self.context?.eventLoop else {
                 // gone (or closed) while the hello was checked: its slot is freed,
                 // without an "offline" for a user never announced online here
-                let (session, active) = (self.session, self.active)
-                let connection = Connection(
-                    id: connectionID, userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: [], queueLimit: 1,
-                    socket: SocketClose { _, _ in }
-                )
-                let release = Task {
-                    await session.release(connection, announce: false)
-                    if !active { sockets.released() }
-                }
-                if active { self.registration = release }  // the socket's end waits for it
-                return
+                return Task { await session.leave(userID: identity.userID, connectionID: connectionID, announce: false) }
             }
             let connection = Connection(
                 id: connectionID, userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: Set(positions.keys),
@@ -314,8 +299,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
                 "heartbeat_s": Int(self.limits.heartbeat.components.seconds),
             ])))
             connection.enqueue(.catchUp)
-            let session = self.session
-            self.registration = Task {
+            return Task {
                 let latest = await session.register(connection, cameOnline: cameOnline)
                 loop.execute { bound.value.registered(catchUpTo: latest) }
             }
@@ -548,7 +532,7 @@ private struct OutboundSteps: Sendable {
         }
         for page in plan.pages {
             let messages = try await self.store.messages(in: page).map { message in
-                (chatID: message.chatID, seq: message.seq, frame: ServerFrame.encoded(ServerFrame.MessageEvent(message: MessageBody(message))))
+                (chatID: message.chatID, seq: message.seq, frame: ServerFrame.message(message))
             }
             try await self.onLoop { state, write in
                 for message in messages where state.accept(chatID: message.chatID, seq: message.seq, follows: connection.follows(message.chatID)) {

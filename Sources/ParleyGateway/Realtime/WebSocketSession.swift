@@ -60,14 +60,14 @@ struct WebSocketSession: Sendable {
         return latest
     }
 
-    /// The connection ended: no more events for it, and its presence slot
-    /// freed (`announce`: "offline" if it was the user's last).
-    func release(_ connection: Connection, announce: Bool) async {
+    /// The connection ended: no more events for it, and its presence slot freed.
+    func release(_ connection: Connection) async {
         await self.realtime.hub.unregister(connection)
-        await self.leave(userID: connection.userID, connectionID: connection.id, announce: announce)
+        await self.leave(userID: connection.userID, connectionID: connection.id, announce: true)
     }
 
-    private func leave(userID: UUID, connectionID: UUID, announce: Bool) async {
+    /// Frees a presence slot (`announce`: "offline" if it was the user's last).
+    func leave(userID: UUID, connectionID: UUID, announce: Bool) async {
         guard (try? await self.realtime.presence.disconnected(userID: userID, connectionID: connectionID)) == true, announce else { return }
         var logger = self.logger
         logger[metadataKey: "user.id"] = "\(userID.lowercased)"
