@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import ParleyChat
 import ParleyCore
 import Synchronization
@@ -91,7 +92,7 @@ import Testing
         let frame = String(repeating: "x", count: 300)
         // typing is dropped once the queue holds half its bytes
         connection.enqueue(.frame(frame))
-        connection.enqueue(.typing(chatID: Self.a, userID: UUID(), payload: frame))
+        connection.enqueue(.typing(chatID: Self.a, userID: UUID(), payload: ByteBuffer(string: frame)))
         #expect(!connection.isClosing)
         connection.enqueue(.frame(frame))
         connection.enqueue(.frame(frame))

@@ -1,4 +1,7 @@
 import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
 import ParleyChat
 import ParleyCore
 import Testing
@@ -82,14 +85,28 @@ import Testing
         #expect(performed.firstIndex(of: "resume")! < performed.count - 1, "reading resumes once half the inbox is free")
     }
 
-    @Test func oneReadFullOfTinyFramesBehindASendCloses1008() {
+    @Test func framesReadAfterThePauseWaitTheirTurnInOrder() {
+        // a client sending 10 frames a second to a server stalled for 20 s:
+        // reading paused, and one read then brings 200 frames at once
         var machine = self.live()
         _ = machine.received(Self.send("s0"), now: self.at(1))
         var actions: [String] = []
-        for _ in 0..<(RealtimeLimits().framesPerSecond + SocketMachine.inboxLimit + 1) {
-            actions += Self.describe(machine.received(.text(#"{"type": "ping"}"#), now: self.at(1)))
-        }
-        #expect(actions == ["pause", "close 1008 after queued"], "reading pauses, but frames already read are bounded too")
+        for i in 1...200 { actions += Self.describe(machine.received(Self.send("s\(i)"), now: self.at(20_000))) }
+        #expect(actions == ["pause"], "a slow server's backlog is not the client's flood")
+        var performed: [String] = []
+        // acted on at the pace they were sent (each send's commit takes 100 ms)
+        for i in 0...200 { performed += Self.describe(machine.performed(.done, now: self.at(20_000 + 100 * i))) }
+        #expect(performed.filter { $0.hasPrefix("perform") } == (1...200).map { "perform s\($0)" }, "each once, in the order they came")
+        #expect(!performed.contains { $0.hasPrefix("close") })
+    }
+
+    @Test func moreWaitingThanReadsCanBringCloses1008() {
+        var machine = self.live()
+        _ = machine.received(Self.send("s0"), now: self.at(1))
+        let frame = String(repeating: " ", count: 8 * 1024 - 16) + #"{"type": "ping"}"#
+        var actions: [String] = []
+        for _ in 0..<(machine.inboxBytes / (8 * 1024) + 1) { actions += Self.describe(machine.received(.text(frame), now: self.at(1))) }
+        #expect(actions == ["pause", "close 1008 after queued"], "reading pauses, and what was read already is bounded too")
         #expect(machine.performed(.done, now: self.at(2)).isEmpty, "nothing that waited is acted on")
     }
 
@@ -147,7 +164,7 @@ import Testing
         func kind(_ decision: OutboundState.Decision) -> String {
             switch decision {
             case .skip: return "skip"
-            case .write(let text): return "write \(text)"
+            case .write(let frame): return "write \(String(buffer: frame))"
             case .close(let code, _): return "close \(code)"
             case .step(.fill(_, let after, let seq, _)): return "fill \(after)..\(seq)"
             case .step(.catchUp): return "catch up"
@@ -155,20 +172,42 @@ import Testing
             case .step(.chatChanged): return "chat changed"
             }
         }
-        #expect(kind(state.take(.message(chatID: Self.chat, seq: 5, payload: "m5"), follows: follows)) == "skip", "already delivered")
-        #expect(kind(state.take(.message(chatID: Self.chat, seq: 6, payload: "m6"), follows: follows)) == "write m6")
-        #expect(kind(state.take(.message(chatID: Self.chat, seq: 9, payload: "m9"), follows: follows)) == "fill 6..9")
+        #expect(kind(state.take(.message(chatID: Self.chat, seq: 5, payload: ByteBuffer(string: "m5")), follows: follows)) == "skip", "already delivered")
+        #expect(kind(state.take(.message(chatID: Self.chat, seq: 6, payload: ByteBuffer(string: "m6")), follows: follows)) == "write m6")
+        #expect(kind(state.take(.message(chatID: Self.chat, seq: 9, payload: ByteBuffer(string: "m9")), follows: follows)) == "fill 6..9")
         #expect(state.delivered[Self.chat] == 6, "a gap is read before the message past it")
         let accepted = [7, 8, 8].map { state.accept(chatID: Self.chat, seq: $0, follows: true) }
         #expect(accepted == [true, true, false], "the gap's messages once each, never twice")
-        #expect(kind(state.take(.message(chatID: UUID(), seq: 1, payload: "x"), follows: follows)) == "skip", "a chat not followed")
-        #expect(kind(state.take(.typing(chatID: Self.chat, userID: me, payload: "t"), follows: follows)) == "skip", "never echoed")
-        #expect(kind(state.take(.typing(chatID: Self.chat, userID: other, payload: "t"), follows: follows)) == "write t")
-        #expect(kind(state.take(.presence(userID: other, online: true, payload: "on"), follows: follows)) == "write on")
-        #expect(kind(state.take(.presence(userID: other, online: true, payload: "on"), follows: follows)) == "skip", "told once")
+        #expect(kind(state.take(.message(chatID: UUID(), seq: 1, payload: ByteBuffer(string: "x")), follows: follows)) == "skip", "a chat not followed")
+        #expect(kind(state.take(.typing(chatID: Self.chat, userID: me, payload: ByteBuffer(string: "t")), follows: follows)) == "skip", "never echoed")
+        #expect(kind(state.take(.typing(chatID: Self.chat, userID: other, payload: ByteBuffer(string: "t")), follows: follows)) == "write t")
+        #expect(kind(state.take(.presence(userID: other, online: true, payload: ByteBuffer(string: "on")), follows: follows)) == "write on")
+        #expect(kind(state.take(.presence(userID: other, online: true, payload: ByteBuffer(string: "on")), follows: follows)) == "skip", "told once")
         #expect(state.missed(upTo: [Self.chat: 12]) == [SeqRange(chatID: Self.chat, after: 8, through: 12)])
         #expect(kind(state.take(.chatRemoved(Self.chat), follows: follows)).hasPrefix("write"))
         #expect(state.delivered[Self.chat] == nil && state.missed(upTo: [Self.chat: 12]).isEmpty)
         #expect(kind(state.take(.close(code: 1008, reason: "x"), follows: follows)) == "close 1008")
+    }
+}
+
+/// Text frames encoded once for every socket (`WireFrame`), read back by NIO's decoder.
+@Suite struct WireFrameTests {
+    @Test(arguments: [0, 1, 125, 126, 127, 65_535, 65_536, 70_000])
+    func aFrameOfEveryLengthClassDecodesAsTheTextItCarries(length: Int) throws {
+        let text = String(repeating: "é", count: length / 2) + String(repeating: "x", count: length % 2)
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: 1 << 20)))
+        var wire = WireFrame.text(text)
+        #expect(wire.readableBytes == WireFrame.headerBytes(text.utf8.count) + text.utf8.count)
+        // the same bytes from a buffer as from a string
+        #expect(WireFrame.text(ByteBuffer(string: text)) == wire)
+        // split in two, as TCP may deliver it
+        let first = wire.readSlice(length: min(3, wire.readableBytes))!
+        try channel.writeInbound(first)
+        try channel.writeInbound(wire)
+        let frame = try #require(try channel.readInbound(as: WebSocketFrame.self))
+        #expect(frame.fin && frame.opcode == .text && frame.maskKey == nil)
+        #expect(String(buffer: frame.data) == text)
+        #expect(try channel.readInbound(as: WebSocketFrame.self) == nil, "one frame, nothing left over")
+        _ = try channel.finish()
     }
 }

@@ -1,19 +1,22 @@
 import DequeModule
 import Foundation
+import NIOCore
 import ParleyCore
 import Synchronization
 
-/// What a connection's writer processes, in order.
+/// What a connection's writer processes, in order. An event's frame is one
+/// buffer, encoded for the wire once (`WireFrame`) and shared by every
+/// socket it goes to.
 enum Outgoing: Sendable {
     /// A frame for this connection only (ready, ack, error, pong).
     case frame(String)
     /// A message event of a chat; delivered once, in seq order (gaps are read from PostgreSQL).
-    case message(chatID: UUID, seq: Int64, payload: String)
+    case message(chatID: UUID, seq: Int64, payload: ByteBuffer)
     /// Any other chat event (message_updated, read), forwarded as is.
-    case chatEvent(chatID: UUID, payload: String)
+    case chatEvent(chatID: UUID, payload: ByteBuffer)
     /// Typing of another user; dropped first under pressure, never echoed.
-    case typing(chatID: UUID, userID: UUID, payload: String)
-    case presence(userID: UUID, online: Bool, payload: String)
+    case typing(chatID: UUID, userID: UUID, payload: ByteBuffer)
+    case presence(userID: UUID, online: Bool, payload: ByteBuffer)
     /// Send everything after the delivered seq of every chat (resume, Redis gap).
     case catchUp
     /// The user joined a chat whose last seq was `since` at that moment.
@@ -25,11 +28,13 @@ enum Outgoing: Sendable {
     /// written after them, so a client sees every answer it was owed.
     case close(code: UInt16, reason: String)
 
-    /// What it holds in the queue, in bytes (the frame's UTF-8 length).
+    /// What it holds in the queue, in bytes (the frame's length).
     var cost: Int {
         switch self {
-        case .frame(let text), .message(_, _, let text), .chatEvent(_, let text), .typing(_, _, let text), .presence(_, _, let text):
+        case .frame(let text):
             return text.utf8.count
+        case .message(_, _, let frame), .chatEvent(_, let frame), .typing(_, _, let frame), .presence(_, _, let frame):
+            return frame.readableBytes
         case .catchUp, .chatAdded, .chatChanged, .chatRemoved:
             return 64
         case .close:

@@ -48,7 +48,7 @@ public final class RealtimeService: Service {
     let limits: RealtimeLimits
     let logger: Logger
     /// Each chat's message events, back in seq order (`MessageOrder`).
-    private let order: Mutex<MessageOrder<(seq: Int64, payload: String)>>
+    private let order: Mutex<MessageOrder<(seq: Int64, payload: ByteBuffer)>>
     private let reordered = Counter(label: "parley_messages_reordered_total")
     /// Gaps that stayed open for the window: read once for the chat's sockets, or left to each socket.
     private let gapsFilled = Counter(label: "parley_message_gaps_filled_total")
@@ -152,34 +152,34 @@ public final class RealtimeService: Service {
         switch envelope.kind {
         case .message:
             guard let chat = envelope.chatID, let seq = envelope.seq else { return }
-            let text = envelope.frameText
+            let frame = WireFrame.text(envelope.frame)
             self.order.withLock { order in
-                let items = order.receive(chat: chat, seq: seq, item: (seq, text), now: .now)
+                let items = order.receive(chat: chat, seq: seq, item: (seq, frame), now: .now)
                 if items.count > 1 { self.reordered.increment(by: items.count - 1) }  // counted once, when released
                 self.deliver(items, chat: chat)
             }
         case .messageUpdated, .reaction:
             // after the message itself, if it is held for a missing seq
             guard let chat = envelope.chatID else { return }
-            let text = envelope.frameText
+            let frame = WireFrame.text(envelope.frame)
             self.afterHeldMessages(of: chat) { connections in
-                for connection in connections { connection.enqueue(.chatEvent(chatID: chat, payload: text)) }
+                for connection in connections { connection.enqueue(.chatEvent(chatID: chat, payload: frame)) }
             }
         case .read:
             // Read positions are frequent in busy chats and say nothing about
             // message order: they pass held messages (flushing them would make
             // every socket read the gap from PostgreSQL).
             guard let chat = envelope.chatID else { return }
-            let text = envelope.frameText
-            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatEvent(chatID: chat, payload: text)) }
+            let frame = WireFrame.text(envelope.frame)
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.chatEvent(chatID: chat, payload: frame)) }
         case .typing:
             guard let chat = envelope.chatID, let user = envelope.userID else { return }
-            let text = envelope.frameText
-            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.typing(chatID: chat, userID: user, payload: text)) }
+            let frame = WireFrame.text(envelope.frame)
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.typing(chatID: chat, userID: user, payload: frame)) }
         case .presence:
             guard let user = envelope.userID, let online = envelope.flag, let chat = envelope.chatID else { return }
-            let text = envelope.frameText
-            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.presence(userID: user, online: online, payload: text)) }
+            let frame = WireFrame.text(envelope.frame)
+            for connection in self.hub.connections(inChat: chat) { connection.enqueue(.presence(userID: user, online: online, payload: frame)) }
         case .chatUpdated:
             // with a user: a change for that member alone (their settings)
             guard let chat = envelope.chatID else { return }
@@ -226,7 +226,7 @@ public final class RealtimeService: Service {
     /// Hands messages over to the chat's sockets here, in the order given.
     /// Called under the order's lock, so that what one caller released never
     /// overtakes what another released before it.
-    private func deliver(_ items: [(seq: Int64, payload: String)], chat: UUID) {
+    private func deliver(_ items: [(seq: Int64, payload: ByteBuffer)], chat: UUID) {
         guard !items.isEmpty else { return }
         for connection in self.hub.connections(inChat: chat) {
             for item in items { connection.enqueue(.message(chatID: chat, seq: item.seq, payload: item.payload)) }
@@ -266,12 +266,12 @@ public final class RealtimeService: Service {
     /// One open gap: the missing messages read once, then the chat handed
     /// over. A gap too long to replay, or a failed read, is left to the
     /// sockets (each reads it, or answers `resync`), as before.
-    func fill(_ gap: MessageOrder<(seq: Int64, payload: String)>.Gap) async {
-        var read: [(seq: Int64, item: (seq: Int64, payload: String))] = []
+    func fill(_ gap: MessageOrder<(seq: Int64, payload: ByteBuffer)>.Gap) async {
+        var read: [(seq: Int64, item: (seq: Int64, payload: ByteBuffer))] = []
         if gap.through - gap.after <= Int64(self.limits.resumeLimit) {
             do {
                 for message in try await self.chats.store.messages(in: [SeqRange(chatID: gap.chat, after: gap.after, through: gap.through)]) {
-                    read.append((message.seq, (message.seq, ServerFrame.message(message))))
+                    read.append((message.seq, (message.seq, WireFrame.text(ServerFrame.message(message)))))
                 }
             } catch {
                 self.logger.warning("could not read a gap of a chat; its sockets read it themselves", metadata: ["chat.id": "\(gap.chat.lowercased)", "error": "\(error)"])

@@ -9,8 +9,11 @@ import Foundation
 /// arrive while a hello is being checked, or while an earlier frame is being
 /// acted on (a send waits for its commit), wait in a short inbox, in order;
 /// past `inboxLimit` the handler stops reading from the socket (TCP pushes
-/// back on the client) until the inbox has room again. Once closing, no
-/// client frame is acted on.
+/// back on the client) until the inbox has room again. Frames already read
+/// still arrive after the pause (one read can hold many): the inbox holds
+/// them up to `inboxBytes`, so that a client whose frames piled up while
+/// the server was slow is not closed for it. Once closing, no client frame
+/// is acted on.
 struct SocketMachine {
     enum Phase: Equatable {
         case awaitingHello
@@ -49,6 +52,8 @@ struct SocketMachine {
 
     private(set) var phase = Phase.awaitingHello
     private var inbox = Deque<Input>()
+    /// What the inbox holds, counted as `cost(of:)`.
+    private var inboxCost = 0
     /// A frame is being acted on (`perform`) or the hello checked.
     private var busy = false
     private var paused = false
@@ -58,6 +63,16 @@ struct SocketMachine {
     let limits: RealtimeLimits
     /// Frames that wait while one is acted on, before reading pauses.
     static let inboxLimit = 16
+    /// What may wait in the inbox: the frames that paused reading, and what
+    /// the reads under way when it paused held (NIO reads up to four times
+    /// per wake-up, at most 64 KiB each), in full-size frames. More is not
+    /// a slow server's backlog but a flood: 1008.
+    var inboxBytes: Int { (Self.inboxLimit + 4) * max(self.limits.frameBytes, 64 * 1024) }
+    /// A frame's share of the inbox: its bytes and the bookkeeping around them.
+    private static func cost(of input: Input) -> Int {
+        if case .text(let text) = input { return text.utf8.count + 64 }
+        return 64
+    }
 
     init(limits: RealtimeLimits, now: ContinuousClock.Instant = .now) {
         self.limits = limits
@@ -82,11 +97,12 @@ struct SocketMachine {
             }
         case .authenticating, .live:
             self.inbox.append(input)
-            // reading pauses at `inboxLimit`, but one read can hold many small frames
-            if self.inbox.count > self.limits.framesPerSecond + Self.inboxLimit {
+            self.inboxCost += Self.cost(of: input)
+            // reading pauses at `inboxLimit`, but what was read already keeps coming
+            if self.inboxCost > self.inboxBytes {
                 self.phase = .closing
-                self.inbox.removeAll()
-                return [.close(1008, "too many frames (at most \(self.limits.framesPerSecond) a second)", afterQueued: true)]
+                self.emptyInbox()
+                return [.close(1008, "too many frames waiting (at most \(self.limits.framesPerSecond) a second)", afterQueued: true)]
             }
             return self.drain(now: now)
         }
@@ -131,7 +147,7 @@ struct SocketMachine {
     /// The server decided to close (here or elsewhere): nothing more is acted on.
     mutating func closeDecided() -> [Action] {
         self.phase = .closing
-        self.inbox.removeAll()
+        self.emptyInbox()
         guard self.paused else { return [] }
         self.paused = false
         return [.resumeReading]  // the client's close frame must still be read
@@ -141,9 +157,10 @@ struct SocketMachine {
     private mutating func drain(now: ContinuousClock.Instant) -> [Action] {
         var actions: [Action] = []
         while self.phase == .live, !self.busy, let input = self.inbox.popFirst() {
+            self.inboxCost -= Self.cost(of: input)
             actions += self.evaluate(input, now: now)
         }
-        if self.phase == .closing { self.inbox.removeAll() }
+        if self.phase == .closing { self.emptyInbox() }
         if !self.paused && self.inbox.count >= Self.inboxLimit {
             self.paused = true
             actions.append(.pauseReading)
@@ -183,6 +200,11 @@ struct SocketMachine {
         }
     }
 
+    private mutating func emptyInbox() {
+        self.inbox.removeAll()
+        self.inboxCost = 0
+    }
+
     /// Answers a bad frame with an error frame; too many in a minute close the connection (1008).
     private mutating func reject(ref: String?, code: String, detail: String, now: ContinuousClock.Instant) -> [Action] {
         var actions: [Action] = [.reply(ServerFrame.error(ref: ref, code: code, detail: detail))]
@@ -190,7 +212,7 @@ struct SocketMachine {
         self.badFrames.append(now)
         if self.badFrames.count > self.limits.badFramesPerMinute {
             self.phase = .closing
-            self.inbox.removeAll()
+            self.emptyInbox()
             actions.append(.close(1008, "too many bad frames", afterQueued: true))
         }
         return actions

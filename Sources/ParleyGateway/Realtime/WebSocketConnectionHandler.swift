@@ -29,6 +29,9 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     private let headerToken: String?
     private var machine: SocketMachine
     private var context: ChannelHandlerContext?
+    /// The context of NIO's `WebSocketFrameEncoder`: what is written through
+    /// it goes to the handlers after the encoder, as bytes.
+    private var wire: ChannelHandlerContext?
     private var closing: SocketClose?
     private var connection: Connection?
     private var outbound: OutboundState?
@@ -64,6 +67,12 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.wire = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+        if self.wire == nil {
+            // the upgrade installs the encoder: without it no frame could go out
+            self.session.logger.error("a WebSocket without NIO's frame encoder; closing it")
+            context.close(promise: nil)
+        }
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         self.closing = SocketClose(
@@ -84,6 +93,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.ended()
         self.context = nil
+        self.wire = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -328,10 +338,17 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
 
     // MARK: outbound
 
-    private func write(_ text: String) {
-        guard let context, !self.closeSent else { return }
-        let frame = WebSocketFrame(fin: true, opcode: .text, data: context.channel.allocator.buffer(string: text))
-        context.write(self.wrapOutboundOut(frame), promise: nil)
+    fileprivate func write(_ text: String) {
+        self.write(WireFrame.text(text))
+    }
+
+    /// Writes a text frame already encoded for the wire (`WireFrame`; an
+    /// event's is shared with the other sockets it goes to) past NIO's frame
+    /// encoder, which control frames go through: both are written at once,
+    /// in the order they are asked for.
+    fileprivate func write(_ frame: ByteBuffer) {
+        guard let wire = self.wire, !self.closeSent else { return }
+        wire.write(NIOAny(frame), promise: nil)
     }
 
     /// Writes what the connection's queue holds, flushing once at the end.
@@ -348,8 +365,8 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
             switch outbound.take(item, follows: connection.follows) {
             case .skip:
                 continue
-            case .write(let text):
-                self.write(text)
+            case .write(let frame):
+                self.write(frame)
                 wrote = true
             case .close(let code, let reason):
                 self.outbound = outbound
@@ -414,9 +431,9 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Runs `body` on the loop with the socket's outbound state.
-    fileprivate func withOutbound<T>(_ body: (inout OutboundState, (String) -> Void) -> T) -> T? {
+    fileprivate func withOutbound<T>(_ body: (inout OutboundState, FrameWriter) -> T) -> T? {
         guard self.active, var outbound = self.outbound else { return nil }
-        let result = body(&outbound) { self.write($0) }
+        let result = body(&outbound, FrameWriter(handler: self))
         self.outbound = outbound
         self.context?.flush()
         return result
@@ -464,6 +481,14 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     }
 }
 
+/// Writes frames to a socket from an outbound step, on its event loop.
+private struct FrameWriter {
+    let handler: WebSocketConnectionHandler
+
+    func callAsFunction(_ text: String) { self.handler.write(text) }
+    func callAsFunction(_ frame: ByteBuffer) { self.handler.write(frame) }
+}
+
 /// The outbound steps that read PostgreSQL, run as a short task: pages are
 /// read off the event loop and written on it, each waiting for the socket.
 private struct OutboundSteps: Sendable {
@@ -478,7 +503,7 @@ private struct OutboundSteps: Sendable {
 
     struct Gone: Error {}
 
-    private func onLoop<T: Sendable>(_ body: @escaping @Sendable (inout OutboundState, (String) -> Void) -> T) async throws -> T {
+    private func onLoop<T: Sendable>(_ body: @escaping @Sendable (inout OutboundState, FrameWriter) -> T) async throws -> T {
         let bound = self.bound
         guard let result = try await self.loop.submit({ bound.value.withOutbound(body) }).get() else { throw Gone() }
         return result

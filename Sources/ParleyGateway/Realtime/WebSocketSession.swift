@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import HiredisNIO
 import Logging
+import NIOCore
 import ParleyChat
 import ParleyCore
 
@@ -150,14 +151,15 @@ struct OutboundState {
 
     enum Decision {
         case skip
-        case write(String)
+        /// A text frame as it goes on the wire (`WireFrame`).
+        case write(ByteBuffer)
         case close(UInt16, String)
         case step(Step)
     }
 
     enum Step: Sendable {
         /// Messages after `after` and before `seq` first, then this one.
-        case fill(UUID, after: Int64, seq: Int64, payload: String)
+        case fill(UUID, after: Int64, seq: Int64, payload: ByteBuffer)
         case catchUp
         case chatAdded(UUID, since: Int64)
         case chatChanged(UUID, ChatViews)
@@ -171,7 +173,7 @@ struct OutboundState {
     mutating func take(_ item: Outgoing, follows: (UUID) -> Bool) -> Decision {
         switch item {
         case .frame(let text):
-            return .write(text)
+            return .write(WireFrame.text(text))
         case .message(let chatID, let seq, let payload):
             guard follows(chatID), let last = self.delivered[chatID], seq > last else { return .skip }
             if seq > last + 1 { return .step(.fill(chatID, after: last, seq: seq, payload: payload)) }
@@ -193,7 +195,7 @@ struct OutboundState {
             return follows(chatID) ? .step(.chatChanged(chatID, views)) : .skip
         case .chatRemoved(let chatID):
             self.delivered[chatID] = nil
-            return .write(ServerFrame.json(["type": "chat_removed", "chat_id": chatID.lowercased]))
+            return .write(WireFrame.text(ServerFrame.json(["type": "chat_removed", "chat_id": chatID.lowercased])))
         case .close(let code, let reason):
             return .close(code, reason)
         }
