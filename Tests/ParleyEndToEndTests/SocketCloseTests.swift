@@ -1,5 +1,6 @@
 import Foundation
 import ParleyTestSupport
+import Synchronization
 import Testing
 
 /// A close the server decides really closes: a raw client that ignores the
@@ -7,8 +8,8 @@ import Testing
 /// connection after the handshake time (5 s).
 @Suite struct SocketCloseTests {
     /// Says hello on a raw socket and reads up to `ready`.
-    static func rawHello(_ user: E2EUser, on gateway: GatewayProcess) throws -> RawWebSocket {
-        let socket = try RawWebSocket(port: gateway.port)
+    static func rawHello(_ user: E2EUser, on gateway: GatewayProcess, receiveBuffer: Int? = nil) throws -> RawWebSocket {
+        let socket = try RawWebSocket(port: gateway.port, receiveBuffer: receiveBuffer)
         try socket.send(["type": "hello", "token": user.token])
         while let frame = try socket.next() {
             if frame.json?["type"] as? String == "ready" { return socket }
@@ -55,6 +56,49 @@ import Testing
         #expect(seconds != nil, "the TCP connection is dropped when the client ignores the close")
         if let seconds { #expect(seconds < 8, "dropped \(seconds) s after the close frame") }
         #expect(try await Self.storedBodies(reader, on: g1, chat: chat).isEmpty)
+    }
+
+    @Test func aClientThatStopsReadingIsDroppedOnceItsQueueOverflows() async throws {
+        // The close (4008) waits behind frames the client never reads: the
+        // TCP connection still ends 5 s after the close was decided.
+        let (g1, g2) = try await twoGateways(environment: ["PARLEY_SENDS_PER_SECOND": "10000", "PARLEY_WS_QUEUE_LIMIT": "10"])
+        let sender = try await E2EUser.register(on: g1, name: "Flood")
+        let stalled = try await E2EUser.register(on: g1, name: "Stalled")
+        let chat = try await sender.group(on: g1, members: [stalled])
+        let watcher = try await sender.connect(g2)
+        let socket = try Self.rawHello(stalled, on: g1, receiveBuffer: 4096)
+        let clock = ContinuousClock()
+        let helloAt = clock.now
+        let online = try await watcher.next("presence")
+        #expect(online["user_id"] as? String == stalled.id && online["online"] as? Bool == true)
+        // 12 KB frames into a 4 KB window: the kernel's send buffer (up to
+        // 4 MB), then NIO's 64 KiB and the queue's 10 frames fill, and the
+        // socket is closed with 4008, a close frame it never reads; sends go
+        // on until the socket is released (without the handshake timer it
+        // never would be)
+        let body = String(repeating: "€", count: 4000)
+        final class Flag: Sendable { let raised = Atomic<Bool>(false) }
+        let released = Flag()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    for _ in 0..<500 where !released.raised.load(ordering: .relaxed) {
+                        let status = try await sender.post(g1, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": body]).status
+                        #expect(status == 201)
+                    }
+                }
+            }
+            group.addTask {
+                defer { released.raised.store(true, ordering: .relaxed) }
+                let offline = try await watcher.next("presence", timeout: .seconds(90))
+                #expect(offline["user_id"] as? String == stalled.id && offline["online"] as? Bool == false, "the stalled socket was released")
+            }
+            try await group.waitForAll()
+        }
+        // a client silent for 75 s is dropped anyway (heartbeat): this is sooner
+        #expect(clock.now - helloAt < .seconds(40), "dropped by the close's handshake time, not by the silence limit")
+        // what the kernel had taken still arrives, then the end
+        #expect(socket.readUntilClosed(timeout: .seconds(10)) != nil, "the TCP connection ended")
     }
 
     @Test func afterA1008ForBadFramesNothingIsActedOn() async throws {

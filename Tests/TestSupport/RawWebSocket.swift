@@ -19,9 +19,10 @@ public final class RawWebSocket: @unchecked Sendable {
 
     private let connection: RawConnection
 
-    /// Connects to 127.0.0.1:`port` and upgrades `path` (the 101 answer is checked).
-    public init(port: Int, path: String = "/v1/ws", headers: [String: String] = [:]) throws {
-        self.connection = try RawConnection(port: port)
+    /// Connects to 127.0.0.1:`port` and upgrades `path` (the 101 answer is checked);
+    /// `receiveBuffer` sets the socket's SO_RCVBUF (a small TCP window).
+    public init(port: Int, path: String = "/v1/ws", headers: [String: String] = [:], receiveBuffer: Int? = nil) throws {
+        self.connection = try RawConnection(port: port, receiveBuffer: receiveBuffer)
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
@@ -104,9 +105,13 @@ public final class RawConnection: @unchecked Sendable {
     /// Received and not consumed yet.
     public var buffer: [UInt8] = []
 
-    public init(port: Int) throws {
+    public init(port: Int, receiveBuffer: Int? = nil) throws {
         self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard self.fd >= 0 else { throw POSIXError(.EMFILE) }
+        if var size = receiveBuffer.map(Int32.init) {
+            // before connect, so that the window offered in the handshake is small too
+            setsockopt(self.fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
