@@ -247,3 +247,30 @@ import Testing
         #expect(demand.takeChanges(applied: []).subscribe == ["chat:a"])
     }
 }
+
+/// The pieces of a connect built without Foundation's serializer or header parser.
+@Suite struct ConnectPathTests {
+    @Test func theReadyFrameIsTheJSONClientsExpect() throws {
+        let connection = UUID(), user = UUID()
+        let text = ServerFrame.ready(connectionID: connection, userID: user, heartbeat: .seconds(25))
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect(json["type"] as? String == "ready")
+        #expect(json["connection_id"] as? String == connection.lowercased)
+        #expect(json["user_id"] as? String == user.lowercased)
+        #expect(json["heartbeat_s"] as? Int == 25)
+        #expect(json.count == 4)
+    }
+
+    @Test func onlyAHeadWithAnOriginHeaderIsLookedAtForRefusal() {
+        func has(_ head: String) -> Bool { OriginGuardHandler.hasOriginHeader(Array(head.utf8)) }
+        #expect(has("GET /v1/ws HTTP/1.1\r\nHost: a\r\nOrigin: https://evil.example"))
+        #expect(has("GET /v1/ws HTTP/1.1\r\nORIGIN: https://evil.example\r\nHost: a"))
+        #expect(has("GET /v1/ws HTTP/1.1\r\nHost: a\r\noRiGiN:x"))
+        #expect(has("GET /v1/ws HTTP/1.1\r\nX-Forwarded: a\r\n\norigin:x"), "a bare newline too")
+        #expect(!has("GET /v1/ws HTTP/1.1\r\nHost: a\r\nX-Origin: https://evil.example"))
+        #expect(!has("GET /origin:/v1/ws HTTP/1.1\r\nHost: a"), "not a header line")
+        #expect(!has("GET /v1/ws HTTP/1.1\r\nHost: a\r\nOrigi"))
+        // a partial match that starts a new one ("\n\norigin:")
+        #expect(has("GET / HTTP/1.1\r\n\norigin:x"))
+    }
+}

@@ -75,8 +75,9 @@ final class OriginGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
         let view = buffer.readableBytesView
         let end = view.firstRange(of: [13, 10, 13, 10])
         if end == nil && buffer.readableBytes < Self.headLimit { return }  // need more of the head
-        let head = String(decoding: view.prefix(end.map { $0.lowerBound - view.startIndex } ?? buffer.readableBytes), as: UTF8.self)
-        if let refusal = self.refusal(for: head) {
+        let headBytes = view.prefix(end.map { $0.lowerBound - view.startIndex } ?? buffer.readableBytes)
+        // only a head with an Origin header can be refused (clients that are not browsers send none)
+        if Self.hasOriginHeader(headBytes), let refusal = self.refusal(for: String(decoding: headBytes, as: UTF8.self)) {
             self.buffered = nil
             var response = context.channel.allocator.buffer(capacity: 256)
             response.writeString(refusal)
@@ -96,6 +97,22 @@ final class OriginGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.buffered = nil
             context.fireChannelRead(self.wrapInboundOut(buffered))
         }
+    }
+
+    /// Whether a line of `head` starts with `origin:`, in any case.
+    static func hasOriginHeader(_ head: some Collection<UInt8>) -> Bool {
+        let name = Array("\norigin:".utf8)
+        var matched = 0
+        for byte in head {
+            let lower = (65...90).contains(byte) ? byte | 0x20 : byte
+            if lower == name[matched] {
+                matched += 1
+                if matched == name.count { return true }
+            } else {
+                matched = lower == name[0] ? 1 : 0
+            }
+        }
+        return false
     }
 
     /// The raw 403 response when the head is a WebSocket upgrade from a foreign browser origin.

@@ -304,10 +304,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
             self.outbound = OutboundState(userID: identity.userID, delivered: delivered)
             // Queued before the connection can receive live events: ready, then
             // the catch-up that reads PostgreSQL after the subscriptions are in place.
-            connection.enqueue(.frame(ServerFrame.json([
-                "type": "ready", "connection_id": connection.id.lowercased, "user_id": identity.userID.lowercased,
-                "heartbeat_s": Int(self.limits.heartbeat.components.seconds),
-            ])))
+            connection.enqueue(.frame(ServerFrame.ready(connectionID: connection.id, userID: identity.userID, heartbeat: self.limits.heartbeat)))
             connection.enqueue(.catchUp)
             return Task {
                 let latest = await session.register(connection, cameOnline: cameOnline)
