@@ -78,7 +78,13 @@ import Testing
         }
         #expect(DeliveryUnderFaultsTests.seqs(fast, chat: chat) == Array(1...total), "the normal reader got everything, in order")
         slow.pauseReading(false)
-        #expect(await slow.waitForClose(timeout: .seconds(20)) == 4008)
+        // the close frame (4008) waits behind what the reader never read; a
+        // reader that still does not read 5 s after the close was decided is
+        // dropped without it (the close handshake time), which on a slow
+        // machine happens before the sends above end
+        let code = await slow.waitForClose(timeout: .seconds(20))
+        #expect(slow.isClosed, "the reader that fell behind was disconnected")
+        #expect(code == 4008 || code == nil, "4008, or dropped unread after the handshake time: \(code.map(String.init) ?? "none")")
         #expect(DeliveryUnderFaultsTests.seqs(slow, chat: chat).count < total)
     }
 }
