@@ -56,11 +56,14 @@ struct E2EUser {
     }
 }
 
-/// Two gateway processes on the shared test database and Redis.
-func twoGateways(environment: [String: String] = [:], redisURL: String? = nil) async throws -> (GatewayProcess, GatewayProcess) {
+/// Two gateway processes on the shared test database and Redis (the second
+/// with `secondEnvironment` if given, else the same `environment`).
+func twoGateways(
+    environment: [String: String] = [:], secondEnvironment: [String: String]? = nil, redisURL: String? = nil
+) async throws -> (GatewayProcess, GatewayProcess) {
     let databaseURL = try TestEnvironment.require("PARLEY_TEST_DATABASE_URL")
     let a = try GatewayProcess(databaseURL: databaseURL, redisURL: redisURL, environment: environment, arguments: ["--no-migrate"])
-    let b = try GatewayProcess(databaseURL: databaseURL, redisURL: redisURL, environment: environment, arguments: ["--no-migrate"])
+    let b = try GatewayProcess(databaseURL: databaseURL, redisURL: redisURL, environment: secondEnvironment ?? environment, arguments: ["--no-migrate"])
     try await a.waitUntilReady()
     try await b.waitUntilReady()
     return (a, b)

@@ -61,7 +61,12 @@ import Testing
     @Test func aClientThatStopsReadingIsDroppedOnceItsQueueOverflows() async throws {
         // The close (4008) waits behind frames the client never reads: the
         // TCP connection still ends 5 s after the close was decided.
-        let (g1, g2) = try await twoGateways(environment: ["PARLEY_SENDS_PER_SECOND": "10000", "PARLEY_WS_QUEUE_LIMIT": "10"])
+        // g1 holds the stalled socket; the watcher on g2 gets the whole flood
+        // too, with room for all of it (a presence frame is dropped from a half-full queue)
+        let (g1, g2) = try await twoGateways(
+            environment: ["PARLEY_SENDS_PER_SECOND": "10000", "PARLEY_WS_QUEUE_LIMIT": "10"],
+            secondEnvironment: ["PARLEY_WS_QUEUE_LIMIT": "100000", "PARLEY_WS_QUEUE_BYTES": "\(1 << 30)"]
+        )
         let sender = try await E2EUser.register(on: g1, name: "Flood")
         let stalled = try await E2EUser.register(on: g1, name: "Stalled")
         let chat = try await sender.group(on: g1, members: [stalled])

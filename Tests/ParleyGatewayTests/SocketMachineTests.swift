@@ -32,6 +32,7 @@ import Testing
             case .close(let code, _, let afterQueued): return "close \(code)\(afterQueued ? " after queued" : "")"
             case .pauseReading: return "pause"
             case .resumeReading: return "resume"
+            case .drainLater: return "later"
             }
         }
     }
@@ -85,7 +86,7 @@ import Testing
         #expect(performed.firstIndex(of: "resume")! < performed.count - 1, "reading resumes once half the inbox is free")
     }
 
-    @Test func framesReadAfterThePauseWaitTheirTurnInOrder() {
+    @Test func framesReadAfterThePauseWaitTheirTurnInOrderAndArePacedNotClosed() {
         // a client sending 10 frames a second to a server stalled for 20 s:
         // reading paused, and one read then brings 200 frames at once
         var machine = self.live()
@@ -93,11 +94,39 @@ import Testing
         var actions: [String] = []
         for i in 1...200 { actions += Self.describe(machine.received(Self.send("s\(i)"), now: self.at(20_000))) }
         #expect(actions == ["pause"], "a slow server's backlog is not the client's flood")
+        // the server recovered: each send commits in 5 ms, faster than the 50 a
+        // second the socket may have, so the backlog waits for the budget
+        var now = 20_000
         var performed: [String] = []
-        // acted on at the pace they were sent (each send's commit takes 100 ms)
-        for i in 0...200 { performed += Self.describe(machine.performed(.done, now: self.at(20_000 + 100 * i))) }
+        var next = Self.describe(machine.performed(.done, now: self.at(now)))
+        var waits = 0
+        while !next.isEmpty {
+            performed += next
+            if next.contains("later") {
+                waits += 1
+                now += 20  // the timer the handler sets (20 ms: one token at 50 a second)
+                next = Self.describe(machine.paced(now: self.at(now)))
+            } else if next.contains(where: { $0.hasPrefix("perform") }) {
+                now += 5
+                next = Self.describe(machine.performed(.done, now: self.at(now)))
+            } else {
+                break
+            }
+        }
         #expect(performed.filter { $0.hasPrefix("perform") } == (1...200).map { "perform s\($0)" }, "each once, in the order they came")
         #expect(!performed.contains { $0.hasPrefix("close") })
+        #expect(waits > 100, "paced at the budget's rate once its 50 were spent")
+        #expect(now - 20_000 >= 2_900, "200 frames at 50 a second, after a burst of 50: \(now - 20_000) ms")
+    }
+
+    @Test func framesOverTheBudgetThatTheServerCouldActOnAtOnceClose1008() {
+        var machine = self.live()
+        var actions: [String] = []
+        // pings are answered at once (nothing waits): the 51st in a second is the client's flood
+        for _ in 0...RealtimeLimits().framesPerSecond { actions += Self.describe(machine.received(.text(#"{"type": "ping"}"#), now: self.at(1))) }
+        #expect(actions.filter { $0.hasPrefix("reply") }.count == RealtimeLimits().framesPerSecond)
+        #expect(actions.last == "close 1008 after queued")
+        #expect(!actions.contains("later"))
     }
 
     @Test func moreWaitingThanReadsCanBringCloses1008() {
@@ -200,6 +229,9 @@ import Testing
         #expect(wire.readableBytes == WireFrame.headerBytes(text.utf8.count) + text.utf8.count)
         // the same bytes from a buffer as from a string
         #expect(WireFrame.text(ByteBuffer(string: text)) == wire)
+        // bytes that are not UTF-8 are replaced, never sent as text
+        let invalid = WireFrame.text(ByteBuffer(bytes: Array(text.utf8) + [0xFF]))
+        #expect(invalid == WireFrame.text(text + "\u{FFFD}"))
         // split in two, as TCP may deliver it
         let first = wire.readSlice(length: min(3, wire.readableBytes))!
         try channel.writeInbound(first)

@@ -64,6 +64,10 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         guard let (session, token) = sessions.value else { throw ChannelError.inappropriateOperationForState }
                         sessions.value = nil
+                        // Right after NIO's frame encoder and decoder: the handler writes
+                        // data frames already encoded (`WireFrame`) through the encoder's
+                        // context and control frames through the encoder, so no outbound
+                        // handler may sit between the two (it would see one kind only).
                         try channel.pipeline.syncOperations.addHandler(WebSocketConnectionHandler(session: session, headerToken: token))
                         return Upgrade.webSocket
                     }

@@ -18,6 +18,15 @@ import ParleyCore
 /// Sits first in the pipeline, reads the first head from the raw bytes,
 /// then steps aside. (A later upgrade on a kept-alive connection is still
 /// refused by the WebSocket route, with 400.)
+/// How much a connection reads when its socket is readable: up to
+/// `perWakeUp` reads of at most `bytes` each (NIO's defaults, set here
+/// because `SocketMachine.inboxBytes` counts on them: it is what a WebSocket
+/// still receives after it stops reading).
+enum ConnectionReads {
+    static let perWakeUp: UInt = 4
+    static let bytes = 65536
+}
+
 struct OriginGuardChannel<Inner: ServerChildChannel>: ServerChildChannel {
     typealias Value = Inner.Value
     let inner: Inner
@@ -29,7 +38,10 @@ struct OriginGuardChannel<Inner: ServerChildChannel>: ServerChildChannel {
             // Each connection keeps its receive buffer for the next read: start it
             // small (a request head, a client frame), it grows when reads fill it.
             // An idle WebSocket then holds 512 bytes instead of 2 KiB.
-            try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+            try channel.syncOptions?.setOption(
+                ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: ConnectionReads.bytes)
+            )
+            try channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: ConnectionReads.perWakeUp)
             try channel.pipeline.syncOperations.addHandler(OriginGuardHandler(allowed: self.allowed, headTimeout: self.headTimeout), position: .first)
         }.flatMap {
             self.inner.setup(channel: channel, logger: logger)

@@ -11,9 +11,12 @@ import Foundation
 /// past `inboxLimit` the handler stops reading from the socket (TCP pushes
 /// back on the client) until the inbox has room again. Frames already read
 /// still arrive after the pause (one read can hold many): the inbox holds
-/// them up to `inboxBytes`, so that a client whose frames piled up while
-/// the server was slow is not closed for it. Once closing, no client frame
-/// is acted on.
+/// them up to `inboxBytes`. Frames are counted against the rate limit when
+/// they are acted on: one the server could act on at once and that is over
+/// the limit closes the socket (1008); one that had to wait (behind a send,
+/// or in the kernel while reading was paused) is paced instead, so that a
+/// client whose frames piled up while the server was slow is not closed for
+/// it. Once closing, no client frame is acted on.
 struct SocketMachine {
     enum Phase: Equatable {
         case awaitingHello
@@ -39,6 +42,8 @@ struct SocketMachine {
         case close(UInt16, String, afterQueued: Bool)
         case pauseReading
         case resumeReading
+        /// Frames wait for the rate limit: call `paced()` after this long.
+        case drainLater(Duration)
     }
 
     /// How acting on a frame ended.
@@ -51,23 +56,28 @@ struct SocketMachine {
     }
 
     private(set) var phase = Phase.awaitingHello
-    private var inbox = Deque<Input>()
+    /// Frames not acted on yet; `waited`: it arrived while another was
+    /// being acted on or waiting (the server, not the client, held it back).
+    private var inbox = Deque<(input: Input, waited: Bool)>()
     /// What the inbox holds, counted as `cost(of:)`.
     private var inboxCost = 0
     /// A frame is being acted on (`perform`) or the hello checked.
     private var busy = false
     private var paused = false
+    /// Frames wait for a token (`drainLater`).
+    private var pacing = false
     private var frames: TokenBucket
     private var typing: TokenBucket
     private var badFrames: Deque<ContinuousClock.Instant> = []
     let limits: RealtimeLimits
     /// Frames that wait while one is acted on, before reading pauses.
     static let inboxLimit = 16
-    /// What may wait in the inbox: the frames that paused reading, and what
-    /// the reads under way when it paused held (NIO reads up to four times
-    /// per wake-up, at most 64 KiB each), in full-size frames. More is not
-    /// a slow server's backlog but a flood: 1008.
-    var inboxBytes: Int { (Self.inboxLimit + 4) * max(self.limits.frameBytes, 64 * 1024) }
+    /// What may wait in the inbox, counted as `cost(of:)`: the frames that
+    /// paused reading and what the reads under way then held (NIO reads up to
+    /// `ConnectionReads.perWakeUp` times per wake-up, at most 64 KiB each),
+    /// about 19 frames of the largest size. More is not a slow server's
+    /// backlog but a flood: 1008.
+    var inboxBytes: Int { (Self.inboxLimit + Int(ConnectionReads.perWakeUp)) * max(self.limits.frameBytes, ConnectionReads.bytes) }
     /// A frame's share of the inbox: its bytes and the bookkeeping around them.
     private static func cost(of input: Input) -> Int {
         if case .text(let text) = input { return text.utf8.count + 64 }
@@ -96,13 +106,13 @@ struct SocketMachine {
                 return self.refuseHello(ServerFrame.error(ref: error.ref, code: error.code, detail: error.detail))
             }
         case .authenticating, .live:
-            self.inbox.append(input)
+            self.inbox.append((input, waited: self.busy || self.pacing || !self.inbox.isEmpty))
             self.inboxCost += Self.cost(of: input)
             // reading pauses at `inboxLimit`, but what was read already keeps coming
             if self.inboxCost > self.inboxBytes {
                 self.phase = .closing
                 self.emptyInbox()
-                return [.close(1008, "too many frames waiting (at most \(self.limits.framesPerSecond) a second)", afterQueued: true)]
+                return [.close(1008, "too many frames waiting to be acted on", afterQueued: true)]
             }
             return self.drain(now: now)
         }
@@ -156,9 +166,22 @@ struct SocketMachine {
     /// Acts on waiting frames until one needs I/O (or none is left).
     private mutating func drain(now: ContinuousClock.Instant) -> [Action] {
         var actions: [Action] = []
-        while self.phase == .live, !self.busy, let input = self.inbox.popFirst() {
-            self.inboxCost -= Self.cost(of: input)
-            actions += self.evaluate(input, now: now)
+        while self.phase == .live, !self.busy, !self.pacing, let entry = self.inbox.popFirst() {
+            self.inboxCost -= Self.cost(of: entry.input)
+            guard self.frames.take(now: now) else {
+                if entry.waited {
+                    // held back by the server: acted on when the budget allows
+                    self.inbox.prepend(entry)
+                    self.inboxCost += Self.cost(of: entry.input)
+                    self.pacing = true
+                    actions.append(.drainLater(self.frames.untilNextToken))
+                    break
+                }
+                self.phase = .closing
+                actions.append(.close(1008, "too many frames (at most \(self.limits.framesPerSecond) a second)", afterQueued: true))
+                break
+            }
+            actions += self.evaluate(entry.input, now: now)
         }
         if self.phase == .closing { self.emptyInbox() }
         if !self.paused && self.inbox.count >= Self.inboxLimit {
@@ -171,11 +194,14 @@ struct SocketMachine {
         return actions
     }
 
+    /// The time asked for by `drainLater` has passed: waiting frames go on.
+    mutating func paced(now: ContinuousClock.Instant = .now) -> [Action] {
+        self.pacing = false
+        return self.drain(now: now)
+    }
+
+    /// Acts on one frame (its token already taken).
     private mutating func evaluate(_ input: Input, now: ContinuousClock.Instant) -> [Action] {
-        guard self.frames.take(now: now) else {
-            self.phase = .closing
-            return [.close(1008, "too many frames (at most \(self.limits.framesPerSecond) a second)", afterQueued: true)]
-        }
         guard case .text(let text) = input else {
             return self.reject(ref: nil, code: "invalid_frame", detail: "frames are JSON text", now: now)
         }

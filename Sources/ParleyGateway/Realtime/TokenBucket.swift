@@ -23,4 +23,9 @@ struct TokenBucket {
         self.tokens -= 1
         return true
     }
+
+    /// How long after the last `take` until a token is there.
+    var untilNextToken: Duration {
+        .nanoseconds(Int64(max(0, 1 - self.tokens) / self.perSecond * 1e9) + 1)
+    }
 }

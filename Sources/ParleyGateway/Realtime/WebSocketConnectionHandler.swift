@@ -51,6 +51,8 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     private var fragmentsAreText = true
     private var helloTimer: Scheduled<Void>?
     private var closeTimer: Scheduled<Void>?
+    /// Frames wait for the rate limit (`SocketMachine.Action.drainLater`).
+    private var paceTimer: Scheduled<Void>?
     private var heartbeat: RepeatedTask?
     private var lastHeard = NIODeadline.now()
     private var writableWaiters: [EventLoopPromise<Void>] = []
@@ -107,6 +109,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         self.active = false
         self.helloTimer?.cancel()
         self.closeTimer?.cancel()
+        self.paceTimer?.cancel()
         self.heartbeat?.cancel()
         for waiter in self.writableWaiters { waiter.fail(ChannelError.ioOnClosedChannel) }
         self.writableWaiters = []
@@ -252,6 +255,13 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
                 if self.readHeld {
                     self.readHeld = false
                     self.context?.read()
+                }
+            case .drainLater(let delay):
+                guard let bound = self.bound, let loop = self.context?.eventLoop else { return }
+                self.paceTimer = loop.scheduleTask(in: .init(delay)) {
+                    let handler = bound.value
+                    handler.paceTimer = nil
+                    handler.run(handler.machine.paced())
                 }
             }
         }
