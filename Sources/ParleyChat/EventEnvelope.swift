@@ -78,9 +78,6 @@ public struct EventEnvelope: Sendable, Equatable {
         return buffer
     }
 
-    /// The frame as text, for a socket.
-    public var frameText: String { String(buffer: self.frame) }
-
     static let headerLimit = 256
 
     /// Reads an envelope; the frame is a slice of `buffer`, not a copy.

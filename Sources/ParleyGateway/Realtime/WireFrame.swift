@@ -10,16 +10,10 @@ enum WireFrame {
         length < 126 ? 2 : length <= Int(UInt16.max) ? 4 : 10
     }
 
-    /// A frame of `payload`; bytes that are not UTF-8 (which a browser would
-    /// fail the socket for, with 1007) are replaced, as `String(buffer:)` does.
+    /// A frame of `payload`, read as text: bytes that are not UTF-8 (which
+    /// a browser would fail the socket for, with 1007) are replaced.
     static func text(_ payload: ByteBuffer) -> ByteBuffer {
-        guard String(validating: payload.readableBytesView, as: UTF8.self) != nil else { return Self.text(String(buffer: payload)) }
-        var frame = ByteBuffer()
-        frame.reserveCapacity(Self.headerBytes(payload.readableBytes) + payload.readableBytes)
-        Self.writeHeader(length: payload.readableBytes, into: &frame)
-        var payload = payload
-        frame.writeBuffer(&payload)
-        return frame
+        Self.text(String(buffer: payload))
     }
 
     static func text(_ payload: String) -> ByteBuffer {
