@@ -173,6 +173,15 @@ def find(driver, css):
     return driver.find_element(By.CSS_SELECTOR, css)
 
 
+def click(driver, css):
+    """Clicks the element the selector names now: an element the page re-rendered
+    between finding and clicking is found again (a stale reference is never clicked)."""
+    def attempt(d):
+        d.execute_script("arguments[0].click()", find(d, css))
+        return True
+    wait(driver, attempt, f"a click on {css}")
+
+
 def texts(driver, css):
     return [element.get_attribute("textContent") for element in driver.find_elements(By.CSS_SELECTOR, css)]
 
@@ -372,25 +381,25 @@ def main():
         bob.execute_script("arguments[0].click()", quick[0])
         wait(alice, lambda d: reaction(d, "🎉") == ["🎉 1", False], "Bob's reaction at Alice")
         wait(bob, lambda d: reaction(d, "🎉") == ["🎉 1", True], "Bob's own reaction, marked as his")
-        alice.execute_script("arguments[0].click()", find(alice, "#messages article[data-seq='1'] .reaction"))
+        click(alice, "#messages article[data-seq='1'] .reaction")
         wait(bob, lambda d: reaction(d, "🎉") == ["🎉 2", True], "two reactions at Bob")
-        bob.execute_script("arguments[0].click()", find(bob, "#messages article[data-seq='1'] .reaction"))
+        click(bob, "#messages article[data-seq='1'] .reaction")
         wait(alice, lambda d: reaction(d, "🎉") == ["🎉 1", True], "Bob's reaction taken back, at Alice")
         wait(bob, lambda d: reaction(d, "🎉") == ["🎉 1", False], "Bob's reaction taken back, at Bob")
 
         step("Alice blocks Bob: his next message is refused; once she unblocks him, his retry arrives")
-        alice.execute_script("arguments[0].click()", find(alice, "#details-button"))
+        click(alice, "#details-button")
         wait(alice, lambda d: d.find_elements(By.ID, "block-button") and "Block" in find(d, "#block-button").text, "the block button")
-        alice.execute_script("arguments[0].click()", find(alice, "#block-button"))
+        click(alice, "#block-button")
         wait(alice, lambda d: find(d, "#block-button").text.startswith("Unblock"), "Bob shown as blocked")
         send(bob, "Can you hear me?")
         wait(bob, lambda d: any("Not sent" in a.text for a in d.find_elements(By.CSS_SELECTOR, "#messages article.pending")), "Bob's send refused")
-        alice.execute_script("arguments[0].click()", find(alice, "#block-button"))
+        click(alice, "#block-button")
         wait(alice, lambda d: find(d, "#block-button").text.startswith("Block"), "Bob unblocked")
         retry = [b for b in bob.find_elements(By.CSS_SELECTOR, "#messages article.pending button") if b.get_attribute("textContent") == "Retry"]
         bob.execute_script("arguments[0].click()", retry[0])
         wait(alice, lambda d: delivered(d, "Can you hear me?"), "Bob's retried message at Alice")
-        alice.execute_script("arguments[0].click()", find(alice, "#details-button"))
+        click(alice, "#details-button")
 
         alice.save_screenshot(os.path.join(ARTIFACTS, "alice.png"))
         bob.save_screenshot(os.path.join(ARTIFACTS, "bob.png"))
@@ -433,7 +442,7 @@ def main():
         find(bob, "#message-search").send_keys("histo")
         wait(bob, lambda d: "History" in texts(d, "#search-results mark"), "search results with the matched word marked")
         assert not bob.find_elements(By.CSS_SELECTOR, "#search-results b, #search-results script"), "nothing but <mark> is markup"
-        bob.execute_script("arguments[0].click()", find(bob, "#search-results a.search-result"))
+        click(bob, "#search-results a.search-result")
         wait(bob, lambda d: find(d, "#chat-title").text == f"Team {run}", "the group opened from a search result")
         wait(bob, lambda d: d.find_elements(By.CSS_SELECTOR, "#messages article.mentions-me"), "the mention marked in the group")
         find(bob, "#message-search").send_keys(Keys.CONTROL, "a")
@@ -441,21 +450,21 @@ def main():
         wait(bob, lambda d: not find(d, "#search-results").is_displayed(), "the results closed with an empty search")
 
         step("Bob wants only mentions from the group and mutes it: stored for him, shown in his list")
-        bob.execute_script("arguments[0].click()", find(bob, "#details-button"))
+        click(bob, "#details-button")
         wait(bob, lambda d: d.find_elements(By.ID, "notify-select") and d.find_elements(By.ID, "mute-button"), "the notification settings")
         Select(find(bob, "#notify-select")).select_by_value("mentions")
         bob_token = session(bob)["access_token"]
         wait(bob, lambda d: get_json(g2, f"/v1/chats/{group}", bob_token)["settings"]["notify"] == "mentions", "notify: mentions stored")
-        bob.execute_script("arguments[0].click()", find(bob, "#mute-button"))
+        click(bob, "#mute-button")
         wait(bob, lambda d: "🔕" in " ".join(texts(d, "#chat-list .chat-title")), "the muted group marked in Bob's list")
         assert get_json(g2, f"/v1/chats/{group}", bob_token)["settings"]["muted_until"], "muted_until stored"
         assert "🔕" not in " ".join(texts(alice, "#chat-list .chat-title")), "Alice's settings are her own"
-        bob.execute_script("arguments[0].click()", find(bob, "#details-button"))
+        click(bob, "#details-button")
 
         step("Bob turns on notifications for this browser: the service worker registers, and the subscription goes to the server")
         wait(bob, lambda d: d.find_elements(By.ID, "push-toggle") and find(d, "#push-toggle").is_displayed(), "the notifications button")
         assert find(bob, "#push-toggle").get_attribute("data-state") == "off"
-        bob.execute_script("arguments[0].click()", find(bob, "#push-toggle"))
+        click(bob, "#push-toggle")
         wait(bob, lambda d: d.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "navigator.serviceWorker.getRegistration('/app/').then((r) => done(!!(r && (r.active || r.installing || r.waiting))), () => done(false));"),
@@ -471,7 +480,7 @@ def main():
                                     f"SELECT count(*) FROM push_subscriptions WHERE user_id = '{session(bob)['user']['id']}'"],
                                    check=True, capture_output=True, text=True).stdout.strip()
             assert count == "1", f"one subscription stored, got {count}"
-            bob.execute_script("arguments[0].click()", find(bob, "#push-toggle"))
+            click(bob, "#push-toggle")
             wait(bob, lambda d: find(d, "#push-toggle").get_attribute("data-state") == "off", "push off again")
         else:
             push_refusal = next(t for t in texts(bob, ".toast") if "Could not turn notifications on" in t)
