@@ -204,7 +204,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    private static let pushKinds: Set<String> = ["message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe"]
+    private static let pushKinds: Set<String> = [
+        "message", "pmessage", "smessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
+    ]
 
     static func isPush(_ value: RedisValue) -> Bool {
         guard case .array(let items) = value, let kind = items.first?.string else { return false }

@@ -4,15 +4,101 @@ public import NIOPosix
 public import ServiceLifecycle
 import Synchronization
 
-/// The command client: a bounded pool of pipelined connections, used round-robin.
+/// The command client: a bounded pool of pipelined connections per server,
+/// used round-robin.
 ///
 /// Connections are opened lazily and replaced when they close. While Redis is
 /// down, every command fails fast with `connectionRefused` (or `connectTimeout`
 /// for an unreachable host) and succeeds again once Redis is back. Blocking
 /// commands (`XREADGROUP … BLOCK`) belong on a dedicated connection:
 /// `withDedicatedConnection`.
+///
+/// Given a cluster (`redis+cluster://`), the client reads the slot map with
+/// `CLUSTER SHARDS` and sends each command to the master that owns its key's
+/// slot, through a pool per node: `MOVED` reads the map again and retries
+/// there, `ASK` retries once after `ASKING`, a pipeline is split per node
+/// and its replies put back in order, and a command whose keys span slots is
+/// refused (`crossSlot`) before it is sent. While a master fails over
+/// (refused connections, `CLUSTERDOWN`, `TRYAGAIN`), a command that was not
+/// sent is retried against the new map until its timeout.
 public final class RedisClient: RedisCommandExecutor, Service {
     public let configuration: RedisConfiguration
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let single: RedisNodePool?
+    private let cluster: RedisClusterRouter?
+
+    public init(
+        configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        if configuration.isCluster {
+            self.single = nil
+            self.cluster = RedisClusterRouter(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger)
+        } else {
+            self.single = RedisNodePool(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger)
+            self.cluster = nil
+        }
+    }
+
+    /// A live pooled connection (opening one if needed); in a cluster, to the
+    /// master of `key`'s slot, or to some master without a key.
+    public func connection(forKey key: String? = nil) async throws -> RedisConnection {
+        if let single = self.single { return try await single.connection() }
+        return try await self.cluster!.connection(forKey: key)
+    }
+
+    public func send(_ command: RedisCommand) async throws -> RedisValue {
+        guard let cluster = self.cluster else { return try await self.single!.connection().send(command) }
+        let value = try await cluster.execute(command)
+        if case .error(let message) = value { throw RedisError(.serverError, message) }
+        return value
+    }
+
+    public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisValue] {
+        guard let cluster = self.cluster else { return try await self.single!.connection().pipeline(commands) }
+        return try await cluster.pipeline(commands)
+    }
+
+    /// Runs `body` on a connection of its own (not pooled), closed afterwards;
+    /// in a cluster, to the master of `key`'s slot.
+    public func withDedicatedConnection<T: Sendable>(forKey key: String? = nil, _ body: (RedisConnection) async throws -> T) async throws -> T {
+        var configuration = self.configuration
+        if let cluster = self.cluster { configuration = try await cluster.nodeConfiguration(forKey: key) }
+        let connection = try await RedisConnection.connect(
+            configuration: configuration,
+            eventLoop: self.eventLoopGroup.any(),
+            logger: self.logger
+        )
+        do {
+            let result = try await body(connection)
+            await connection.close()
+            return result
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+
+    /// Waits for graceful shutdown, then closes every connection.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await self.shutdown()
+    }
+
+    public func shutdown() async {
+        await self.single?.shutdown()
+        await self.cluster?.shutdown()
+    }
+}
+
+/// The pooled connections to one server.
+final class RedisNodePool: Sendable {
+    let configuration: RedisConfiguration
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
 
@@ -30,11 +116,7 @@ public final class RedisClient: RedisCommandExecutor, Service {
 
     private let state: Mutex<State>
 
-    public init(
-        configuration: RedisConfiguration,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger
-    ) {
+    init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
@@ -49,7 +131,7 @@ public final class RedisClient: RedisCommandExecutor, Service {
     }
 
     /// A live pooled connection (opening one if needed).
-    public func connection() async throws -> RedisConnection {
+    func connection() async throws -> RedisConnection {
         let loop = self.eventLoopGroup.any()
         let lease: Lease = self.state.withLock { state in
             if state.isShutdown { return .shutdown }
@@ -95,38 +177,7 @@ public final class RedisClient: RedisCommandExecutor, Service {
         }
     }
 
-    public func send(_ command: RedisCommand) async throws -> RedisValue {
-        try await self.connection().send(command)
-    }
-
-    public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisValue] {
-        try await self.connection().pipeline(commands)
-    }
-
-    /// Runs `body` on a connection of its own (not pooled), closed afterwards.
-    public func withDedicatedConnection<T: Sendable>(_ body: (RedisConnection) async throws -> T) async throws -> T {
-        let connection = try await RedisConnection.connect(
-            configuration: self.configuration,
-            eventLoop: self.eventLoopGroup.any(),
-            logger: self.logger
-        )
-        do {
-            let result = try await body(connection)
-            await connection.close()
-            return result
-        } catch {
-            await connection.close()
-            throw error
-        }
-    }
-
-    /// Waits for graceful shutdown, then closes every connection.
-    public func run() async throws {
-        try? await gracefulShutdown()
-        await self.shutdown()
-    }
-
-    public func shutdown() async {
+    func shutdown() async {
         let slots = self.state.withLock { state in
             state.isShutdown = true
             defer { state.slots = state.slots.map { _ in .empty } }

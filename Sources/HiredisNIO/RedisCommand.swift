@@ -35,6 +35,13 @@ extension RedisCommand {
         RedisCommand("PUBLISH", [.string(channel), message])
     }
 
+    /// SPUBLISH shardchannel message (Redis 7 sharded pub/sub): heard by the
+    /// subscribers of the master that owns the channel's slot; the reply is
+    /// the number of receivers there.
+    public static func spublish(_ channel: String, _ message: RedisArgument) -> RedisCommand {
+        RedisCommand("SPUBLISH", [.string(channel), message])
+    }
+
     /// XADD stream [MAXLEN ~ maxLength] id field value …; the reply is the entry id.
     public static func xadd(_ stream: String, maxLength: Int? = nil, id: String = "*", fields: [(String, RedisArgument)]) -> RedisCommand {
         var arguments: [RedisArgument] = [.string(stream)]

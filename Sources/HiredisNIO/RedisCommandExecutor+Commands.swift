@@ -158,6 +158,12 @@ extension RedisCommandExecutor {
         try await self.integer(.publish(channel, message))
     }
 
+    /// SPUBLISH: to the subscribers of the channel's shard; returns how many received it.
+    @discardableResult
+    public func spublish(_ channel: String, _ message: RedisArgument) async throws -> Int64 {
+        try await self.integer(.spublish(channel, message))
+    }
+
     // MARK: scripts
 
     public func evalsha(_ script: RedisScript, keys: [String] = [], arguments: [RedisArgument] = []) async throws -> RedisValue {
@@ -171,8 +177,9 @@ extension RedisCommandExecutor {
         do {
             return try await self.send(RedisCommand("EVALSHA", [.string(sha)] + tail))
         } catch let error as RedisError where error.serverErrorPrefix == "NOSCRIPT" {
-            let reloaded = try await self.scriptLoad(script)
-            return try await self.send(RedisCommand("EVALSHA", [.string(reloaded)] + tail))
+            // This server does not know it (restarted, or another node of a
+            // cluster than the one that loaded it): EVAL runs it and caches it there.
+            return try await self.send(RedisCommand("EVAL", [.string(script.source)] + tail))
         }
     }
 

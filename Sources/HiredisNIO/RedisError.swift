@@ -3,7 +3,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         enum Base: String, Sendable, Hashable {
             case serverError, connectionRefused, connectTimeout, commandTimeout
-            case connectionClosed, protocolError, unexpectedReply, invalidURL, shutdown
+            case connectionClosed, protocolError, unexpectedReply, invalidURL, shutdown, crossSlot
         }
         let base: Base
         public var description: String { self.base.rawValue }
@@ -25,6 +25,8 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidURL = Code(base: .invalidURL)
         /// The client was shut down.
         public static let shutdown = Code(base: .shutdown)
+        /// In a cluster, a command's keys hash to different slots (refused before it is sent).
+        public static let crossSlot = Code(base: .crossSlot)
     }
 
     public let code: Code

@@ -33,6 +33,13 @@ public enum TestEnvironment {
         return configuration
     }
 
+    /// The shared test Redis Cluster (three masters, three replicas).
+    public static func redisClusterConfiguration() throws -> RedisConfiguration {
+        var configuration = try RedisConfiguration(url: self.require("PARLEY_TEST_REDIS_CLUSTER_URL"))
+        configuration.connectTimeout = .seconds(10)
+        return configuration
+    }
+
     /// The `parley` binary built by scripts/test.
     public static func parleyBinary() throws -> String {
         try self.require("PARLEY_BIN")
