@@ -234,6 +234,7 @@ masterauth $(cat "$dir/password")
 cluster-enabled yes
 cluster-config-file nodes.conf
 cluster-node-timeout 2000
+repl-diskless-sync-delay 0
 appendonly yes
 appendfsync everysec
 save ""

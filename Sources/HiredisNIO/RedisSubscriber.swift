@@ -87,6 +87,9 @@ public final class RedisSubscriber: Service {
         (self.events, self.continuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
     }
 
+    /// Whether this subscriber follows a Redis Cluster (one connection per master).
+    public var isCluster: Bool { self.router != nil }
+
     /// `true` while connected with every wanted subscription in place.
     public var isConnected: Bool { self.state.withLock { $0.links?.all.allSatisfy(\.isActive) ?? false } }
 

@@ -27,8 +27,9 @@ public enum ChatEvent: Sendable {
     case userRegistered(userID: UUID)
 }
 
-/// Publishes chat events on the chat's Redis channel (`chat:{<id>}`,
-/// hash-tagged for Redis Cluster) and appends new messages to the
+/// Publishes chat events on the chat's Redis channel (`chat:{<id>}`; in a
+/// Redis Cluster a shard channel, SPUBLISH, relayed by the master of its
+/// slot only) and appends new messages to the
 /// `events:messages` stream (for the mail worker), in one pipelined round
 /// trip, after the change is committed.
 ///
@@ -50,12 +51,15 @@ public struct ChatEventPublisher: Sendable {
     public let local = LocalDelivery()
     /// The kinds appended to `events:messages` as well as published.
     let streamed: Set<EventEnvelope.Kind>
+    /// Sharded pub/sub (in a Redis Cluster); classic PUBLISH with a single Redis.
+    let sharded: Bool
 
     /// `pushEnabled`: read positions go on the stream only for Web Push
     /// (they retract pushes; nothing else reads them), so a gateway without
     /// a VAPID key spares each read receipt that `XADD`.
     public init(redis: RedisClient, pushEnabled: Bool = true) {
         self.redis = redis
+        self.sharded = redis.configuration.isCluster
         self.streamed = pushEnabled ? EventStreams.streamedKinds : EventStreams.streamedKinds.subtracting([.read])
     }
 
@@ -87,7 +91,7 @@ public struct ChatEventPublisher: Sendable {
             for (channel, envelope) in (try? Self.deliveries(event)) ?? [] {
                 let payload = envelope.encoded()
                 deliveries.append((channel, payload))
-                commands.append(.publish(channel, .bytes(payload)))
+                commands.append(self.sharded ? .spublish(channel, .bytes(payload)) : .publish(channel, .bytes(payload)))
                 if self.streamed.contains(envelope.kind) { commands.append(Self.streamEntry(envelope)) }
             }
         }

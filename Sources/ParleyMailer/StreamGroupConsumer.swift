@@ -32,31 +32,53 @@ struct StreamGroupConsumer: Sendable {
         tick: @Sendable () async -> Void = {},
         _ handle: @Sendable (_ entries: [RedisStreamEntry], _ claimed: Bool) async -> Void
     ) async throws {
-        try await self.redis.withDedicatedConnection { connection in
-            var cursor = "0"
-            var lastClaim = ContinuousClock.now
-            while !Task.isCancelled {
-                let entries: [RedisStreamEntry]
-                do {
-                    entries = try await connection.xreadgroup(
-                        self.stream, group: self.group, consumer: self.consumer, id: cursor, count: self.count,
-                        blockMilliseconds: cursor == ">" ? 1000 : nil
-                    )
-                } catch {
-                    self.logger.warning("reading the stream failed; retrying", metadata: ["stream": "\(self.stream)", "error": "\(error)"])
-                    try await Task.sleep(for: .seconds(1))
-                    continue
+        var lastClaim = ContinuousClock.now
+        // A connection of its own (reads block), on the node of the stream's
+        // slot in a cluster: opened again when it drops (a Redis restart, a
+        // failover), which starts again from this consumer's own pending entries.
+        while !Task.isCancelled {
+            do {
+                try await self.redis.withDedicatedConnection(forKey: self.stream) { connection in
+                    try await self.read(on: connection, lastClaim: &lastClaim, tick: tick, handle)
                 }
-                let readingOwnPending = cursor != ">"
-                if !entries.isEmpty { await handle(entries, false) }
-                if readingOwnPending { cursor = entries.last?.id ?? ">" }
-                if ContinuousClock.now - lastClaim >= min(self.claimIdle / 2, .seconds(5)) {
-                    lastClaim = ContinuousClock.now
-                    await self.claim(handle)
-                    await tick()
-                }
-                if !readingOwnPending, entries.count < self.count, self.gather > .zero { try await Task.sleep(for: self.gather) }
+            } catch is CancellationError {
+                return
+            } catch {
+                self.logger.warning("cannot reach the stream; retrying", metadata: ["stream": "\(self.stream)", "error": "\(error)"])
             }
+            if Task.isCancelled { return }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    private func read(
+        on connection: RedisConnection, lastClaim: inout ContinuousClock.Instant,
+        tick: @Sendable () async -> Void,
+        _ handle: @Sendable (_ entries: [RedisStreamEntry], _ claimed: Bool) async -> Void
+    ) async throws {
+        var cursor = "0"
+        while !Task.isCancelled {
+            let entries: [RedisStreamEntry]
+            do {
+                entries = try await connection.xreadgroup(
+                    self.stream, group: self.group, consumer: self.consumer, id: cursor, count: self.count,
+                    blockMilliseconds: cursor == ">" ? 1000 : nil
+                )
+            } catch {
+                self.logger.warning("reading the stream failed; retrying", metadata: ["stream": "\(self.stream)", "error": "\(error)"])
+                guard connection.isActive else { return }
+                try await Task.sleep(for: .seconds(1))
+                continue
+            }
+            let readingOwnPending = cursor != ">"
+            if !entries.isEmpty { await handle(entries, false) }
+            if readingOwnPending { cursor = entries.last?.id ?? ">" }
+            if ContinuousClock.now - lastClaim >= min(self.claimIdle / 2, .seconds(5)) {
+                lastClaim = ContinuousClock.now
+                await self.claim(handle)
+                await tick()
+            }
+            if !readingOwnPending, entries.count < self.count, self.gather > .zero { try await Task.sleep(for: self.gather) }
         }
     }
 

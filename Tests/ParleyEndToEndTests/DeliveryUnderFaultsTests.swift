@@ -1,4 +1,5 @@
 import Foundation
+import HiredisNIO
 import ParleyTestSupport
 import Testing
 
@@ -91,32 +92,28 @@ import Testing
         #expect(acked.count == total)
     }
 
-    @Test func aRedisRestartDuringLoadLosesNothing() async throws {
-        let redis = try RedisServerProcess()
-        try await redis.start()
-        let (g1, g2) = try await twoGateways(environment: Self.loadEnvironment, redisURL: redis.url)
+    /// Two gateways on `redisURL`, two sockets of one member, `total` sends
+    /// over REST; `fault` runs once 20 are stored, while the sends go on.
+    /// Afterwards every socket has every message once, in order, and every
+    /// send was acknowledged. Returns the failed (retried) send attempts.
+    static func loadThroughARedisFault(
+        redisURL: String, total: Int = 400,
+        _ fault: (_ chat: String, _ owner: E2EUser, _ gateway: GatewayProcess, _ finished: Flag) async throws -> Void
+    ) async throws -> Int {
+        let (g1, g2) = try await twoGateways(environment: Self.loadEnvironment, redisURL: redisURL)
         let owner = try await E2EUser.register(on: g1, name: "Redis")
         let other = try await E2EUser.register(on: g2, name: "Other")
         let chat = try await owner.group(on: g1, members: [other])
         let s1 = try await other.connect(g1)
         let s2 = try await other.connect(g2)
-        let total = 400
         let finished = Flag()
         let loadTask = Task {
             defer { finished.set() }
             return try await Self.load([owner, other], chat: chat, count: total, gateways: { [g1, g2] })
         }
         try await eventually { try await owner.lastSeq(on: g1, chat) >= 20 }
-        await redis.kill()
-        // sends go on being stored while Redis is down
-        let atKill = try await owner.lastSeq(on: g1, chat)
-        try await eventually { try await owner.lastSeq(on: g1, chat) >= atKill + 50 || finished.isSet }
-        #expect(!finished.isSet, "the outage must fall in the middle of the sends")
-        try await redis.start()
+        try await fault(chat, owner, g1, finished)
         let (acked, failures) = try await loadTask.value
-        // Redis is only the fast path: sends are stored and acknowledged while it is down
-        // (limits fall back to each process), and members catch up once it is back
-        #expect(failures == 0, "sends keep working while Redis is down")
         // after the resync, every connected client has every message
         let deadline = ContinuousClock.now + .seconds(30)
         while (Self.seqs(s1, chat: chat).count < total || Self.seqs(s2, chat: chat).count < total) && ContinuousClock.now < deadline {
@@ -127,9 +124,46 @@ import Testing
             #expect(!socket.isClosed)
         }
         #expect(acked == Set(1...total))
+        // and live delivery goes on
+        _ = try await owner.post(g1, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": "after"])
+        try await eventually { Self.seqs(s1, chat: chat).last == total + 1 && Self.seqs(s2, chat: chat).last == total + 1 }
         await s1.close()
         await s2.close()
+        return failures
+    }
+
+    @Test func aRedisRestartDuringLoadLosesNothing() async throws {
+        let redis = try RedisServerProcess()
+        try await redis.start()
+        let failures = try await Self.loadThroughARedisFault(redisURL: redis.url) { chat, owner, g1, finished in
+            await redis.kill()
+            // sends go on being stored while Redis is down
+            let atKill = try await owner.lastSeq(on: g1, chat)
+            try await eventually { try await owner.lastSeq(on: g1, chat) >= atKill + 50 || finished.isSet }
+            #expect(!finished.isSet, "the outage must fall in the middle of the sends")
+            try await redis.start()
+        }
+        // Redis is only the fast path: sends are stored and acknowledged while it is down
+        // (limits fall back to each process), and members catch up once it is back
+        #expect(failures == 0, "sends keep working while Redis is down")
         await redis.stop()
+    }
+
+    /// Gateways on a Redis Cluster: the master that serves the chat's shard
+    /// channel is killed mid-load, its replica takes over, and every
+    /// connected client still gets every acknowledged message once, in order.
+    @Test func aRedisClusterFailoverDuringLoadLosesNothing() async throws {
+        let cluster = try RedisClusterProcess()
+        try await cluster.start()
+        _ = try await Self.loadThroughARedisFault(redisURL: cluster.url) { chat, _, _, finished in
+            let slot = ClusterSlot.of("chat:{\(chat.lowercased())}")
+            let master = try await cluster.master(ofSlot: slot)
+            await cluster.kill(master)
+            #expect(!finished.isSet, "the failover must fall in the middle of the sends")
+            // a replica takes over (failure detection, then its election)
+            try await eventually(timeout: .seconds(30)) { (try? await cluster.master(ofSlot: slot)).map { $0 != master } ?? false }
+        }
+        await cluster.stop()
     }
 }
 

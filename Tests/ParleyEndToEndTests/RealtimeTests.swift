@@ -213,16 +213,21 @@ import Testing
         let b1 = try await b.connect(g1)
         let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
         let channel = "chat:{\(group)}"
+        // what an old gateway published; in a cluster (which gateways of that version
+        // did not support) as a gateway there would, on the shard channel
+        @Sendable func publish(_ text: String) async throws {
+            if redis.configuration.isCluster { try await redis.spublish(channel, .string(text)) } else { try await redis.publish(channel, .string(text)) }
+        }
         // what an old gateway published after storing message 1, and its typing event
         let message = #"{"message":{"attachments":[],"body":"from an old gateway","chat_id":"\#(group)","client_id":"\#(UUID().uuidString.lowercased())","created_at":"2026-12-01T10:00:00.000Z","deleted":false,"edited_at":null,"id":"\#(UUID().uuidString.lowercased())","reply_to_seq":null,"sender_id":"\#(a.id)","seq":1},"type":"message"}"#
-        try await redis.publish(channel, .string(message))
+        try await publish(message)
         let event = try await b1.next("message")
         #expect(event.messageSeq == 1)
         #expect((event["message"] as? [String: Any])?["body"] as? String == "from an old gateway")
-        try await redis.publish(channel, .string(#"{"type":"typing","chat_id":"\#(group)","user_id":"\#(a.id)","active":true}"#))
+        try await publish(#"{"type":"typing","chat_id":"\#(group)","user_id":"\#(a.id)","active":true}"#)
         #expect(try await b1.next("typing")["user_id"] as? String == a.id)
         // an envelope of a newer version is counted and skipped; the socket stays up
-        try await redis.publish(channel, .string("P2 message \(group) \(a.id) 2 -\n{\"type\":\"message\"}"))
+        try await publish("P2 message \(group) \(a.id) 2 -\n{\"type\":\"message\"}")
         try await eventually {
             let metrics = String(decoding: try await HTTP.get("\(g1.operationsURL)/metrics").body, as: UTF8.self)
             return metrics.contains("parley_events_undecodable_total 1")

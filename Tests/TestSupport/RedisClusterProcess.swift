@@ -51,6 +51,8 @@ public final class RedisClusterProcess: @unchecked Sendable {
                 "--dir", dir.path, "--save", "", "--appendonly", "no",
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
                 "--requirepass", self.password, "--masterauth", self.password,
+                // replicas sync at once (by default a diskless sync waits 5 s for company)
+                "--repl-diskless-sync-delay", "0",
             ])
             try child.start()
             self.children[port] = child
@@ -62,6 +64,8 @@ public final class RedisClusterProcess: @unchecked Sendable {
         )
         guard created.status == 0 else { throw RedisError(.connectionRefused, "redis-cli --cluster create failed: \(created.output)") }
         try await self.waitUntilHealthy()
+        // a replica can take over only once it has its master's data
+        for master in try await self.masters() { try await self.waitForReplicas(of: master) }
     }
 
     private func waitForPong(_ port: Int) async throws {
@@ -156,11 +160,11 @@ public final class RedisClusterProcess: @unchecked Sendable {
             var master: Int64?, replicas: [Int64] = []
             for line in info.split(whereSeparator: \.isNewline) {
                 if line.hasPrefix("master_repl_offset:") { master = Int64(line.dropFirst("master_repl_offset:".count)) }
-                if line.hasPrefix("slave"), let offset = line.split(separator: ",").first(where: { $0.hasPrefix("offset=") }) {
+                if line.hasPrefix("slave"), line.contains("state=online"), let offset = line.split(separator: ",").first(where: { $0.hasPrefix("offset=") }) {
                     replicas.append(Int64(offset.dropFirst("offset=".count)) ?? -1)
                 }
             }
-            guard let master, !replicas.isEmpty else { return false }
+            guard let master, !replicas.isEmpty, info.contains("connected_slaves:1") else { return false }
             return replicas.allSatisfy { $0 >= master }
         }
     }

@@ -57,7 +57,7 @@ struct ChannelDemand: Sendable {
 /// the Redis channels they need: a chat channel while at least one local
 /// connection belongs to a member, a user channel while the user is
 /// connected here, and the revocation channel always. One subscriber
-/// connection per process serves them all; `ChannelDemand` counts who
+/// serves them all (a connection, or one per master of a cluster); `ChannelDemand` counts who
 /// follows each channel, so that subscribing costs only what changed.
 final class ConnectionHub: Sendable {
     private struct State {
@@ -246,11 +246,11 @@ final class SubscriptionManager: Sendable {
             let changes: Changes = self.source.withLock { $0 }?.changes(applied) ?? ([], [])
             do {
                 if !changes.subscribe.isEmpty {
-                    try await self.subscriber.subscribe(changes.subscribe)
+                    try await self.subscribe(changes.subscribe)
                     applied.formUnion(changes.subscribe)
                 }
                 if !changes.unsubscribe.isEmpty {
-                    try await self.subscriber.unsubscribe(changes.unsubscribe)
+                    try await self.unsubscribe(changes.unsubscribe)
                     applied.subtract(changes.unsubscribe)
                 }
             } catch {
@@ -264,6 +264,29 @@ final class SubscriptionManager: Sendable {
         }
         // stopped: nobody may wait forever
         self.finish()
+    }
+
+    /// In a Redis Cluster, chat and user channels are shard channels
+    /// (SSUBSCRIBE: heard from the master of their slot only) and the fixed
+    /// ones (session revocations) classic channels that every node relays.
+    /// With a single Redis every channel is classic, as gateways of earlier
+    /// versions publish them (a rolling upgrade keeps working).
+    private func subscribe(_ channels: [String]) async throws {
+        let (broadcast, sharded) = self.split(channels)
+        if !broadcast.isEmpty { try await self.subscriber.subscribe(broadcast) }
+        if !sharded.isEmpty { try await self.subscriber.ssubscribe(sharded) }
+    }
+
+    private func unsubscribe(_ channels: [String]) async throws {
+        let (broadcast, sharded) = self.split(channels)
+        if !broadcast.isEmpty { try await self.subscriber.unsubscribe(broadcast) }
+        if !sharded.isEmpty { try await self.subscriber.sunsubscribe(sharded) }
+    }
+
+    private func split(_ channels: [String]) -> (broadcast: [String], sharded: [String]) {
+        guard self.subscriber.isCluster else { return (channels, []) }
+        let broadcast = Set(ConnectionHub.fixedChannels)
+        return (channels.filter { broadcast.contains($0) }, channels.filter { !broadcast.contains($0) })
     }
 
     /// Waits until someone asks for a pass, then takes everyone waiting: the

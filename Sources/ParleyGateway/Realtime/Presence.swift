@@ -6,11 +6,14 @@ import ParleyChat
 
 /// Who is online, shared by every instance through Redis.
 ///
-/// Each connection is an entry `presence:{<user>}` (sorted set: connection →
-/// expiry) and in the global index `presence:expiry` (user|connection →
-/// expiry). Each instance refreshes all of its connections in one script
-/// call per heartbeat; an instance that dies stops refreshing, and the
-/// sweeper (any instance) removes its entries once they expire. The first
+/// Each connection is an entry in its user's sorted set (connection →
+/// expiry) and in the expiry index of the user's group (user|connection →
+/// expiry); a user's keys and their group's index share one hash tag
+/// (`PresenceKeys`), so each script works in one Redis Cluster slot. Each
+/// instance refreshes all of its connections in one script call per group
+/// per heartbeat, the calls at once; an instance that dies stops
+/// refreshing, and the sweeper (any instance) removes its entries once
+/// they expire. The first
 /// connection of a user makes them online, the last one (closed, or swept)
 /// offline, and both edges are announced to the user's chats.
 struct Presence: Sendable {
@@ -23,7 +26,6 @@ struct Presence: Sendable {
     var heartbeatInterval: Duration = .seconds(10)
     var sweepInterval: Duration = .seconds(5)
 
-    static let index = PresenceKeys.index
     static func key(_ userID: UUID) -> String { PresenceKeys.user(userID) }
     var ttlMilliseconds: Int64 { self.ttl.milliseconds }
 
@@ -39,7 +41,7 @@ struct Presence: Sendable {
     /// in one atomic step (no check-then-act race between instances).
     func admit(userID: UUID, connectionID: UUID, limit: Int) async throws -> Admission {
         let before = try await self.redis.evalsha(
-            Self.addScript, keys: [Self.key(userID), Self.index],
+            Self.addScript, keys: [Self.key(userID), PresenceKeys.index(of: userID)],
             arguments: [.string(connectionID.lowercased), RedisArgument(self.ttlMilliseconds), .string(userID.lowercased), RedisArgument(limit)]
         )
         guard let live = before.int, live >= 0 else { return .refused }
@@ -49,7 +51,7 @@ struct Presence: Sendable {
     /// Removes a connection; true when it was the user's last (they went offline).
     func disconnected(userID: UUID, connectionID: UUID) async throws -> Bool {
         let after = try await self.redis.evalsha(
-            Self.removeScript, keys: [Self.key(userID), Self.index], arguments: [.string(connectionID.lowercased), .string(userID.lowercased)]
+            Self.removeScript, keys: [Self.key(userID), PresenceKeys.index(of: userID)], arguments: [.string(connectionID.lowercased), .string(userID.lowercased)]
         )
         return after.int == 0
     }
@@ -58,24 +60,44 @@ struct Presence: Sendable {
         try await PresenceKeys.online(userIDs, redis: self.redis)
     }
 
-    /// Refreshes every connection of this instance in one round trip; returns
-    /// the users this brought back online (their entries had been lost, say
-    /// to a long Redis outage, and swept as offline).
+    /// Refreshes every connection of this instance, one script call per
+    /// group, all at once; returns the users this brought back online (their
+    /// entries had been lost, say to a long Redis outage, and swept as offline).
     func heartbeat(_ connections: [Connection]) async throws -> [UUID] {
-        guard !connections.isEmpty else { return [] }
-        var arguments: [RedisArgument] = [RedisArgument(self.ttlMilliseconds)]
-        for connection in connections {
-            arguments.append(.string(connection.userID.lowercased))
-            arguments.append(.string(connection.id.lowercased))
+        let groups = Dictionary(grouping: connections) { PresenceKeys.bucket($0.userID) }
+        let revived = try await withThrowingTaskGroup(of: [UUID].self) { tasks in
+            for (bucket, connections) in groups {
+                tasks.addTask {
+                    var keys = [PresenceKeys.index(bucket: bucket)]
+                    var arguments: [RedisArgument] = [RedisArgument(self.ttlMilliseconds)]
+                    for connection in connections {
+                        keys.append(Self.key(connection.userID))
+                        arguments.append(.string(connection.userID.lowercased))
+                        arguments.append(.string(connection.id.lowercased))
+                    }
+                    let reply = try await self.redis.evalsha(Self.heartbeatScript, keys: keys, arguments: arguments)
+                    return (reply.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) }
+                }
+            }
+            return try await tasks.reduce(into: [UUID]()) { $0 += $1 }
         }
-        let revived = try await self.redis.evalsha(Self.heartbeatScript, keys: [Self.index], arguments: arguments)
-        return Array(Set((revived.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) }))
+        return Array(Set(revived))
     }
 
-    /// Removes expired connections; returns the users who are now offline.
+    /// Removes expired connections of every group; returns the users who are now offline.
     func sweep() async throws -> [UUID] {
-        let reply = try await self.redis.evalsha(Self.sweepScript, keys: [Self.index])
-        return Array(Set((reply.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) }))
+        let offline = try await withThrowingTaskGroup(of: [UUID].self) { tasks in
+            for bucket in 0..<PresenceKeys.buckets {
+                tasks.addTask {
+                    let reply = try await self.redis.evalsha(
+                        Self.sweepScript, keys: [PresenceKeys.index(bucket: bucket)], arguments: [.string(PresenceKeys.prefix(bucket: bucket))]
+                    )
+                    return (reply.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) }
+                }
+            }
+            return try await tasks.reduce(into: [UUID]()) { $0 += $1 }
+        }
+        return Array(Set(offline))
     }
 
     func announce(_ userID: UUID, online: Bool, logger: Logger) async {
@@ -112,6 +134,8 @@ struct Presence: Sendable {
         """
     )
 
+    /// KEYS[1] the group's index, KEYS[1 + n] the user key of the n-th
+    /// connection; ARGV[1] the ttl, then user and connection per connection.
     static let heartbeatScript = RedisScript(
         """
         local t = redis.call('TIME')
@@ -119,7 +143,7 @@ struct Presence: Sendable {
         local expiry = now + tonumber(ARGV[1])
         local revived = {}
         for i = 2, #ARGV, 2 do
-          local key = 'presence:{' .. ARGV[i] .. '}'
+          local key = KEYS[i / 2 + 1]
           local before = redis.call('ZCOUNT', key, now, '+inf')
           redis.call('ZADD', key, expiry, ARGV[i + 1])
           redis.call('PEXPIRE', key, ARGV[1])
@@ -130,6 +154,8 @@ struct Presence: Sendable {
         """
     )
 
+    /// KEYS[1] a group's index; ARGV[1] the group's key prefix. The user
+    /// keys it derives carry the group's hash tag: the same slot as KEYS[1].
     static let sweepScript = RedisScript(
         """
         local t = redis.call('TIME')
@@ -141,7 +167,7 @@ struct Presence: Sendable {
           local sep = string.find(entry, '|', 1, true)
           if sep then
             local user = string.sub(entry, 1, sep - 1)
-            local key = 'presence:{' .. user .. '}'
+            local key = ARGV[1] .. user
             redis.call('ZREM', key, string.sub(entry, sep + 1))
             redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
             if redis.call('ZCARD', key) == 0 then table.insert(offline, user) end
