@@ -140,6 +140,12 @@ if runs_of("large"):
     print("### One large group: 500 members, 20 msg/s\n")
     print("One group of 500 members, all connected (spread over both gateways), 20 messages/s: 10,000 deliveries/s.\n")
     fanout_table("large", [None])
+if runs_of("cluster-fanout-r" + rates[0]):
+    print("### On a Redis Cluster\n")
+    print("The first shape again, once per rate, with two fresh gateways and a notifier on a Redis Cluster of 3 masters with a replica each "
+          "(all six on this machine; chat events on shard channels, SPUBLISH/SSUBSCRIBE), against the same PostgreSQL. "
+          "Compare with the single-Redis table above: same machine, same run.\n")
+    fanout_table("cluster-fanout", rates)
 ceilings = {shape: ceiling(shape) for shape in ("spread", "hot")}
 if any(v is not None for v in ceilings.values()) or glob.glob(os.path.join(out, "ceiling-*.json")):
     print("### Ceilings\n")
@@ -244,6 +250,7 @@ for rate in hot_rates:
     print(f"parley bench fanout --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --users 200 --group-size 10 --rate {rate} --duration {fan_s} --max-p99-ms 100 {cpu_flags}")
 print(f"parley bench fanout --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --users 500 --group-size 500 --rate 20 --duration {fan_s} --max-p99-ms 100 {cpu_flags}")
 print(f"# ceilings: the same with --duration {ceiling_s} at ascending rates, until one exits 1")
+print("# on a Redis Cluster: gateways and notifier with PARLEY_REDIS_URL=redis+cluster://:PASSWORD@127.0.0.1:PORT1,127.0.0.1:PORT2,...; the first shape once per rate")
 print(f"parley bench history --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --messages {hist_msgs} --readers 8 --duration 20")
 print("parley bench search --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --database-url URL --searchers 8 --duration 20   # gateways with PARLEY_SEARCHES_PER_SECOND=100000")
 print("parley bench login --url http://127.0.0.1:P1 --url http://127.0.0.1:P2 --concurrency 4 --duration 10 --otp-outbox DIR --codes 200")

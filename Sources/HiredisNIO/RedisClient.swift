@@ -65,10 +65,14 @@ public final class RedisClient: RedisCommandExecutor, Service {
     }
 
     /// Runs `body` on a connection of its own (not pooled), closed afterwards;
-    /// in a cluster, to the master of `key`'s slot.
+    /// in a cluster, to the master of `key`'s slot on a freshly read map (a
+    /// dedicated connection is opened again after a failover or a moved slot).
     public func withDedicatedConnection<T: Sendable>(forKey key: String? = nil, _ body: (RedisConnection) async throws -> T) async throws -> T {
         var configuration = self.configuration
-        if let cluster = self.cluster { configuration = try await cluster.nodeConfiguration(forKey: key) }
+        if let cluster = self.cluster {
+            try await cluster.refresh()
+            configuration = try await cluster.nodeConfiguration(forKey: key)
+        }
         let connection = try await RedisConnection.connect(
             configuration: configuration,
             eventLoop: self.eventLoopGroup.any(),

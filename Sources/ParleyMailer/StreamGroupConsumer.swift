@@ -66,7 +66,8 @@ struct StreamGroupConsumer: Sendable {
                 )
             } catch {
                 self.logger.warning("reading the stream failed; retrying", metadata: ["stream": "\(self.stream)", "error": "\(error)"])
-                guard connection.isActive else { return }
+                // reconnect when the connection dropped, or the stream's slot lives elsewhere now
+                guard connection.isActive, (error as? RedisError)?.serverErrorPrefix != "MOVED" else { return }
                 try await Task.sleep(for: .seconds(1))
                 continue
             }
