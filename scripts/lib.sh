@@ -212,7 +212,9 @@ redis_url() { # DIR PORT
 # replication, append-only files. Failover is quick (node timeout 2 s).
 # The nodes' addresses go to DIR/seeds (any of them tells a client the rest).
 start_redis_cluster() {
-  local dir="$1" node port bus nodes=()
+  local dir="$1" node port bus nodes=() version
+  version="$(redis-server --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p')"
+  [ "${version:-0}" -ge 7 ] || die "a Redis Cluster with sharded pub/sub needs redis-server 7 or later (found $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
   mkdir -p "$dir"
   [ -f "$dir/password" ] || random_secret 24 > "$dir/password"
   stop_redis_cluster "$dir"
@@ -243,11 +245,14 @@ CONF
     redis-server "$dir/$node/redis.conf" || die "redis-server (cluster node $node) did not start (log: $dir/$node/redis.log)"
     nodes+=("127.0.0.1:$port")
   done
+  node=0
   for address in "${nodes[@]}"; do
+    node=$((node + 1))
     for _ in $(seq 1 100); do
-      REDISCLI_AUTH="$(cat "$dir/password")" redis-cli -p "${address##*:}" ping 2>/dev/null | grep -q PONG && break
+      REDISCLI_AUTH="$(cat "$dir/password")" redis-cli -p "${address##*:}" ping 2>/dev/null | grep -q PONG && continue 2
       sleep 0.1
     done
+    die "redis-server (cluster node $node) did not answer on port ${address##*:} (log: $dir/$node/redis.log)"
   done
   REDISCLI_AUTH="$(cat "$dir/password")" redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes > "$dir/create.log" 2>&1 \
     || die "redis-cli --cluster create failed (log: $dir/create.log)"

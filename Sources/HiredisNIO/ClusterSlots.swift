@@ -155,9 +155,15 @@ struct ClusterRedirect: Equatable {
         case "ASK": self.kind = .ask
         default: return nil
         }
-        guard let node = RedisNodeAddress(words[2]) else { return nil }
+        // Redis 7 sends ":port" when it does not know the node's endpoint: the host is the asked one's
+        if words[2].hasPrefix(":"), let port = Int(words[2].dropFirst()), (1...65535).contains(port) {
+            self.node = RedisNodeAddress(host: "", port: port)
+        } else if let node = RedisNodeAddress(words[2]) {
+            self.node = node
+        } else {
+            return nil
+        }
         self.slot = slot
-        self.node = node
     }
 
     init?(_ value: RedisValue) {

@@ -141,7 +141,9 @@ final class RedisClusterRouter: Sendable {
             target = try await self.awaitNewMap(attempt: &attempt, route: route, deadline: deadline, error: error)
         }
         var asking = false
-        for _ in 0..<Self.maxRedirects {
+        // only redirections count toward the limit; waiting for a failover is bounded by the deadline
+        var redirects = 0
+        while redirects <= Self.maxRedirects {
             let reply: RedisValue
             do {
                 let connection = try await self.pool(target).connection()
@@ -157,7 +159,9 @@ final class RedisClusterRouter: Sendable {
                 continue
             }
             if let redirect = ClusterRedirect(reply) {
-                target = redirect.node
+                redirects += 1
+                // an unknown endpoint comes as ":port": the same host
+                target = redirect.node.host.isEmpty ? RedisNodeAddress(host: target.host, port: redirect.node.port) : redirect.node
                 asking = redirect.kind == .ask
                 if redirect.kind == .moved { Task { try? await self.refresh() } }
                 continue
@@ -201,13 +205,16 @@ final class RedisClusterRouter: Sendable {
 
     /// Splits a pipeline per master, runs the parts at once, and puts the
     /// replies back in order. Commands redirected, refused for a changing
-    /// cluster, or whose node could not be reached, run again one by one.
+    /// cluster, whose node could not be reached, or whose slot has no master
+    /// right now run again one by one (at once, each waiting for the
+    /// failover on its own); a part that failed in flight fails the call.
     func pipeline(_ commands: [RedisCommand]) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
         let routes = try commands.map { command throws(RedisError) in try command.route() }
         var groups: [RedisNodeAddress: [Int]] = [:]
         for (index, route) in routes.enumerated() {
-            groups[try await self.node(for: route), default: []].append(index)
+            // no master for the slot (failing over): left for the retries below
+            if let node = try? await self.node(for: route) { groups[node, default: []].append(index) }
         }
         var replies = [RedisValue?](repeating: nil, count: commands.count)
         try await withThrowingTaskGroup(of: ([Int], [RedisValue]?).self) { group in
@@ -225,9 +232,13 @@ final class RedisClusterRouter: Sendable {
                 for (index, value) in zip(indices, values) { replies[index] = value }
             }
         }
-        for index in commands.indices {
-            if let reply = replies[index], ClusterRedirect(reply) == nil, !Self.isTransient(reply) { continue }
-            replies[index] = try await self.execute(commands[index])
+        let again = commands.indices.filter { index in
+            guard let reply = replies[index] else { return true }
+            return ClusterRedirect(reply) != nil || Self.isTransient(reply)
+        }
+        try await withThrowingTaskGroup(of: (Int, RedisValue).self) { group in
+            for index in again { group.addTask { (index, try await self.execute(commands[index])) } }
+            for try await (index, reply) in group { replies[index] = reply }
         }
         return replies.map { $0 ?? .null }
     }

@@ -47,6 +47,7 @@ import Testing
         #expect(ClusterRedirect(error: "MOVED 3999 127.0.0.1:6381") == ClusterRedirect(kind: .moved, slot: 3999, node: RedisNodeAddress(host: "127.0.0.1", port: 6381)))
         #expect(ClusterRedirect(error: "ASK 12 redis-b:7000")?.kind == .ask)
         #expect(ClusterRedirect(error: "MOVED 1 [::1]:7000")?.node == RedisNodeAddress(host: "::1", port: 7000))
+        #expect(ClusterRedirect(error: "MOVED 7 :7002")?.node == RedisNodeAddress(host: "", port: 7002))
         #expect(ClusterRedirect(error: "MOVED 16384 host:1") == nil)
         #expect(ClusterRedirect(error: "WRONGTYPE Operation against a key") == nil)
         #expect(ClusterRedirect(.simpleString("MOVED 1 host:1")) == nil)
@@ -67,7 +68,7 @@ import Testing
             .array([Self.text("slots"), .array([.integer(5461), .integer(10922)]), Self.text("nodes"), .array([Self.node(7005, role: "replica"), Self.node(7002, role: "master")])]),
             // a master that failed, its replica not promoted yet: its slots have no owner
             .array([Self.text("slots"), .array([.integer(10923), .integer(16000), .integer(16001), .integer(16383)]),
-                    Self.text("nodes"), .array([Self.node(7003, role: "master", health: "failed"), Self.node(7006, role: "replica")])]),
+                    Self.text("nodes"), .array([Self.node(7003, role: "master", health: "fail"), Self.node(7006, role: "replica")])]),
         ])
         let topology = try ClusterTopology.parse(shards: reply)
         #expect(topology.masters == [RedisNodeAddress(host: "127.0.0.1", port: 7001), RedisNodeAddress(host: "127.0.0.1", port: 7002)])

@@ -22,7 +22,7 @@ import Testing
         let second = try await a.connect(g2)
         // both connections are in Redis before the first closes
         let redis = RedisClient(configuration: try TestEnvironment.redisConfiguration(), logger: TestEnvironment.logger)
-        let connections = PresenceKeys.user(try #require(UUID(uuidString: a.id)))
+        let connections = PresenceKeys.user(try #require(UUID(uuidString: a.id)), cluster: redis.configuration.isCluster)
         try await eventually { try await redis.zcard(connections) == 2 }
         await first.close()
         // g1 has taken the first connection out: it saw another one left, so no offline goes out

@@ -15,7 +15,7 @@ import Testing
         #expect(try await presence.admit(userID: user, connectionID: connection.id, limit: 20) == .admitted(first: true))
         #expect(try await presence.heartbeat([connection]).isEmpty, "a refresh of a live entry changes nothing")
         // Redis lost the entry (a restart, or a sweep after a long outage)
-        _ = try await dependencies.redis.del([PresenceKeys.user(user)])
+        _ = try await dependencies.redis.del([PresenceKeys.user(user, cluster: dependencies.redis.configuration.isCluster)])
         #expect(try await presence.online([user]).isEmpty)
         #expect(try await presence.heartbeat([connection]) == [user], "the next heartbeat brings the user back online")
         #expect(try await presence.online([user]) == [user])
@@ -35,7 +35,7 @@ import Testing
         #expect(admissions.filter { if case .admitted = $0 { true } else { false } }.count == 3)
         #expect(admissions.filter { $0 == .admitted(first: true) }.count == 1)
         #expect(admissions.filter { $0 == .refused }.count == 9)
-        _ = try await dependencies.redis.del([PresenceKeys.user(user)])
+        _ = try await dependencies.redis.del([PresenceKeys.user(user, cluster: dependencies.redis.configuration.isCluster)])
         await dependencies.redis.shutdown()
     }
 

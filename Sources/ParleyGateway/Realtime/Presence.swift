@@ -8,8 +8,8 @@ import ParleyChat
 ///
 /// Each connection is an entry in its user's sorted set (connection →
 /// expiry) and in the expiry index of the user's group (user|connection →
-/// expiry); a user's keys and their group's index share one hash tag
-/// (`PresenceKeys`), so each script works in one Redis Cluster slot. Each
+/// expiry); in a Redis Cluster a user's keys and their group's index share
+/// one hash tag (`PresenceKeys`), so each script works in one slot. Each
 /// instance refreshes all of its connections in one script call per group
 /// per heartbeat, the calls at once; an instance that dies stops
 /// refreshing, and the sweeper (any instance) removes its entries once
@@ -26,7 +26,9 @@ struct Presence: Sendable {
     var heartbeatInterval: Duration = .seconds(10)
     var sweepInterval: Duration = .seconds(5)
 
-    static func key(_ userID: UUID) -> String { PresenceKeys.user(userID) }
+    var cluster: Bool { self.redis.configuration.isCluster }
+    func key(_ userID: UUID) -> String { PresenceKeys.user(userID, cluster: self.cluster) }
+    func index(of userID: UUID) -> String { PresenceKeys.index(bucket: PresenceKeys.bucket(userID, cluster: self.cluster), cluster: self.cluster) }
     var ttlMilliseconds: Int64 { self.ttl.milliseconds }
 
     /// What registering a connection led to.
@@ -41,7 +43,7 @@ struct Presence: Sendable {
     /// in one atomic step (no check-then-act race between instances).
     func admit(userID: UUID, connectionID: UUID, limit: Int) async throws -> Admission {
         let before = try await self.redis.evalsha(
-            Self.addScript, keys: [Self.key(userID), PresenceKeys.index(of: userID)],
+            Self.addScript, keys: [self.key(userID), self.index(of: userID)],
             arguments: [.string(connectionID.lowercased), RedisArgument(self.ttlMilliseconds), .string(userID.lowercased), RedisArgument(limit)]
         )
         guard let live = before.int, live >= 0 else { return .refused }
@@ -51,7 +53,7 @@ struct Presence: Sendable {
     /// Removes a connection; true when it was the user's last (they went offline).
     func disconnected(userID: UUID, connectionID: UUID) async throws -> Bool {
         let after = try await self.redis.evalsha(
-            Self.removeScript, keys: [Self.key(userID), PresenceKeys.index(of: userID)], arguments: [.string(connectionID.lowercased), .string(userID.lowercased)]
+            Self.removeScript, keys: [self.key(userID), self.index(of: userID)], arguments: [.string(connectionID.lowercased), .string(userID.lowercased)]
         )
         return after.int == 0
     }
@@ -62,42 +64,62 @@ struct Presence: Sendable {
 
     /// Refreshes every connection of this instance, one script call per
     /// group, all at once; returns the users this brought back online (their
-    /// entries had been lost, say to a long Redis outage, and swept as offline).
+    /// entries had been lost, say to a long Redis outage, and swept as
+    /// offline). A group that fails (its master failing over) does not cost
+    /// the others their answers; it throws only when every group failed.
     func heartbeat(_ connections: [Connection]) async throws -> [UUID] {
-        let groups = Dictionary(grouping: connections) { PresenceKeys.bucket($0.userID) }
-        let revived = try await withThrowingTaskGroup(of: [UUID].self) { tasks in
-            for (bucket, connections) in groups {
-                tasks.addTask {
-                    var keys = [PresenceKeys.index(bucket: bucket)]
-                    var arguments: [RedisArgument] = [RedisArgument(self.ttlMilliseconds)]
-                    for connection in connections {
-                        keys.append(Self.key(connection.userID))
-                        arguments.append(.string(connection.userID.lowercased))
-                        arguments.append(.string(connection.id.lowercased))
-                    }
-                    let reply = try await self.redis.evalsha(Self.heartbeatScript, keys: keys, arguments: arguments)
-                    return (reply.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) }
-                }
+        let cluster = self.cluster
+        let groups = Dictionary(grouping: connections) { PresenceKeys.bucket($0.userID, cluster: cluster) }
+        return try await Self.eachGroup(Array(groups.keys)) { bucket in
+            var keys = [PresenceKeys.index(bucket: bucket, cluster: cluster)]
+            var arguments: [RedisArgument] = [RedisArgument(self.ttlMilliseconds)]
+            for connection in groups[bucket] ?? [] {
+                keys.append(self.key(connection.userID))
+                arguments.append(.string(connection.userID.lowercased))
+                arguments.append(.string(connection.id.lowercased))
             }
-            return try await tasks.reduce(into: [UUID]()) { $0 += $1 }
+            return try await self.redis.evalsha(Self.heartbeatScript, keys: keys, arguments: arguments)
         }
-        return Array(Set(revived))
     }
 
-    /// Removes expired connections of every group; returns the users who are now offline.
+    /// Removes expired connections of every group; returns the users who are
+    /// now offline (from every group that answered).
     func sweep() async throws -> [UUID] {
-        let offline = try await withThrowingTaskGroup(of: [UUID].self) { tasks in
-            for bucket in 0..<PresenceKeys.buckets {
+        let cluster = self.cluster
+        return try await Self.eachGroup(Array(0..<PresenceKeys.buckets(cluster: cluster))) { bucket in
+            let (prefix, suffix) = PresenceKeys.userKeyParts(bucket: bucket, cluster: cluster)
+            return try await self.redis.evalsha(
+                Self.sweepScript, keys: [PresenceKeys.index(bucket: bucket, cluster: cluster)], arguments: [.string(prefix), .string(suffix)]
+            )
+        }
+    }
+
+    /// Runs `call` for every group at once and gathers the user ids they
+    /// return; throws only if no group answered.
+    private static func eachGroup(_ buckets: [Int], _ call: @escaping @Sendable (Int) async throws -> RedisValue) async throws -> [UUID] {
+        guard !buckets.isEmpty else { return [] }
+        let results = await withTaskGroup(of: Result<RedisValue, any Error>.self) { tasks in
+            for bucket in buckets {
                 tasks.addTask {
-                    let reply = try await self.redis.evalsha(
-                        Self.sweepScript, keys: [PresenceKeys.index(bucket: bucket)], arguments: [.string(PresenceKeys.prefix(bucket: bucket))]
-                    )
-                    return (reply.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) }
+                    do { return .success(try await call(bucket)) } catch { return .failure(error) }
                 }
             }
-            return try await tasks.reduce(into: [UUID]()) { $0 += $1 }
+            return await tasks.reduce(into: [Result<RedisValue, any Error>]()) { $0.append($1) }
         }
-        return Array(Set(offline))
+        var users = Set<UUID>()
+        var answered = false
+        var failure: (any Error)?
+        for result in results {
+            switch result {
+            case .success(let reply):
+                answered = true
+                users.formUnion((reply.array ?? []).compactMap { $0.string.flatMap(UUID.init(uuidString:)) })
+            case .failure(let error):
+                failure = error
+            }
+        }
+        if !answered, let failure { throw failure }
+        return Array(users)
     }
 
     func announce(_ userID: UUID, online: Bool, logger: Logger) async {
@@ -154,8 +176,9 @@ struct Presence: Sendable {
         """
     )
 
-    /// KEYS[1] a group's index; ARGV[1] the group's key prefix. The user
-    /// keys it derives carry the group's hash tag: the same slot as KEYS[1].
+    /// KEYS[1] a group's index; ARGV[1] and ARGV[2] what goes before and
+    /// after a user's id in their key. In a cluster the user keys it derives
+    /// carry the group's hash tag: the same slot as KEYS[1].
     static let sweepScript = RedisScript(
         """
         local t = redis.call('TIME')
@@ -167,7 +190,7 @@ struct Presence: Sendable {
           local sep = string.find(entry, '|', 1, true)
           if sep then
             local user = string.sub(entry, 1, sep - 1)
-            local key = ARGV[1] .. user
+            local key = ARGV[1] .. user .. ARGV[2]
             redis.call('ZREM', key, string.sub(entry, sep + 1))
             redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
             if redis.call('ZCARD', key) == 0 then table.insert(offline, user) end
