@@ -8,8 +8,9 @@ import Testing
 
 /// The client against real Redis Clusters: the shared one of scripts/test
 /// (3 masters, 3 replicas) for routing, and private ones for tests that
-/// move slots or kill a master.
-@Suite struct RedisClusterTests {
+/// move slots or kill a master. One test at a time: a private cluster is six
+/// more servers, started while every other suite starts too.
+@Suite(.serialized) struct RedisClusterTests {
     /// Keys that land on every master (found by slot, not by luck).
     static func keysOnEveryMaster(_ topology: ClusterTopology, prefix: String, perMaster: Int = 5) -> [String] {
         var found: [RedisNodeAddress: [String]] = [:]
