@@ -21,8 +21,15 @@ public final class RedisServerProcess: @unchecked Sendable {
         "redis://\(self.password.map { ":\($0)@" } ?? "")127.0.0.1:\(self.port)/0"
     }
 
+    /// With a connect timeout of 10 s, as for the shared server: a private
+    /// server started while every suite starts has taken over the production
+    /// default of 2 s to accept (a refused connect still fails at once).
     public var configuration: RedisConfiguration {
-        get throws { try RedisConfiguration(url: self.url) }
+        get throws {
+            var configuration = try RedisConfiguration(url: self.url)
+            configuration.connectTimeout = .seconds(10)
+            return configuration
+        }
     }
 
     /// Starts (or restarts) the server and waits until it answers.
