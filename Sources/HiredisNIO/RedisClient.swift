@@ -20,13 +20,18 @@ import Synchronization
 /// and its replies put back in order, and a command whose keys span slots is
 /// refused (`crossSlot`) before it is sent. While a master fails over
 /// (refused connections, `CLUSTERDOWN`, `TRYAGAIN`), a command that was not
-/// sent is retried against the new map until its timeout.
+/// sent is retried against the new map until its timeout; when no node
+/// answers at all, commands fail at once.
 public final class RedisClient: RedisCommandExecutor, Service {
     public let configuration: RedisConfiguration
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
-    private let single: RedisNodePool?
-    private let cluster: RedisClusterRouter?
+    private let backend: Backend
+
+    private enum Backend {
+        case single(RedisNodePool)
+        case cluster(RedisClusterRouter)
+    }
 
     public init(
         configuration: RedisConfiguration,
@@ -36,32 +41,36 @@ public final class RedisClient: RedisCommandExecutor, Service {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        if configuration.isCluster {
-            self.single = nil
-            self.cluster = RedisClusterRouter(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger)
-        } else {
-            self.single = RedisNodePool(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger)
-            self.cluster = nil
-        }
+        self.backend = configuration.isCluster
+            ? .cluster(RedisClusterRouter(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger))
+            : .single(RedisNodePool(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger))
     }
 
     /// A live pooled connection (opening one if needed); in a cluster, to the
     /// master of `key`'s slot, or to some master without a key.
     public func connection(forKey key: String? = nil) async throws -> RedisConnection {
-        if let single = self.single { return try await single.connection() }
-        return try await self.cluster!.connection(forKey: key)
+        switch self.backend {
+        case .single(let pool): try await pool.connection()
+        case .cluster(let router): try await router.connection(forKey: key)
+        }
     }
 
     public func send(_ command: RedisCommand) async throws -> RedisValue {
-        guard let cluster = self.cluster else { return try await self.single!.connection().send(command) }
-        let value = try await cluster.execute(command)
-        if case .error(let message) = value { throw RedisError(.serverError, message) }
-        return value
+        switch self.backend {
+        case .single(let pool):
+            return try await pool.connection().send(command)
+        case .cluster(let router):
+            let value = try await router.execute(command)
+            if case .error(let message) = value { throw RedisError(.serverError, message) }
+            return value
+        }
     }
 
     public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisValue] {
-        guard let cluster = self.cluster else { return try await self.single!.connection().pipeline(commands) }
-        return try await cluster.pipeline(commands)
+        switch self.backend {
+        case .single(let pool): try await pool.connection().pipeline(commands)
+        case .cluster(let router): try await router.pipeline(commands)
+        }
     }
 
     /// Runs `body` on a connection of its own (not pooled), closed afterwards;
@@ -69,10 +78,7 @@ public final class RedisClient: RedisCommandExecutor, Service {
     /// dedicated connection is opened again after a failover or a moved slot).
     public func withDedicatedConnection<T: Sendable>(forKey key: String? = nil, _ body: (RedisConnection) async throws -> T) async throws -> T {
         var configuration = self.configuration
-        if let cluster = self.cluster {
-            try await cluster.refresh()
-            configuration = try await cluster.nodeConfiguration(forKey: key)
-        }
+        if case .cluster(let router) = self.backend { configuration = try await router.nodeConfiguration(forKey: key, fresh: true) }
         let connection = try await RedisConnection.connect(
             configuration: configuration,
             eventLoop: self.eventLoopGroup.any(),
@@ -95,8 +101,10 @@ public final class RedisClient: RedisCommandExecutor, Service {
     }
 
     public func shutdown() async {
-        await self.single?.shutdown()
-        await self.cluster?.shutdown()
+        switch self.backend {
+        case .single(let pool): await pool.shutdown()
+        case .cluster(let router): await router.shutdown()
+        }
     }
 }
 

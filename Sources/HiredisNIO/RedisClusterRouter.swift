@@ -90,60 +90,80 @@ final class RedisClusterRouter: Sendable {
         throw lastError
     }
 
-    /// The master that serves a route now.
-    private func node(for route: RedisCommand.Route, refreshed: Bool = false) async throws -> RedisNodeAddress {
-        let topology = try await self.topology()
+    /// The master that serves `route` on `topology` (nil: none serves the slot now).
+    private static func master(for route: RedisCommand.Route, in topology: ClusterTopology) -> RedisNodeAddress? {
         switch route {
-        case .anyNode:
-            if let node = topology.masters.randomElement() { return node }
-        case .slot(let slot):
-            if let node = topology.master(of: slot) { return node }
+        case .anyNode: topology.masters.randomElement()
+        case .slot(let slot): topology.master(of: slot)
         }
-        guard !refreshed else { throw RedisError(.serverError, "CLUSTERDOWN no master serves this slot") }
-        try await self.refresh()
-        return try await self.node(for: route, refreshed: true)
     }
 
-    func nodeConfiguration(forKey key: String?) async throws -> RedisConfiguration {
-        let node = try await self.node(for: key.map { .slot(ClusterSlot.of($0)) } ?? .anyNode)
-        return self.configuration.node(node)
+    /// The master that serves `route`, waiting (until `deadline`) while none
+    /// does: a failover under way.
+    private func master(for route: RedisCommand.Route, attempt: inout Int, deadline: ContinuousClock.Instant) async throws -> RedisNodeAddress {
+        var topology = try await self.topology()
+        while true {
+            if let node = Self.master(for: route, in: topology) { return node }
+            topology = try await self.pause(&attempt, until: deadline, failing: RedisError(.serverError, "CLUSTERDOWN no master serves the slot"))
+        }
+    }
+
+    /// The master of `key`'s slot (some master without a key), as a command would find it.
+    private func master(forKey key: String?) async throws -> RedisNodeAddress {
+        var attempt = 0
+        let route: RedisCommand.Route = key.map { .slot(ClusterSlot.of($0)) } ?? .anyNode
+        return try await self.master(for: route, attempt: &attempt, deadline: .now + .nanoseconds(self.configuration.commandTimeout.nanoseconds))
+    }
+
+    /// Settings for a connection of its own to the master of `key`'s slot;
+    /// `fresh` reads the map first (a reconnect after a failover or a moved slot).
+    func nodeConfiguration(forKey key: String?, fresh: Bool) async throws -> RedisConfiguration {
+        if fresh { try await self.refresh() }
+        return self.configuration.node(try await self.master(forKey: key))
     }
 
     func connection(forKey key: String?) async throws -> RedisConnection {
-        let node = try await self.node(for: key.map { .slot(ClusterSlot.of($0)) } ?? .anyNode)
-        return try await self.pool(node).connection()
+        try await self.pool(try await self.master(forKey: key)).connection()
+    }
+
+    /// Waits a little (backoff) and reads the map again, while the cluster is
+    /// changing. Throws `error` when the wait would pass `deadline`, and the
+    /// map read's own error when no node answers at all: a cluster that is
+    /// down fails at once, as a single Redis does.
+    private func pause(_ attempt: inout Int, until deadline: ContinuousClock.Instant, failing error: any Error) async throws -> ClusterTopology {
+        let delay = Backoff(base: .milliseconds(50), cap: .milliseconds(500)).delay(attempt: attempt)
+        attempt += 1
+        guard ContinuousClock.now + delay < deadline else { throw error }
+        try await Task.sleep(for: delay)
+        return try await self.refresh()
     }
 
     // MARK: commands
 
-    /// Whether a reply or error means "the cluster is changing, ask again
-    /// soon" rather than an answer: the command was not carried out.
+    /// Whether a reply means "the cluster is changing, ask again soon"
+    /// rather than an answer: the command was not carried out.
     static func isTransient(_ reply: RedisValue) -> Bool {
         guard case .error(let message) = reply else { return false }
         return message.hasPrefix("TRYAGAIN") || message.hasPrefix("CLUSTERDOWN") || message.hasPrefix("MASTERDOWN") || message.hasPrefix("LOADING")
     }
 
+    /// The command never reached the node (it is down, or failing over): safe to send elsewhere.
     static func isNotSent(_ error: any Error) -> Bool {
         guard let error = error as? RedisError else { return false }
         return error.code == .connectionRefused || error.code == .connectTimeout
     }
 
-    /// Runs one command on the master of its slot, following redirections;
-    /// returns the reply, error replies included (as `.error`).
+    /// Runs one command on the master of its slot, following redirections
+    /// (at most `maxRedirects`) and waiting out a failover until the command
+    /// timeout; returns the reply, error replies included (as `.error`).
     func execute(_ command: RedisCommand, extraTimeout: TimeAmount = .zero) async throws -> RedisValue {
         let route = try command.route()
         let deadline = ContinuousClock.now + .nanoseconds(self.configuration.commandTimeout.nanoseconds + extraTimeout.nanoseconds)
         var attempt = 0
-        var target: RedisNodeAddress
-        do {
-            target = try await self.node(for: route)
-        } catch where Self.isWorthWaiting(error) {
-            target = try await self.awaitNewMap(attempt: &attempt, route: route, deadline: deadline, error: error)
-        }
-        var asking = false
-        // only redirections count toward the limit; waiting for a failover is bounded by the deadline
         var redirects = 0
-        while redirects <= Self.maxRedirects {
+        var target = try await self.master(for: route, attempt: &attempt, deadline: deadline)
+        var asking = false
+        while true {
             let reply: RedisValue
             do {
                 let connection = try await self.pool(target).connection()
@@ -152,69 +172,54 @@ final class RedisClusterRouter: Sendable {
                 } else {
                     reply = try await connection.send(command, extraTimeout: extraTimeout)
                 }
-            } catch where Self.isNotSent(error) && ContinuousClock.now < deadline {
-                // The master went away (failing over): wait for the map to change.
-                target = try await self.awaitNewMap(attempt: &attempt, route: route, deadline: deadline, error: error)
+            } catch where Self.isNotSent(error) {
+                // the master went away (failing over): wait for a map that names another
+                _ = try await self.pause(&attempt, until: deadline, failing: error)
+                target = try await self.master(for: route, attempt: &attempt, deadline: deadline)
                 asking = false
                 continue
             }
             if let redirect = ClusterRedirect(reply) {
                 redirects += 1
+                guard redirects <= Self.maxRedirects else {
+                    throw RedisError(.serverError, "\(command.name): more than \(Self.maxRedirects) cluster redirections")
+                }
                 // an unknown endpoint comes as ":port": the same host
                 target = redirect.node.host.isEmpty ? RedisNodeAddress(host: target.host, port: redirect.node.port) : redirect.node
                 asking = redirect.kind == .ask
                 if redirect.kind == .moved { Task { try? await self.refresh() } }
                 continue
             }
-            if Self.isTransient(reply), ContinuousClock.now < deadline {
-                target = try await self.awaitNewMap(attempt: &attempt, route: route, deadline: deadline, error: RedisError(.serverError, reply.description))
+            if Self.isTransient(reply) {
+                do {
+                    _ = try await self.pause(&attempt, until: deadline, failing: RedisError(.serverError, "\(reply)"))
+                } catch {
+                    return reply  // past the deadline, or no node answers: the reply is the answer
+                }
+                target = try await self.master(for: route, attempt: &attempt, deadline: deadline)
                 asking = false
                 continue
             }
             return reply
         }
-        throw RedisError(.serverError, "\(command.name): more than \(Self.maxRedirects) cluster redirections")
-    }
-
-    /// Waits for the cluster to name a master for `route` again (a failover
-    /// under way: the old master refuses connections, or no master serves
-    /// the slot yet), reading the map with backoff until `deadline`.
-    private func awaitNewMap(attempt: inout Int, route: RedisCommand.Route, deadline: ContinuousClock.Instant, error: any Error) async throws -> RedisNodeAddress {
-        var lastError = error
-        while true {
-            let delay = Backoff(base: .milliseconds(50), cap: .milliseconds(500)).delay(attempt: attempt)
-            attempt += 1
-            guard ContinuousClock.now + delay < deadline else { throw lastError }
-            try await Task.sleep(for: delay)
-            do {
-                try await self.refresh()
-                return try await self.node(for: route)
-            } catch where Self.isWorthWaiting(error) {
-                lastError = error
-            }
-        }
-    }
-
-    /// A failure that a failover in progress explains: nothing was carried
-    /// out, and the cluster may answer once a replica has taken over.
-    static func isWorthWaiting(_ error: any Error) -> Bool {
-        guard let error = error as? RedisError else { return false }
-        if Self.isNotSent(error) { return true }
-        return error.code == .serverError && Self.isTransient(.error(error.message))
     }
 
     /// Splits a pipeline per master, runs the parts at once, and puts the
-    /// replies back in order. Commands redirected, refused for a changing
-    /// cluster, whose node could not be reached, or whose slot has no master
-    /// right now run again one by one (at once, each waiting for the
-    /// failover on its own); a part that failed in flight fails the call.
+    /// replies back in order; commands without a key go, in their order, to
+    /// one master. Commands redirected, refused for a changing cluster,
+    /// whose node could not be reached, or whose slot has no master right
+    /// now run again one by one (at once, each waiting for the failover on
+    /// its own); a part that failed in flight fails the call.
     func pipeline(_ commands: [RedisCommand]) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
         let routes = try commands.map { command throws(RedisError) in try command.route() }
+        let topology = try await self.topology()
+        let keyless = topology.masters.randomElement()
         var groups: [RedisNodeAddress: [Int]] = [:]
         for (index, route) in routes.enumerated() {
+            let node = route == .anyNode ? keyless : Self.master(for: route, in: topology)
             // no master for the slot (failing over): left for the retries below
-            if let node = try? await self.node(for: route) { groups[node, default: []].append(index) }
+            if let node { groups[node, default: []].append(index) }
         }
         var replies = [RedisValue?](repeating: nil, count: commands.count)
         try await withThrowingTaskGroup(of: ([Int], [RedisValue]?).self) { group in

@@ -49,9 +49,8 @@ public final class RedisSubscriber: Service {
 
         var all: [RedisConnection] { [self.main] + self.masters.values.filter { $0 !== self.main } }
 
-        /// Shard channels grouped by slot (one SSUBSCRIBE may not span
-        /// slots in a cluster), with the connection to the slot's master
-        /// (nil: no master serves the slot now).
+        /// Shard channels grouped by slot, with the connection to the slot's
+        /// master (nil: no master serves the slot now).
         func route(_ channels: some Sequence<String>) -> [(RedisConnection?, [String])] {
             guard let topology = self.topology else {
                 let all = Array(channels)
@@ -96,88 +95,86 @@ public final class RedisSubscriber: Service {
     /// Subscribes to channels. Returns once Redis confirmed the subscription,
     /// or at once while disconnected (the subscription is then made on
     /// reconnect and a `.gap` event follows).
-    public func subscribe(_ channels: [String]) async throws {
-        let links = self.state.withLock { state in
-            state.channels.formUnion(channels)
-            return state.links
-        }
-        try await self.sendAndConfirm(RedisCommand("SUBSCRIBE", channels.map { RedisArgument.string($0) }), on: links?.main, links: links)
-    }
-
-    public func unsubscribe(_ channels: [String]) async throws {
-        let links = self.state.withLock { state in
-            state.channels.subtract(channels)
-            return state.links
-        }
-        try await self.sendAndConfirm(RedisCommand("UNSUBSCRIBE", channels.map { RedisArgument.string($0) }), on: links?.main, links: links)
-    }
-
+    public func subscribe(_ channels: [String]) async throws { await self.change(.channels, channels, adding: true) }
+    public func unsubscribe(_ channels: [String]) async throws { await self.change(.channels, channels, adding: false) }
     /// Subscribes to shard channels (SSUBSCRIBE), each on the master of its slot.
-    public func ssubscribe(_ channels: [String]) async throws {
-        let links = self.state.withLock { state in
-            state.shardChannels.formUnion(channels)
-            return state.links
-        }
-        try await self.sendSharded("SSUBSCRIBE", channels, links: links)
-    }
-
-    public func sunsubscribe(_ channels: [String]) async throws {
-        let links = self.state.withLock { state in
-            state.shardChannels.subtract(channels)
-            return state.links
-        }
-        try await self.sendSharded("SUNSUBSCRIBE", channels, links: links)
-    }
-
-    public func psubscribe(_ patterns: [String]) async throws {
-        let links = self.state.withLock { state in
-            state.patterns.formUnion(patterns)
-            return state.links
-        }
-        try await self.sendAndConfirm(RedisCommand("PSUBSCRIBE", patterns.map { RedisArgument.string($0) }), on: links?.main, links: links)
-    }
-
-    public func punsubscribe(_ patterns: [String]) async throws {
-        let links = self.state.withLock { state in
-            state.patterns.subtract(patterns)
-            return state.links
-        }
-        try await self.sendAndConfirm(RedisCommand("PUNSUBSCRIBE", patterns.map { RedisArgument.string($0) }), on: links?.main, links: links)
-    }
+    public func ssubscribe(_ channels: [String]) async throws { await self.change(.shardChannels, channels, adding: true) }
+    public func sunsubscribe(_ channels: [String]) async throws { await self.change(.shardChannels, channels, adding: false) }
+    public func psubscribe(_ patterns: [String]) async throws { await self.change(.patterns, patterns, adding: true) }
+    public func punsubscribe(_ patterns: [String]) async throws { await self.change(.patterns, patterns, adding: false) }
 
     /// The channels currently wanted (subscribed, or to be on reconnect).
     public var channels: Set<String> { self.state.withLock { $0.channels } }
     /// The shard channels currently wanted.
     public var shardChannels: Set<String> { self.state.withLock { $0.shardChannels } }
 
-    private func sendSharded(_ name: String, _ channels: [String], links: Links?) async throws {
-        guard let links, !channels.isEmpty else { return }
-        for (connection, group) in links.route(channels) {
-            guard let connection else {
-                // no master serves the slot right now: start over on a fresh map
-                if name == "SSUBSCRIBE" { self.restart(links) }
-                continue
+    private enum Kind {
+        case channels, shardChannels, patterns
+
+        var wanted: WritableKeyPath<State, Set<String>> {
+            switch self {
+            case .channels: \.channels
+            case .shardChannels: \.shardChannels
+            case .patterns: \.patterns
             }
-            try await self.sendAndConfirm(RedisCommand(name, group.map { RedisArgument.string($0) }), on: connection, links: links)
+        }
+
+        func command(adding: Bool) -> String {
+            switch self {
+            case .channels: adding ? "SUBSCRIBE" : "UNSUBSCRIBE"
+            case .shardChannels: adding ? "SSUBSCRIBE" : "SUNSUBSCRIBE"
+            case .patterns: adding ? "PSUBSCRIBE" : "PUNSUBSCRIBE"
+            }
         }
     }
 
-    private func sendAndConfirm(_ command: RedisCommand, on connection: RedisConnection?, links: Links?) async throws {
-        guard let connection, command.arguments.count > 1 else { return }
-        connection.sendWithoutReply(command)
-        // Redis answers in order: once the PING's pong is back, the
-        // subscription above is in effect.
+    /// Records what is wanted, and, while connected, tells Redis and waits
+    /// for its confirmation.
+    private func change(_ kind: Kind, _ names: [String], adding: Bool) async {
+        let links = self.state.withLock { state in
+            if adding { state[keyPath: kind.wanted].formUnion(names) } else { state[keyPath: kind.wanted].subtract(names) }
+            return state.links
+        }
+        guard let links, !names.isEmpty else { return }
+        let written: [RedisConnection]
         do {
-            _ = try await connection.send(RedisCommand("PING"))
-        } catch let error as RedisError where error.code == .connectionClosed || error.code == .commandTimeout {
-            // Lost meanwhile: run() subscribes again and reports a gap.
-            return
-        } catch let error as RedisError where error.code == .serverError {
-            // The subscription was refused (MOVED: the slot lives elsewhere now):
-            // run() opens every connection again on a fresh map, and reports a gap.
-            if let links { self.restart(links) }
+            written = try Self.write(kind, names, adding: adding, on: links)
+        } catch {
+            // no master serves a channel's slot right now: start over on a fresh map
+            self.restart(links)
             return
         }
+        // Redis answers in order: once the PING's pong is back, what was written is in effect.
+        for connection in written {
+            do {
+                _ = try await connection.send(RedisCommand("PING"))
+            } catch let error as RedisError where error.code == .serverError {
+                // refused (MOVED: the slot lives elsewhere now): run() opens every
+                // connection again on a fresh map, and reports a gap
+                self.restart(links)
+            } catch {
+                // lost meanwhile: run() subscribes again and reports a gap
+            }
+        }
+    }
+
+    /// Writes the commands for `names`: classic channels and patterns on the
+    /// main connection, shard channels one command per slot on its master
+    /// (one SSUBSCRIBE may not span slots in a cluster). Returns the
+    /// connections written to; throws when a slot has no master now.
+    private static func write(_ kind: Kind, _ names: [String], adding: Bool, on links: Links) throws(RedisError) -> [RedisConnection] {
+        let name = kind.command(adding: adding)
+        guard case .shardChannels = kind else {
+            links.main.sendWithoutReply(RedisCommand(name, names.map { RedisArgument.string($0) }))
+            return [links.main]
+        }
+        var written: [ObjectIdentifier: RedisConnection] = [:]
+        for (connection, group) in links.route(names) {
+            guard let connection else { throw RedisError(.serverError, "CLUSTERDOWN a shard channel's slot has no master") }
+            connection.sendWithoutReply(RedisCommand(name, group.map { RedisArgument.string($0) }))
+            written[ObjectIdentifier(connection)] = connection
+        }
+        return Array(written.values)
     }
 
     /// Ends the current connections; `run()` opens new ones.
@@ -206,16 +203,11 @@ public final class RedisSubscriber: Service {
                 opened.append(connection)
                 links = Links(main: connection)
             }
-            let (channels, shardChannels, patterns) = self.state.withLock { state in
+            let wanted = self.state.withLock { state in
                 state.links = links
-                return (Array(state.channels), Array(state.shardChannels), Array(state.patterns))
+                return [(Kind.channels, state.channels), (.shardChannels, state.shardChannels), (.patterns, state.patterns)]
             }
-            if !channels.isEmpty { links.main.sendWithoutReply(RedisCommand("SUBSCRIBE", channels.map { RedisArgument.string($0) })) }
-            if !patterns.isEmpty { links.main.sendWithoutReply(RedisCommand("PSUBSCRIBE", patterns.map { RedisArgument.string($0) })) }
-            for (connection, group) in links.route(shardChannels) {
-                guard let connection else { throw RedisError(.serverError, "CLUSTERDOWN a shard channel's slot has no master") }
-                connection.sendWithoutReply(RedisCommand("SSUBSCRIBE", group.map { RedisArgument.string($0) }))
-            }
+            for (kind, names) in wanted where !names.isEmpty { _ = try Self.write(kind, Array(names), adding: true, on: links) }
             for connection in links.all { _ = try await connection.send(RedisCommand("PING")) }
             return links
         } catch {
@@ -322,7 +314,7 @@ public final class RedisSubscriber: Service {
             let links = self.state.withLock { state in state.shardChannels.contains(channel) ? state.links : nil }
             if let links { self.restart(links) }
         default:
-            break  // subscribe/unsubscribe confirmations: sendAndConfirm uses PING instead
+            break  // subscribe/unsubscribe confirmations: `change` uses PING instead
         }
     }
 }

@@ -51,7 +51,8 @@ public struct ChatEventPublisher: Sendable {
     public let local = LocalDelivery()
     /// The kinds appended to `events:messages` as well as published.
     let streamed: Set<EventEnvelope.Kind>
-    /// Sharded pub/sub (in a Redis Cluster); classic PUBLISH with a single Redis.
+    /// Sharded pub/sub (in a Redis Cluster); classic PUBLISH with a single
+    /// Redis. Gateways subscribe the same way (`SubscriptionManager.split`).
     let sharded: Bool
 
     /// `pushEnabled`: read positions go on the stream only for Web Push

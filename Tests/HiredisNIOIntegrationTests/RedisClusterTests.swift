@@ -23,6 +23,30 @@ import Testing
         return found.values.flatMap { $0 }
     }
 
+    /// A subscriber that reconnects quickly, running until `runner` is cancelled.
+    static func subscriber(_ configuration: RedisConfiguration) async throws -> (RedisSubscriber, Task<Void, any Error>) {
+        let subscriber = RedisSubscriber(
+            configuration: configuration, backoff: Backoff(base: .milliseconds(50), cap: .milliseconds(500)),
+            pingInterval: .milliseconds(500), logger: TestEnvironment.logger
+        )
+        let runner = Task { try await subscriber.run() }
+        try await eventually { subscriber.isConnected }
+        return (subscriber, runner)
+    }
+
+    /// A private cluster, a client of it, and a subscriber following `channel`.
+    static func privateCluster(following channel: String, commandTimeout: TimeAmount = .seconds(5)) async throws
+        -> (RedisClusterProcess, RedisClient, RedisSubscriber, Task<Void, any Error>)
+    {
+        let cluster = try RedisClusterProcess()
+        try await cluster.start()
+        var configuration = try cluster.configuration
+        configuration.commandTimeout = commandTimeout
+        let (subscriber, runner) = try await Self.subscriber(configuration)
+        try await subscriber.ssubscribe([channel])
+        return (cluster, RedisClient(configuration: configuration, logger: TestEnvironment.logger), subscriber, runner)
+    }
+
     @Test func commandsRunOnTheMasterOfTheirSlot() async throws {
         let configuration = try TestEnvironment.redisClusterConfiguration()
         let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
@@ -97,11 +121,9 @@ import Testing
         let configuration = try TestEnvironment.redisClusterConfiguration()
         let router = RedisClusterRouter(configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: TestEnvironment.logger)
         let channels = Self.keysOnEveryMaster(try await router.topology(), prefix: "shard-\(UUID().uuidString.prefix(8))", perMaster: 2)
-        let subscriber = RedisSubscriber(configuration: configuration, backoff: Backoff(base: .milliseconds(50), cap: .milliseconds(500)), pingInterval: .milliseconds(500), logger: TestEnvironment.logger)
         let publisher = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
-        let runner = Task { try await subscriber.run() }
+        let (subscriber, runner) = try await Self.subscriber(configuration)
         defer { runner.cancel() }
-        try await eventually { subscriber.isConnected }
         try await subscriber.ssubscribe(channels)
         try await subscriber.subscribe(["broadcast-\(channels[0])"])
         var events = subscriber.events.makeAsyncIterator()
@@ -123,15 +145,8 @@ import Testing
     /// the move follow ASK, reads after it follow MOVED, and a subscriber of a
     /// channel in that slot follows it to the new master and reports a gap.
     @Test func aSlotThatMovesIsFollowed() async throws {
-        let cluster = try RedisClusterProcess()
-        try await cluster.start()
-        let configuration = try cluster.configuration
-        let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
-        let subscriber = RedisSubscriber(configuration: configuration, backoff: Backoff(base: .milliseconds(50), cap: .milliseconds(500)), pingInterval: .milliseconds(500), logger: TestEnvironment.logger)
-        let runner = Task { try await subscriber.run() }
+        let (cluster, client, subscriber, runner) = try await Self.privateCluster(following: "{moving}:events")
         defer { runner.cancel() }
-        try await eventually { subscriber.isConnected }
-        try await subscriber.ssubscribe(["{moving}:events"])
         var events = subscriber.events.makeAsyncIterator()
 
         let slot = ClusterSlot.of("moving")
@@ -171,16 +186,8 @@ import Testing
     /// A master is killed while commands run: its replica takes over, the
     /// client finds it, and nothing it acknowledged is lost.
     @Test func aMasterThatDiesIsReplacedByItsReplica() async throws {
-        let cluster = try RedisClusterProcess()
-        try await cluster.start()
-        var configuration = try cluster.configuration
-        configuration.commandTimeout = .seconds(10)
-        let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
-        let subscriber = RedisSubscriber(configuration: configuration, backoff: Backoff(base: .milliseconds(50), cap: .milliseconds(500)), pingInterval: .milliseconds(500), logger: TestEnvironment.logger)
-        let runner = Task { try await subscriber.run() }
+        let (cluster, client, subscriber, runner) = try await Self.privateCluster(following: "{doomed}:events", commandTimeout: .seconds(10))
         defer { runner.cancel() }
-        try await eventually { subscriber.isConnected }
-        try await subscriber.ssubscribe(["{doomed}:events"])
         var events = subscriber.events.makeAsyncIterator()
 
         let doomed = try await cluster.master(ofSlot: ClusterSlot.of("doomed"))
@@ -214,6 +221,39 @@ import Testing
         }
         try await eventually(timeout: .seconds(20)) { (try? await client.spublish("{doomed}:events", .string("after"))) == 1 }
 
+        runner.cancel()
+        await client.shutdown()
+        await cluster.stop()
+    }
+
+    /// A cluster none of whose nodes answers fails every command at once, as a
+    /// single Redis that is down does (waiting is for a failover, when the
+    /// rest of the cluster still answers); the subscriber waits, and reports
+    /// a gap once the cluster is back.
+    @Test func aClusterThatIsDownFailsAtOnce() async throws {
+        let (cluster, client, subscriber, runner) = try await Self.privateCluster(following: "{down}:events", commandTimeout: .seconds(10))
+        defer { runner.cancel() }
+        var events = subscriber.events.makeAsyncIterator()
+        try await client.set("{down}:k", to: "v")
+        await cluster.stop()
+        let clock = ContinuousClock()
+        for _ in 0..<3 {
+            let started = clock.now
+            await #expect {
+                _ = try await client.get("{down}:k")
+            } throws: { error in
+                [.connectionClosed, .connectionRefused].contains((error as? RedisError)?.code)
+            }
+            #expect(clock.now - started < .seconds(3), "well under the 10 s command timeout")
+        }
+        try await eventually { !subscriber.isConnected }
+
+        try await cluster.start()
+        guard case .gap = try await RedisFaultTests.nextEvent(&events, timeout: .seconds(20)) else {
+            Issue.record("expected a gap once the cluster was back")
+            return
+        }
+        try await eventually(timeout: .seconds(20)) { (try? await client.spublish("{down}:events", .string("back"))) == 1 }
         runner.cancel()
         await client.shutdown()
         await cluster.stop()

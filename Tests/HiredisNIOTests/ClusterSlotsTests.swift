@@ -87,13 +87,4 @@ import Testing
         #expect(configuration.host == "10.0.0.1" && configuration.port == 7001)
         #expect(try !RedisConfiguration(url: "redis://localhost").isCluster)
     }
-
-    @Test(arguments: ["redis+cluster://", "redis+cluster://host", "redis+cluster://h:1,,h:2", "redis+cluster://h:1/2", "redis+cluster://h:70000"])
-    func badClusterURLsAreRefused(url: String) {
-        #expect {
-            _ = try RedisConfiguration(url: url)
-        } throws: { error in
-            (error as? RedisError)?.code == .invalidURL
-        }
-    }
 }

@@ -179,7 +179,10 @@ import Testing
         #expect(configuration.database == 0)
     }
 
-    @Test(arguments: ["http://localhost:6379", "redis://", "redis://localhost:6379/x", "redis://localhost:99999", "not a url at all"])
+    @Test(arguments: [
+        "http://localhost:6379", "redis://", "redis://localhost:6379/x", "redis://localhost:99999", "not a url at all",
+        "redis+cluster://", "redis+cluster://host", "redis+cluster://h:1,,h:2", "redis+cluster://h:1/2", "redis+cluster://h:70000",
+    ])
     func rejectsMalformedURLs(url: String) {
         #expect {
             _ = try RedisConfiguration(url: url)

@@ -1,5 +1,6 @@
 import Foundation
 import HiredisNIO
+import NIOCore
 import ParleyCore
 import ParleyTestSupport
 import Testing
@@ -7,8 +8,13 @@ import Testing
 @testable import ParleyGateway
 
 @Suite struct PresenceTests {
-    @Test func heartbeatsBringBackUsersWhoseEntriesWereLost() async throws {
-        let dependencies = try await GatewayTestSupport.dependencies()
+    static func redis(cluster: Bool) throws -> RedisConfiguration {
+        cluster ? try TestEnvironment.redisClusterConfiguration() : try TestEnvironment.redisConfiguration()
+    }
+
+    @Test(arguments: [false, true])
+    func heartbeatsBringBackUsersWhoseEntriesWereLost(cluster: Bool) async throws {
+        let dependencies = try await GatewayTestSupport.dependencies(redis: try Self.redis(cluster: cluster))
         let presence = dependencies.realtime.presence
         let user = UUID()
         let connection = Connection(userID: user, sessionID: UUID(), expiresAt: .distantFuture, chats: [], queueLimit: 10, socket: SocketClose { _, _ in })
@@ -37,6 +43,73 @@ import Testing
         #expect(admissions.filter { $0 == .refused }.count == 9)
         _ = try await dependencies.redis.del([PresenceKeys.user(user, cluster: dependencies.redis.configuration.isCluster)])
         await dependencies.redis.shutdown()
+    }
+
+    /// Connections nobody refreshes expire and are swept, in every group
+    /// (in a cluster the groups live on different masters). The server is
+    /// shared with other suites whose gateways sweep too, so the test waits
+    /// for the entries to leave every group's index, not for its own sweep
+    /// to be the one that reports them.
+    @Test(arguments: [false, true])
+    func expiredConnectionsAreSweptInEveryGroup(cluster: Bool) async throws {
+        let dependencies = try await GatewayTestSupport.dependencies(redis: try Self.redis(cluster: cluster))
+        let redis = dependencies.redis
+        let presence = {
+            var presence = dependencies.realtime.presence
+            presence.ttl = .seconds(2)
+            return presence
+        }()
+        // a user in every group of this mode
+        var users: [Int: (user: UUID, connection: UUID)] = [:]
+        while users.count < PresenceKeys.buckets(cluster: cluster) {
+            let user = UUID()
+            users[PresenceKeys.bucket(user, cluster: cluster)] = (user, UUID())
+        }
+        let ids = users.values.map(\.user)
+        try await withThrowingTaskGroup(of: Presence.Admission.self) { admissions in
+            for (user, connection) in users.values {
+                admissions.addTask { try await presence.admit(userID: user, connectionID: connection, limit: 3) }
+            }
+            for try await admission in admissions { #expect(admission == .admitted(first: true)) }
+        }
+        #expect(Set(try await presence.online(ids)) == Set(ids))
+        func indexed() async throws -> [Int] {
+            var left: [Int] = []
+            for (bucket, entry) in users {
+                let index = PresenceKeys.index(bucket: bucket, cluster: cluster)
+                let score = try await redis.send(RedisCommand("ZSCORE", [.string(index), .string("\(entry.user.lowercased)|\(entry.connection.lowercased)")]))
+                if !score.isNull { left.append(bucket) }
+            }
+            return left
+        }
+        #expect(try await indexed().count == users.count, "each connection is in its group's index")
+        var left = users.count
+        let deadline = ContinuousClock.now + .seconds(15)
+        while left > 0, ContinuousClock.now < deadline {
+            _ = try await presence.sweep()
+            left = try await indexed().count
+            if left > 0 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(left == 0, "an expired connection stays in no group")
+        #expect(try await presence.online(ids).isEmpty)
+        await redis.shutdown()
+    }
+
+    /// A group that fails (its master failing over) does not cost the others their answers.
+    @Test func aFailedGroupLeavesTheOthersTheirAnswers() async throws {
+        let (a, b) = (UUID(), UUID())
+        let some = try await Presence.eachGroup([0, 1, 2]) { bucket in
+            switch bucket {
+            case 0: .array([.bulkString(.init(string: a.uuidString))])
+            case 1: throw RedisError(.connectionRefused, "failing over")
+            default: .array([.bulkString(.init(string: b.uuidString))])
+            }
+        }
+        #expect(Set(some) == [a, b])
+        await #expect(throws: RedisError.self) {
+            _ = try await Presence.eachGroup([0, 1]) { _ in throw RedisError(.connectionRefused, "down") }
+        }
+        #expect(try await Presence.eachGroup([]) { _ in throw RedisError(.connectionRefused, "never called") }.isEmpty)
     }
 
     @Test func withoutRedisNoConnectionIsAdmitted() async throws {

@@ -13,6 +13,7 @@ public final class RedisClusterProcess: @unchecked Sendable {
     private let busPorts: [Int]
     private let directory: URL
     private var children: [Int: ChildProcess] = [:]
+    private var created = false
 
     public init() throws {
         self.password = UUID().uuidString
@@ -41,7 +42,10 @@ public final class RedisClusterProcess: @unchecked Sendable {
         return configuration
     }
 
-    /// Starts the six servers, creates the cluster, and waits until every node reports it ok.
+    /// Starts the six servers, creates the cluster the first time (later
+    /// starts bring the same nodes back: each keeps its nodes.conf), and
+    /// waits until every node reports it ok and every replica has its
+    /// master's data.
     public func start() async throws {
         for (index, port) in self.ports.enumerated() {
             let dir = self.directory.appendingPathComponent("\(port)")
@@ -58,11 +62,14 @@ public final class RedisClusterProcess: @unchecked Sendable {
             self.children[port] = child
         }
         for port in self.ports { try await self.waitForPong(port) }
-        let created = try await ChildProcess.run(
-            "redis-cli", ["--cluster", "create"] + self.ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", "1", "--cluster-yes"],
-            environment: ["REDISCLI_AUTH": self.password]
-        )
-        guard created.status == 0 else { throw RedisError(.connectionRefused, "redis-cli --cluster create failed: \(created.output)") }
+        if !self.created {
+            let created = try await ChildProcess.run(
+                "redis-cli", ["--cluster", "create"] + self.ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", "1", "--cluster-yes"],
+                environment: ["REDISCLI_AUTH": self.password]
+            )
+            guard created.status == 0 else { throw RedisError(.connectionRefused, "redis-cli --cluster create failed: \(created.output)") }
+            self.created = true
+        }
         try await self.waitUntilHealthy()
         // a replica can take over only once it has its master's data
         for master in try await self.masters() { try await self.waitForReplicas(of: master) }

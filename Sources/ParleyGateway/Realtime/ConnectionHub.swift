@@ -283,10 +283,12 @@ final class SubscriptionManager: Sendable {
         if !sharded.isEmpty { try await self.subscriber.sunsubscribe(sharded) }
     }
 
+    private static let broadcast = Set(ConnectionHub.fixedChannels)
+
+    /// Must match what `ChatEventPublisher` publishes on (SPUBLISH in a cluster).
     private func split(_ channels: [String]) -> (broadcast: [String], sharded: [String]) {
         guard self.subscriber.isCluster else { return (channels, []) }
-        let broadcast = Set(ConnectionHub.fixedChannels)
-        return (channels.filter { broadcast.contains($0) }, channels.filter { !broadcast.contains($0) })
+        return (channels.filter { Self.broadcast.contains($0) }, channels.filter { !Self.broadcast.contains($0) })
     }
 
     /// Waits until someone asks for a pass, then takes everyone waiting: the

@@ -96,7 +96,7 @@ struct Presence: Sendable {
 
     /// Runs `call` for every group at once and gathers the user ids they
     /// return; throws only if no group answered.
-    private static func eachGroup(_ buckets: [Int], _ call: @escaping @Sendable (Int) async throws -> RedisValue) async throws -> [UUID] {
+    static func eachGroup(_ buckets: [Int], _ call: @escaping @Sendable (Int) async throws -> RedisValue) async throws -> [UUID] {
         guard !buckets.isEmpty else { return [] }
         let results = await withTaskGroup(of: Result<RedisValue, any Error>.self) { tasks in
             for bucket in buckets {
