@@ -211,10 +211,12 @@ print("## Idle connections (`parley bench connections`)\n")
 con = runs_of("connections")
 if con:
     print(f"{conns} authenticated WebSockets (50 per user) opened on a freshly started gateway and held idle for 10 s; resident memory (VmRSS) of that gateway process before and after.\n")
-    print("| open | connects/s | RSS before MiB | RSS after MiB | KiB per connection | passed |")
-    print("| ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| open | connects/s | gateway CPU ms per connect | load generator CPU ms per connect | RSS before MiB | RSS after MiB | KiB per connection | passed |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     mib = lambda k: f"{m(con, k)[0]/1024:,.0f}"
-    print(f"| {fmt(m(con, 'open_connections')[0])} | {cell(con, 'connects_per_s')} | {mib('rss_before_kib')} | {mib('rss_after_kib')} | {cell(con, 'rss_per_connection_kib', d=1)} | {sum(r['passed'] for r in con)}/{len(con)} |\n")
+    ms = lambda k: cell(con, k, d=2) if all(k in r["results"] for r in con) else "not measured"
+    print(f"| {fmt(m(con, 'open_connections')[0])} | {cell(con, 'connects_per_s')} | {ms('gateway_cpu_ms_per_connect')} | {ms('bench_cpu_ms_per_connect')} | {mib('rss_before_kib')} | {mib('rss_after_kib')} | {cell(con, 'rss_per_connection_kib', d=1)} | {sum(r['passed'] for r in con)}/{len(con)} |\n")
+    print("CPU per connect is the CPU time the gateway process (and the load generator) used while connecting, divided by the connections: unlike the rate it hardly depends on what else shares the cores.\n")
 
 def parley(depth):
     return {r["test"]: r for r in json.load(open(os.path.join(out, f"parley-d{depth}.json")))["redis"]}

@@ -3,8 +3,10 @@ public import Foundation
 /// `parley bench connections`: opens `connections` idle authenticated
 /// WebSockets against one gateway (`perUser` per registered user), holds
 /// them, and reports the gateway's resident memory before and after, per
-/// connection, and the connect rate. Memory comes from /proc/PID/status of
-/// the gateway process (`pid`, on the same machine).
+/// connection, the connect rate, and the CPU time the gateway and this
+/// load generator spent per connect (the rate depends on what else shares
+/// the cores; the CPU per connect much less). Memory and CPU come from /proc
+/// of the gateway process (`pid`, on the same machine).
 public struct ConnectionsScenario: Sendable {
     public var url: URL
     public var pid: Int32
@@ -30,6 +32,8 @@ public struct ConnectionsScenario: Sendable {
         }
         try await Task.sleep(for: .seconds(2))  // let the registrations' memory settle
         let before = try Self.residentKiB(self.pid)
+        let gatewayCPU = ProcessCPU.seconds(self.pid, children: false)
+        let ownCPU = ProcessCPU.seconds(getpid(), children: false)
         let started = ContinuousClock.now
         let url = self.url
         let perUser = self.perUser
@@ -37,6 +41,8 @@ public struct ConnectionsScenario: Sendable {
             try await BenchSocket.open(base: url, token: users[index / perUser].token) { _ in }
         }
         let connectTime = ContinuousClock.now - started
+        let gatewayConnectCPU = ProcessCPU.seconds(self.pid, children: false) - gatewayCPU
+        let ownConnectCPU = ProcessCPU.seconds(getpid(), children: false) - ownCPU
         progress.done()
         progress.show("holding \(sockets.count) connections for \(self.hold)")
         try await Task.sleep(for: self.hold)
@@ -56,6 +62,9 @@ public struct ConnectionsScenario: Sendable {
         report.results = [
             ("open_connections", .count(sockets.count - closedEarly)),
             ("connects_per_s", .rate(Double(self.connections) / connectTime.seconds)),
+            ("gateway_cpu_ms_per_connect", .number(gatewayConnectCPU * 1000 / Double(self.connections), "ms")),
+            ("gateway_cpu_percent_connecting", .number(gatewayConnectCPU * 100 / connectTime.seconds, "%")),
+            ("bench_cpu_ms_per_connect", .number(ownConnectCPU * 1000 / Double(self.connections), "ms")),
             ("rss_before_kib", .count(before)),
             ("rss_after_kib", .count(after)),
             ("rss_per_connection_kib", .number(perConnection, "KiB")),

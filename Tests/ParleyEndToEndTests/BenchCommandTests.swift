@@ -61,6 +61,9 @@ import Testing
         let opened = try #require(connections.2["results"] as? [String: Any])
         #expect(opened["open_connections"] as? Int == 60)
         #expect((opened["rss_after_kib"] as? Int ?? 0) > 0)
+        for key in ["gateway_cpu_ms_per_connect", "bench_cpu_ms_per_connect", "gateway_cpu_percent_connecting"] {
+            #expect(((opened[key] as? NSNumber)?.doubleValue ?? -1) >= 0, "\(key) is reported")
+        }
 
         let login = try await self.bench([
             "login", "--url", gateway.baseURL, "--users", "2", "--concurrency", "2", "--duration", "1", "--otp-outbox", scratch.path, "--codes", "5",

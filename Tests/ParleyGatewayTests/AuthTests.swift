@@ -4,7 +4,7 @@ import HiredisNIO
 import Hummingbird
 import HummingbirdTesting
 import ParleyCore
-import ParleyGateway
+@testable import ParleyGateway
 import ParleyTestSupport
 import Testing
 
@@ -374,6 +374,21 @@ import Testing
             // within the 60 s leeway
             #expect(try await api.call(.get, "/v1/me", token: expired30).status == 200)
         }
+    }
+
+    /// The header check skips the JSON parse for the headers this service
+    /// writes, and only for those.
+    @Test func ownTokenHeadersTakeTheShortcutAndNothingElseDoes() async throws {
+        #expect(AccessTokens.ownHeaders.count == 2, "both field orders pass the full check")
+        let tokens = await AccessTokens(secret: try GatewayTestSupport.configuration().jwtSecret)
+        let token = try await tokens.issue(userID: UUID(), sessionID: UUID())
+        #expect(AccessTokens.ownHeaders.contains(token.prefix { $0 != "." }), "a token this service signs takes the shortcut")
+        #expect(AccessTokens.headerIsHS256(token) && AccessTokens.headerIsHS256(token, parsing: true))
+        func header(_ json: String) -> String { Secrets.base64URL(Data(json.utf8)) + ".e30." }
+        for refused in [#"{"alg":"none","typ":"JWT"}"#, #"{"alg":"HS512","typ":"JWT"}"#, #"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#, "not json"] {
+            #expect(!AccessTokens.headerIsHS256(header(refused)), "\(refused) passed")
+        }
+        #expect(AccessTokens.headerIsHS256(header(#"{"alg":"HS256"}"#)), "another HS256 header still passes, the long way")
     }
 
     @Test func profileUpdatesAreValidated() async throws {
