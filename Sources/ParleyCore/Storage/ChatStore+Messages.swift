@@ -391,12 +391,11 @@ extension ChatStore {
 }
 
 extension ChatStore {
-    /// The chats a user belongs to, with each chat's last seq.
+    /// The chats a user belongs to, with each chat's last seq (read twice
+    /// per WebSocket connect, and on every resync: a prepared statement).
     public func chatPositions(of userID: UUID) async throws -> [UUID: Int64] {
         var positions: [UUID: Int64] = [:]
-        for try await (id, seq) in try await self.database.query(
-            "SELECT c.id, c.last_seq FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = \(userID)", logger: self.logger
-        ).decode((UUID, Int64).self) {
+        for (id, seq) in try await self.database.execute(ChatPositionsStatement(userID: userID), logger: self.logger) {
             positions[id] = seq
         }
         return positions
@@ -428,5 +427,25 @@ extension ChatStore {
             messages[index].attachments = attachments[Key(messages[index].chatID, messages[index].seq)] ?? []
         }
         return messages
+    }
+}
+
+/// `ChatStore.chatPositions(of:)`, prepared once per connection: a connect
+/// or a resync sends only Bind and Execute, and PostgreSQL does not parse
+/// and plan the query again.
+struct ChatPositionsStatement: PostgresPreparedStatement {
+    static let sql = "SELECT c.id, c.last_seq FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = $1"
+    typealias Row = (UUID, Int64)
+
+    let userID: UUID
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(self.userID)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
     }
 }
