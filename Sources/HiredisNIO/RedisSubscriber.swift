@@ -161,7 +161,8 @@ public final class RedisSubscriber: Service {
     /// Writes the commands for `names`: classic channels and patterns on the
     /// main connection, shard channels one command per slot on its master
     /// (one SSUBSCRIBE may not span slots in a cluster). Returns the
-    /// connections written to; throws when a slot has no master now.
+    /// connections written to; throws when a slot to subscribe to has no
+    /// master now (one to leave is skipped: nothing is subscribed there).
     private static func write(_ kind: Kind, _ names: [String], adding: Bool, on links: Links) throws(RedisError) -> [RedisConnection] {
         let name = kind.command(adding: adding)
         guard case .shardChannels = kind else {
@@ -170,7 +171,10 @@ public final class RedisSubscriber: Service {
         }
         var written: [ObjectIdentifier: RedisConnection] = [:]
         for (connection, group) in links.route(names) {
-            guard let connection else { throw RedisError(.serverError, "CLUSTERDOWN a shard channel's slot has no master") }
+            guard let connection else {
+                // a slot without a master holds no subscription to end; one to make needs a fresh map
+                if adding { throw RedisError(.serverError, "CLUSTERDOWN a shard channel's slot has no master") } else { continue }
+            }
             connection.sendWithoutReply(RedisCommand(name, group.map { RedisArgument.string($0) }))
             written[ObjectIdentifier(connection)] = connection
         }
