@@ -12,8 +12,12 @@ public struct DatabaseSettings: Sendable {
     public var password: String?
     public var database: String
     public var requireTLS: Bool
-    /// Connections in the pool of each process.
+    /// Connections in the pool of each process, all opened at start.
     public var maxConnections: Int = 20
+    /// TCP keep-alive of the server's side of each connection: seconds idle
+    /// before the first probe, seconds between probes, probes unanswered
+    /// before the server drops the connection.
+    static let tcpKeepAlive = (idle: 30, interval: 10, count: 3)
 
     public init(url: String) throws(ConfigurationError) {
         let name = Self.variable
@@ -68,12 +72,25 @@ public struct DatabaseSettings: Sendable {
             database: self.database,
             tls: self.requireTLS ? .require(.makeClientConfiguration()) : .disable
         )
+        // A fixed-size pool, opened at start, with no keep-alive pings: the
+        // pool arms a timer for each of those every time a connection goes
+        // back idle (after every statement), and that cost more gateway CPU
+        // than the statements (BENCHMARKS.md, "PostgreSQL pool timers").
         configuration.options.maximumConnections = self.maxConnections
-        configuration.options.connectionIdleTimeout = .seconds(60)
-        // A client that stalls inside a transaction must not keep its row
-        // locks (a chat's lock stops every send to that chat): the server
-        // ends such a session after 15 s.
-        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "15000")]
+        configuration.options.minimumConnections = self.maxConnections
+        configuration.options.keepAliveBehavior = nil
+        configuration.options.additionalStartupParameters = [
+            // A client that stalls inside a transaction must not keep its row
+            // locks (a chat's lock stops every send to that chat): the server
+            // ends such a session after 15 s.
+            ("idle_in_transaction_session_timeout", "15000"),
+            // Instead of the pool's pings, the server's TCP keep-alives keep
+            // idle connections open through NATs and load balancers, and end
+            // the sessions of a client that is gone.
+            ("tcp_keepalives_idle", String(Self.tcpKeepAlive.idle)),
+            ("tcp_keepalives_interval", String(Self.tcpKeepAlive.interval)),
+            ("tcp_keepalives_count", String(Self.tcpKeepAlive.count)),
+        ]
         if let lockTimeout {
             configuration.options.additionalStartupParameters.append(("lock_timeout", String(lockTimeout.milliseconds)))
         }
