@@ -168,6 +168,26 @@ import Testing
     /// A socket that goes away during its hello's checks, or right after,
     /// frees the presence slot it took: the per-user limit is not used up
     /// by sockets that are gone.
+    @Test func registeredSocketsFreeTheirSlotsWhenTheyClose() async throws {
+        let (g1, g2) = try await twoGateways(environment: ["PARLEY_WS_CONNECTIONS_PER_USER": "2"])
+        let user = try await E2EUser.register(on: g1, name: "Cycler")
+        for _ in 0..<3 {
+            // a round needs both slots: the two sockets of the round before gave theirs back
+            try await eventually {
+                var admitted = 0
+                var sockets: [TestWebSocket] = []
+                for gateway in [g1, g2] {
+                    let socket = try await TestWebSocket.connect("ws://127.0.0.1:\(gateway.port)/v1/ws")
+                    sockets.append(socket)
+                    try await socket.send(["type": "hello", "token": user.token])
+                    if (try? await socket.next("ready", timeout: .seconds(2))) != nil { admitted += 1 }
+                }
+                for socket in sockets { await socket.close() }
+                return admitted == 2
+            }
+        }
+    }
+
     @Test func socketsDroppedDuringTheirHelloFreeTheirSlots() async throws {
         let (g1, g2) = try await twoGateways(environment: ["PARLEY_WS_CONNECTIONS_PER_USER": "2"])
         let user = try await E2EUser.register(on: g1, name: "Dropper")

@@ -37,7 +37,9 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     private var outbound: OutboundState?
     /// The hello's checks and the registration that follows, or the release
     /// of a slot taken for a socket that was gone by then: the release at
-    /// the socket's end waits for it.
+    /// the socket's end waits for it. Dropped once the socket is registered:
+    /// a finished task keeps the memory its work used (its stack slabs, a
+    /// few KiB) for as long as anything holds it.
     private var pending: Task<Void, Never>?
     /// Registered: the queue may be drained.
     private var live = false
@@ -115,9 +117,10 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         self.writableWaiters = []
         _ = self.closing?.decide(1006)
         let (pending, connection, session, sockets) = (self.pending, self.connection, self.session, self.session.realtime.sockets)
-        if pending == nil {
+        if pending == nil && connection == nil {
             sockets.released()  // never said hello: nothing was taken
         } else {
+            // still being admitted or registered (wait for it), or registered
             Task {
                 await pending?.value
                 if let connection { await session.release(connection) }
@@ -325,6 +328,8 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
 
     private func registered(catchUpTo latest: [UUID: Int64]?) {
         guard self.active else { return }
+        // registration is done: the release at the end has nothing to wait for
+        self.pending = nil
         self.outbound?.catchUpTo = latest
         self.live = true
         self.run(self.machine.authenticated())
