@@ -19,8 +19,13 @@ public enum TestEnvironment {
     }
 
     /// The shared test PostgreSQL (database `parley`, role with CREATEDB).
+    /// Pools of 4: some 60 suites run at once against this one server, and
+    /// a pool opens all its connections at start (20 each would be 1,200
+    /// sessions opening together; `DatabasePoolTests` checks the pool itself).
     public static func databaseSettings() throws -> DatabaseSettings {
-        try DatabaseSettings(url: self.require("PARLEY_TEST_DATABASE_URL"))
+        var settings = try DatabaseSettings(url: self.require("PARLEY_TEST_DATABASE_URL"))
+        settings.maxConnections = 4
+        return settings
     }
 
     /// The shared test Redis.
