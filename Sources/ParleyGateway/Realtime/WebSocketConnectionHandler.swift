@@ -288,23 +288,36 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         self.pending = Task {
             let admission = await session.admit(token: token)
             // what the admission leads to (registration, or freeing the slot) is part of it
-            let next = try? await loop.submit { bound.value.admitted(admission, resume: resume) }.get()
-            await next?.value
+            switch try? await loop.submit({ bound.value.admitted(admission, resume: resume) }).get() {
+            case .register(let connection, let cameOnline)?:
+                let latest = await session.register(connection, cameOnline: cameOnline)
+                loop.execute { bound.value.registered(catchUpTo: latest) }
+            case .leave(let userID, let connectionID)?:
+                // gone (or closed) while the hello was checked: its slot is freed,
+                // without an "offline" for a user never announced online here
+                await session.leave(userID: userID, connectionID: connectionID, announce: false)
+            case .nothing?, nil:
+                break
+            }
         }
     }
 
+    /// What an admission leads to, off the event loop.
+    private enum AfterAdmission: Sendable {
+        case register(Connection, cameOnline: Bool)
+        case leave(userID: UUID, connectionID: UUID)
+        case nothing
+    }
+
     /// The hello's checks ended; returns the work they lead to.
-    private func admitted(_ admission: WebSocketSession.Admission, resume: [UUID: Int64]) -> Task<Void, Never>? {
+    private func admitted(_ admission: WebSocketSession.Admission, resume: [UUID: Int64]) -> AfterAdmission {
         switch admission {
         case .refused(let code, let reason):
             self.closeNow(code, reason)
-            return nil
+            return .nothing
         case .admitted(let identity, let connectionID, let cameOnline, let positions):
-            let session = self.session
             guard self.active, let closing = self.closing, !closing.isClosing, let bound = self.bound, let loop = self.context?.eventLoop else {
-                // gone (or closed) while the hello was checked: its slot is freed,
-                // without an "offline" for a user never announced online here
-                return Task { await session.leave(userID: identity.userID, connectionID: connectionID, announce: false) }
+                return .leave(userID: identity.userID, connectionID: connectionID)
             }
             let connection = Connection(
                 id: connectionID, userID: identity.userID, sessionID: identity.sessionID, expiresAt: identity.expiresAt, chats: Set(positions.keys),
@@ -319,10 +332,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
             // the catch-up that reads PostgreSQL after the subscriptions are in place.
             connection.enqueue(.frame(ServerFrame.ready(connectionID: connection.id, userID: identity.userID, heartbeat: self.limits.heartbeat)))
             connection.enqueue(.catchUp)
-            return Task {
-                let latest = await session.register(connection, cameOnline: cameOnline)
-                loop.execute { bound.value.registered(catchUpTo: latest) }
-            }
+            return .register(connection, cameOnline: cameOnline)
         }
     }
 
