@@ -15,6 +15,8 @@ public struct ConnectionsScenario: Sendable {
     public var hold: Duration = .seconds(10)
     /// Handshakes in flight at once.
     public var width = 64
+    /// Other processes whose CPU per connect is reported (PostgreSQL, Redis).
+    public var watched: [WatchedProcess] = []
 
     public init(url: URL, pid: Int32) {
         self.url = url
@@ -34,6 +36,7 @@ public struct ConnectionsScenario: Sendable {
         let before = try Self.residentKiB(self.pid)
         let gatewayCPU = ProcessCPU.seconds(self.pid, children: false)
         let ownCPU = ProcessCPU.seconds(getpid(), children: false)
+        let watchedCPU = self.watched.map(\.seconds)
         let started = ContinuousClock.now
         let url = self.url
         let perUser = self.perUser
@@ -43,6 +46,7 @@ public struct ConnectionsScenario: Sendable {
         let connectTime = ContinuousClock.now - started
         let gatewayConnectCPU = ProcessCPU.seconds(self.pid, children: false) - gatewayCPU
         let ownConnectCPU = ProcessCPU.seconds(getpid(), children: false) - ownCPU
+        let watchedConnectCPU = zip(self.watched, watchedCPU).map { ($0.name, $0.seconds - $1) }
         progress.done()
         progress.show("holding \(sockets.count) connections for \(self.hold)")
         try await Task.sleep(for: self.hold)
@@ -65,6 +69,9 @@ public struct ConnectionsScenario: Sendable {
             ("gateway_cpu_ms_per_connect", .number(gatewayConnectCPU * 1000 / Double(self.connections), "ms")),
             ("gateway_cpu_percent_connecting", .number(gatewayConnectCPU * 100 / connectTime.seconds, "%")),
             ("bench_cpu_ms_per_connect", .number(ownConnectCPU * 1000 / Double(self.connections), "ms")),
+        ]
+        report.results += watchedConnectCPU.map { name, used in ("cpu_\(name)_ms_per_connect", .number(used * 1000 / Double(self.connections), "ms")) }
+        report.results += [
             ("rss_before_kib", .count(before)),
             ("rss_after_kib", .count(after)),
             ("rss_per_connection_kib", .number(perConnection, "KiB")),

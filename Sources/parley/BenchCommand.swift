@@ -37,6 +37,14 @@ struct BenchOptions: ParsableArguments {
     }
 }
 
+/// The processes of `--cpu NAME=PID` / `NAME+=PID` options.
+func watchedProcesses(_ options: [String]) throws -> [WatchedProcess] {
+    try options.map { text in
+        guard let process = WatchedProcess(text) else { throw ValidationError("--cpu must be NAME=PID or NAME+=PID (got \"\(text)\")") }
+        return process
+    }
+}
+
 struct FanoutBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fanout",
@@ -60,10 +68,7 @@ struct FanoutBenchCommand: AsyncParsableCommand {
         scenario.maxP99 = self.maxP99Ms.map { .milliseconds(Int64($0)) }
         guard (0...100).contains(self.minAckedPercent) else { throw ValidationError("--min-acked-percent must be between 0 and 100") }
         scenario.minimumAckedShare = self.minAckedPercent / 100
-        scenario.watched = try self.cpu.map { text in
-            guard let process = WatchedProcess(text) else { throw ValidationError("--cpu must be NAME=PID or NAME+=PID (got \"\(text)\")") }
-            return process
-        }
+        scenario.watched = try watchedProcesses(self.cpu)
         scenario.users = self.users
         scenario.groupSize = self.groupSize
         scenario.rate = self.rate
@@ -84,6 +89,8 @@ struct ConnectionsBenchCommand: AsyncParsableCommand {
     @Option(help: "Connections to open.") var connections = 10_000
     @Option(help: "Connections per user (the gateway's PARLEY_WS_CONNECTIONS_PER_USER must allow it).") var perUser = 50
     @Option(help: "Seconds to hold the connections open before measuring.") var hold = 10.0
+    @Option(help: "Report a process's CPU per connect as well (PostgreSQL, Redis): NAME=PID, or NAME+=PID with its children. Repeatable.")
+    var cpu: [String] = []
 
     func run() async throws {
         let urls = try self.options.gatewayURLs()
@@ -92,6 +99,7 @@ struct ConnectionsBenchCommand: AsyncParsableCommand {
         scenario.connections = self.connections
         scenario.perUser = self.perUser
         scenario.hold = .seconds(self.hold)
+        scenario.watched = try watchedProcesses(self.cpu)
         try await runCommand { try self.options.finish(try await scenario.run()) }
     }
 }
