@@ -394,9 +394,14 @@ extension ChatStore {
     /// The chats a user belongs to, with each chat's last seq (read twice
     /// per WebSocket connect, and on every resync: a prepared statement).
     public func chatPositions(of userID: UUID) async throws -> [UUID: Int64] {
-        var positions: [UUID: Int64] = [:]
-        for (id, seq) in try await self.database.execute(ChatPositionsStatement(userID: userID), logger: self.logger) {
-            positions[id] = seq
+        try await self.positionReads.value(of: userID)
+    }
+
+    /// The chats of several users with each chat's last seq, in one statement.
+    static func chatPositions(of users: [UUID], database: Database, logger: Logger) async throws -> [UUID: [UUID: Int64]] {
+        var positions: [UUID: [UUID: Int64]] = [:]
+        for (user, chat, seq) in try await database.execute(ChatPositionsStatement(userIDs: users), logger: logger) {
+            positions[user, default: [:]][chat] = seq
         }
         return positions
     }
@@ -430,18 +435,20 @@ extension ChatStore {
     }
 }
 
-/// `ChatStore.chatPositions(of:)`, prepared once per connection: a connect
-/// or a resync sends only Bind and Execute, and PostgreSQL does not parse
-/// and plan the query again.
+/// The chats of users with their last seqs (`ChatStore.chatPositions`),
+/// prepared once per connection: a connect or a resync sends only Bind and
+/// Execute, and PostgreSQL does not parse and plan the query again. Reads
+/// are batched (`CoalescedReads`): one statement answers every user whose
+/// connect asked while the previous one ran.
 struct ChatPositionsStatement: PostgresPreparedStatement {
-    static let sql = "SELECT c.id, c.last_seq FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = $1"
-    typealias Row = (UUID, Int64)
+    static let sql = "SELECT m.user_id, c.id, c.last_seq FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = ANY($1)"
+    typealias Row = (UUID, UUID, Int64)
 
-    let userID: UUID
+    let userIDs: [UUID]
 
     func makeBindings() throws -> PostgresBindings {
         var bindings = PostgresBindings(capacity: 1)
-        bindings.append(self.userID)
+        bindings.append(self.userIDs)
         return bindings
     }
 

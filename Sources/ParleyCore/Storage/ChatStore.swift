@@ -15,11 +15,17 @@ public struct ChatStore: Sendable {
     public let maxGroupSize: Int
     /// Shared by the copies of this store (searches choose their plan with it).
     let searchStatistics = SearchStatistics()
+    /// The reads of users' chats (every connect reads them twice), batched;
+    /// shared by the copies of this store.
+    let positionReads: CoalescedReads<UUID, [UUID: Int64]>
 
     public init(database: Database, logger: Logger, maxGroupSize: Int = 10_000) {
         self.database = database
         self.logger = logger
         self.maxGroupSize = maxGroupSize
+        self.positionReads = CoalescedReads(maxInFlight: 4, maxBatch: 500, missing: [:]) { users in
+            try await Self.chatPositions(of: users, database: database, logger: logger)
+        }
     }
 
     static let messageColumns = "m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted_at, m.mentions"

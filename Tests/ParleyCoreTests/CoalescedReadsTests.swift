@@ -1,0 +1,119 @@
+import Foundation
+import ParleyTestSupport
+import PostgresNIO
+import Synchronization
+import Testing
+
+@testable import ParleyCore
+
+@Suite struct CoalescingQueueTests {
+    @Test func waitingKeysGoTogetherInArrivalOrderEachWithAllItsWaiters() {
+        var queue = CoalescingQueue<String, Int>(maxInFlight: 2)
+        do { let started = queue.enqueue("a", 1); #expect(started, "a lone request starts a batch at once") }
+        do { let batch = queue.nextBatch(max: 10); #expect(batch.map(\.key) == ["a"] && batch.map(\.waiters) == [[1]]) }
+        // while that batch's statement runs, requests queue
+        do { let started = queue.enqueue("b", 2); #expect(started, "a second loop may run") }
+        do { let started = queue.enqueue("c", 3); #expect(!started, "both slots are taken: it waits for a loop's next batch") }
+        do { let started = queue.enqueue("b", 4); #expect(!started) }
+        do { let started = queue.enqueue("d", 5); #expect(!started) }
+        do {
+            let batch = queue.nextBatch(max: 2)
+            #expect(batch.map(\.key) == ["b", "c"], "arrival order, at most max distinct keys")
+            #expect(batch.map(\.waiters) == [[2, 4], [3]], "a key asked for twice is read once for both")
+        }
+        #expect(queue.inFlight == 2)
+        do { let batch = queue.nextBatch(max: 2); #expect(batch.map(\.key) == ["d"]) }
+        do { let batch = queue.nextBatch(max: 2); #expect(batch.isEmpty, "nothing queued: this loop ends") }
+        #expect(queue.inFlight == 1)
+        do { let batch = queue.nextBatch(max: 2); #expect(batch.isEmpty) }
+        #expect(queue.inFlight == 0 && queue.order.isEmpty && queue.waiting.isEmpty)
+    }
+}
+
+@Suite struct CoalescedReadsTests {
+    /// A read that records the keys of each call and waits until the test lets it finish.
+    final class Gate: Sendable {
+        let calls = Mutex<[[Int]]>([])
+        let started = AsyncStream<Void>.makeStream()
+        let release = Mutex<[CheckedContinuation<Void, Never>]>([])
+
+        func read(_ keys: [Int]) async throws -> [Int: String] {
+            self.calls.withLock { $0.append(keys) }
+            await withCheckedContinuation { continuation in
+                self.release.withLock { $0.append(continuation) }
+                self.started.continuation.yield()
+            }
+            if keys.contains(-1) { throw CancellationError() }
+            return Dictionary(uniqueKeysWithValues: keys.filter { $0 != 0 }.map { ($0, "v\($0)") })
+        }
+
+        func finishAll() {
+            for continuation in self.release.withLock({ list in defer { list = [] }; return list }) { continuation.resume() }
+        }
+    }
+
+    @Test func requestsMadeWhileAStatementRunsAreAnsweredByTheNextOneTogether() async throws {
+        let gate = Gate()
+        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, missing: "none") { try await gate.read($0) }
+        var started = gate.started.stream.makeAsyncIterator()
+        async let first = reads.value(of: 1)
+        await started.next()
+        // the first statement is running: these three wait for the next one
+        async let second = reads.value(of: 2)
+        async let third = reads.value(of: 2)
+        async let fourth = reads.value(of: 0)
+        // the statement finishes once the three are queued (the queue is observed, not timed)
+        while reads.waiting < 3 { await Task.yield() }
+        gate.finishAll()
+        await started.next()
+        gate.finishAll()
+        let values = try await [first, second, third, fourth]
+        #expect(values == ["v1", "v2", "v2", "none"], "a key the read leaves out gets the missing value")
+        #expect(gate.calls.withLock { $0 } == [[1], [2, 0]], "one statement for the three that waited, key 2 once")
+    }
+
+    @Test func aFailedStatementFailsEveryRequestItAnsweredAndTheNextStillRuns() async throws {
+        let gate = Gate()
+        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, missing: "none") { try await gate.read($0) }
+        var started = gate.started.stream.makeAsyncIterator()
+        async let failing = reads.value(of: -1)
+        await started.next()
+        gate.finishAll()
+        var failed: (any Error)?
+        do { _ = try await failing } catch { failed = error }
+        #expect(failed is CancellationError)
+        async let later = reads.value(of: 3)
+        await started.next()
+        gate.finishAll()
+        #expect(try await later == "v3")
+    }
+
+    @Test func usersChatsReadTogetherAreEachUsersOwn() async throws {
+        try await withPostgresClient(try TestEnvironment.databaseSettings()) { postgres in
+            let database = Database(client: postgres, deadline: .seconds(10), health: DatabaseHealth(logger: TestEnvironment.logger))
+            let accounts = AccountStore(database: database, logger: TestEnvironment.logger)
+            let chats = ChatStore(database: database, logger: TestEnvironment.logger)
+            let tag = UUID().uuidString.prefix(8).lowercased()
+            var created: [UUID] = []
+            for index in 0..<4 {
+                created.append(try #require(try await accounts.createUser(email: "positions-\(tag)-\(index)@example.test", displayName: "P", passwordHash: "x")).id)
+            }
+            let users = created
+            // users 0 and 1 share a group; 0 and 2 a second one; user 3 is in none
+            let shared = try await chats.createGroup(creator: users[0], title: "A", memberIDs: [users[1]], isPublic: false).id
+            let other = try await chats.createGroup(creator: users[0], title: "B", memberIDs: [users[2]], isPublic: false).id
+            _ = try await chats.send(batch: [NewMessage(chatID: shared, senderID: users[1], clientID: UUID(), body: "hi")], deadline: .seconds(10))
+
+            let expected: [[UUID: Int64]] = [[shared: 1, other: 0], [shared: 1], [other: 0], [:]]
+            // many at once: the reads form batches, and each caller gets its own user's chats
+            let results = try await withThrowingTaskGroup(of: (Int, [UUID: Int64]).self) { group in
+                for round in 0..<40 { group.addTask { (round % 4, try await chats.chatPositions(of: users[round % 4])) } }
+                return try await group.reduce(into: [(Int, [UUID: Int64])]()) { $0.append($1) }
+            }
+            #expect(results.count == 40)
+            for (index, positions) in results { #expect(positions == expected[index], "user \(index)") }
+            // and one read alone
+            #expect(try await chats.chatPositions(of: users[0]) == expected[0])
+        }
+    }
+}
