@@ -56,12 +56,13 @@ import Testing
 
         let connections = try await self.bench([
             "connections", "--url", gateway.baseURL, "--pid", "\(gateway.child.pid)", "--connections", "60", "--per-user", "10", "--hold", "1",
+            "--cpu", "watched+=\(gateway.child.pid)",
         ])
         #expect(connections.0 == 0, "\(connections.1)")
         let opened = try #require(connections.2["results"] as? [String: Any])
         #expect(opened["open_connections"] as? Int == 60)
         #expect((opened["rss_after_kib"] as? Int ?? 0) > 0)
-        for key in ["gateway_cpu_ms_per_connect", "bench_cpu_ms_per_connect", "gateway_cpu_percent_connecting"] {
+        for key in ["gateway_cpu_ms_per_connect", "bench_cpu_ms_per_connect", "gateway_cpu_percent_connecting", "cpu_watched_ms_per_connect"] {
             #expect(((opened[key] as? NSNumber)?.doubleValue ?? -1) >= 0, "\(key) is reported")
         }
 
@@ -80,6 +81,9 @@ import Testing
         let (status, output) = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["bench", "fanout", "--url", "ftp://example"])
         #expect(status != 0)
         #expect(output.contains("http://host:port"))
+        let (badCPU, cpuMessage) = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["bench", "connections", "--pid", "1", "--cpu", "postgres"])
+        #expect(badCPU != 0)
+        #expect(cpuMessage.contains("--cpu must be NAME=PID"))
         let port = try TestEnvironment.freePort()
         let (refused, message) = try await ChildProcess.run(
             try TestEnvironment.parleyBinary(), ["bench", "history", "--url", "http://127.0.0.1:\(port)"], timeout: .seconds(30)

@@ -23,7 +23,7 @@ public struct ChatStore: Sendable {
         self.database = database
         self.logger = logger
         self.maxGroupSize = maxGroupSize
-        self.positionReads = CoalescedReads(maxInFlight: 4, maxBatch: 500, missing: [:]) { users in
+        self.positionReads = CoalescedReads(maxInFlight: 2, maxBatch: 500, missing: [:]) { users in
             try await Self.chatPositions(of: users, database: database, logger: logger)
         }
     }
