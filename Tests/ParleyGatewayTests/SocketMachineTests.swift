@@ -217,6 +217,26 @@ import Testing
         #expect(state.delivered[Self.chat] == nil && state.missed(upTo: [Self.chat: 12]).isEmpty)
         #expect(kind(state.take(.close(code: 1008, reason: "x"), follows: follows)) == "close 1008")
     }
+
+    @Test func aCatchUpWithNothingMissedIsDecidedWithoutAStep() {
+        var state = OutboundState(userID: UUID(), delivered: [Self.chat: 5])
+        let follows: (UUID) -> Bool = { $0 == Self.chat }
+        func isStep(_ decision: OutboundState.Decision) -> Bool {
+            if case .step(.catchUp) = decision { return true }
+            return false
+        }
+        // a connect without resume: the second read found what the first did
+        state.catchUpTo = [Self.chat: 5]
+        #expect(!isStep(state.take(.catchUp, follows: follows)), "nothing to read")
+        #expect(state.catchUpTo == nil, "consumed, as the step would")
+        // a message came in between the two reads, or a resume from further back
+        state.catchUpTo = [Self.chat: 7]
+        #expect(isStep(state.take(.catchUp, follows: follows)), "7 > 5: read 6 and 7")
+        #expect(state.catchUpTo == [Self.chat: 7], "left for the step")
+        // where it stops is not known (after a Redis gap): the step reads it
+        state.catchUpTo = nil
+        #expect(isStep(state.take(.catchUp, follows: follows)))
+    }
 }
 
 /// Text frames encoded once for every socket (`WireFrame`), read back by NIO's decoder.

@@ -188,6 +188,12 @@ struct OutboundState {
             self.presenceSent[userID] = online
             return .write(payload)
         case .catchUp:
+            // where it stops is known and nothing before it is missing (a connect
+            // without resume, as a rule): done here, without a task
+            if let latest = self.catchUpTo, self.missed(upTo: latest).allSatisfy({ $0.count == 0 }) {
+                self.catchUpTo = nil
+                return .skip
+            }
             return .step(.catchUp)
         case .chatAdded(let chatID, let since):
             return follows(chatID) ? .step(.chatAdded(chatID, since: since)) : .skip
