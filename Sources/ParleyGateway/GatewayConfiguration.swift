@@ -120,6 +120,7 @@ public struct GatewayConfiguration: Sendable {
         configuration.realtime.queuedBytes = try reader.integer("PARLEY_WS_QUEUE_BYTES", default: 4 << 20, range: (256 << 10)...(1 << 30))
         configuration.realtime.connectionsPerUser = try reader.integer("PARLEY_WS_CONNECTIONS_PER_USER", default: 20, range: 1...10_000)
         configuration.realtime.reorderWindow = .milliseconds(try reader.integer("PARLEY_WS_REORDER_MS", default: 100, range: 0...5000))
+        configuration.realtime.heartbeat = .seconds(try reader.integer("PARLEY_WS_HEARTBEAT_S", default: 25, range: 1...300))
         configuration.startupWarnings = warnings
         return configuration
     }

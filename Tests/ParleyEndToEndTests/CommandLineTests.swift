@@ -31,6 +31,7 @@ import Testing
         ("PARLEY_METRICS_PORT", "nine", "must be an integer"),
         ("PARLEY_DATABASE_DEADLINE_MS", "0", "between 100 and"),
         ("PARLEY_WS_REORDER_MS", "6000", "between 0 and 5000"),
+        ("PARLEY_WS_HEARTBEAT_S", "0", "between 1 and 300"),
         ("PARLEY_SEND_CONCURRENCY", "0", "between 1 and 64"),
         ("PARLEY_CRACKLIB_DICT", "/nonexistent/dict", "cannot read the cracklib dictionary"),
         ("PARLEY_VAPID_PRIVATE_KEY", "not-a-key-at-all", "32-byte P-256 private key"),

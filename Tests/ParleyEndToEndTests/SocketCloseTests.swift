@@ -165,6 +165,39 @@ import Testing
         #expect(try Self.closeCode(stray) == 1002)
     }
 
+    /// The server pings every `heartbeat_s` (one timer per event loop for all
+    /// its sockets, `HeartbeatWheel`): a client that answers the pings stays
+    /// open, one that answers nothing is closed with 1001 after three.
+    @Test func silentClientsAreClosedAfterThreeHeartbeatsAndAnsweringOnesStay() async throws {
+        let (g1, _) = try await twoGateways(environment: ["PARLEY_WS_HEARTBEAT_S": "1"])
+        let user = try await E2EUser.register(on: g1, name: "Beats")
+        let silent = try Self.rawHello(user, on: g1)
+        let answering = try Self.rawHello(user, on: g1)
+        // every ping answered, for longer than three beats
+        let start = Date()
+        var pings = 0
+        while Date().timeIntervalSince(start) < 5, let frame = try answering.next(timeout: .seconds(3)) {
+            #expect(frame.opcode != 0x8, "a client that answers is not closed")
+            if frame.opcode == 0x9 {
+                pings += 1
+                try answering.send(opcode: 0xA, frame.payload)
+            }
+        }
+        #expect(pings >= 3, "a ping about every second")
+        // meanwhile the silent one was pinged, then closed
+        var silentPings = 0
+        var code: UInt16?
+        while let frame = try silent.next(timeout: .seconds(5)) {
+            if frame.opcode == 0x9 { silentPings += 1 }
+            if frame.opcode == 0x8 {
+                code = frame.closeCode
+                break
+            }
+        }
+        #expect(silentPings >= 2)
+        #expect(code == 1001)
+    }
+
     /// A socket that goes away during its hello's checks, or right after,
     /// frees the presence slot it took: the per-user limit is not used up
     /// by sockets that are gone.

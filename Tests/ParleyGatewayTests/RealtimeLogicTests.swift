@@ -274,3 +274,28 @@ import Testing
         #expect(has("GET / HTTP/1.1\r\n\norigin:x"))
     }
 }
+
+/// The heartbeat wheel's slots (`HeartbeatSlots`): every socket once per
+/// turn, a whole turn after it joined, never after it left.
+@Suite struct HeartbeatSlotsTests {
+    final class Socket {}
+
+    @Test func eachSocketBeatsOncePerTurnFromAWholeTurnAfterItJoined() {
+        let (a, b, c) = (Socket(), Socket(), Socket())
+        var slots = HeartbeatSlots<String>(slots: 4)
+        let slotA = slots.add("a", id: ObjectIdentifier(a))
+        #expect(slots.tick().isEmpty)
+        _ = slots.add("b", id: ObjectIdentifier(b))
+        _ = slots.add("c", id: ObjectIdentifier(c))
+        #expect(slots.count == 3)
+        var beats: [[String]] = []
+        for _ in 0..<8 { beats.append(slots.tick().sorted()) }
+        #expect(beats == [[], [], ["a"], ["b", "c"], [], [], ["a"], ["b", "c"]], "four ticks apart, each from four ticks after joining")
+        slots.remove(ObjectIdentifier(a), slot: slotA)
+        slots.remove(ObjectIdentifier(a), slot: slotA)  // twice: counted once
+        #expect(slots.count == 2)
+        beats = (0..<4).map { _ in slots.tick().sorted() }
+        #expect(beats == [[], [], [], ["b", "c"]], "a left: no more beats")
+        _ = withExtendedLifetime((a, b, c)) {}
+    }
+}

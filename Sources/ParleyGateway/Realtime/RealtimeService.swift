@@ -41,6 +41,8 @@ public final class RealtimeService: Service {
     let hub: ConnectionHub
     /// Every WebSocket of this process, from its upgrade until it is released.
     let sockets = OpenSockets()
+    /// Their heartbeats: one timer per event loop.
+    let heartbeats: HeartbeatWheels
     let subscriber: RedisSubscriber
     let presence: Presence
     let chats: ChatService
@@ -71,6 +73,7 @@ public final class RealtimeService: Service {
         self.presence = Presence(redis: redis, store: chats.store, publisher: chats.publisher)
         self.chats = chats
         self.limits = limits
+        self.heartbeats = HeartbeatWheels(period: limits.heartbeat)
         self.logger = logger
         self.order = Mutex(MessageOrder(window: limits.reorderWindow))
         // events Redis could not take still reach this instance's sockets

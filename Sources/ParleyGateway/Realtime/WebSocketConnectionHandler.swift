@@ -55,7 +55,8 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
     private var closeTimer: Scheduled<Void>?
     /// Frames wait for the rate limit (`SocketMachine.Action.drainLater`).
     private var paceTimer: Scheduled<Void>?
-    private var heartbeat: RepeatedTask?
+    /// Its place on its loop's heartbeat wheel.
+    private var heartbeat: (wheel: HeartbeatWheel, slot: Int)?
     private var lastHeard = NIODeadline.now()
     private var writableWaiters: [EventLoopPromise<Void>] = []
 
@@ -88,10 +89,8 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         self.helloTimer = loop.scheduleTask(in: .init(self.limits.helloTimeout)) {
             bound.value.run(bound.value.machine.helloTimedOut())
         }
-        let beat = TimeAmount(self.limits.heartbeat)
-        self.heartbeat = loop.scheduleRepeatedTask(initialDelay: beat, delay: beat) { _ in
-            bound.value.beat()
-        }
+        let wheel = self.session.realtime.heartbeats.wheel(on: loop)
+        self.heartbeat = (wheel, wheel.add(self))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -112,7 +111,8 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         self.helloTimer?.cancel()
         self.closeTimer?.cancel()
         self.paceTimer?.cancel()
-        self.heartbeat?.cancel()
+        if let (wheel, slot) = self.heartbeat { wheel.remove(self, slot: slot) }
+        self.heartbeat = nil
         for waiter in self.writableWaiters { waiter.fail(ChannelError.ioOnClosedChannel) }
         self.writableWaiters = []
         _ = self.closing?.decide(1006)
@@ -135,9 +135,9 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         self.outbound = nil
     }
 
-    /// Every `heartbeat`: a ping, or the end of a client that answered
-    /// nothing (no pong, no frame) for three of them.
-    private func beat() {
+    /// Every `heartbeat` (`HeartbeatWheel`): a ping, or the end of a client
+    /// that answered nothing (no pong, no frame) for three of them.
+    func beat() {
         guard let context, self.active else { return }
         if NIODeadline.now() - self.lastHeard > TimeAmount(self.limits.heartbeat) * 3 {
             self.closeNow(1001, "no answer for \(self.limits.heartbeat * 3)")
