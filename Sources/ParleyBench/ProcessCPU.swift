@@ -46,4 +46,7 @@ public struct WatchedProcess: Sendable, Hashable {
     }
 
     var seconds: Double { ProcessCPU.seconds(self.pid, children: self.children) }
+
+    /// Whether /proc has the process.
+    public var isRunning: Bool { ProcessCPU.stat(self.pid) != nil }
 }

@@ -41,6 +41,8 @@ struct BenchOptions: ParsableArguments {
 func watchedProcesses(_ options: [String]) throws -> [WatchedProcess] {
     try options.map { text in
         guard let process = WatchedProcess(text) else { throw ValidationError("--cpu must be NAME=PID or NAME+=PID (got \"\(text)\")") }
+        // a wrong pid would read as no CPU at all
+        guard process.isRunning else { throw ValidationError("--cpu \(text): no process \(process.pid) on this machine") }
         return process
     }
 }

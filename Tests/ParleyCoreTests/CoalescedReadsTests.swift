@@ -11,6 +11,12 @@ import Testing
         var queue = CoalescingQueue<String, Int>(maxInFlight: 2)
         do { let started = queue.enqueue("a", 1); #expect(started, "a lone request starts a batch at once") }
         do { let batch = queue.nextBatch(max: 10); #expect(batch.map(\.key) == ["a"] && batch.map(\.waiters) == [[1]]) }
+        // "a" asked again while its statement runs: it waits for a statement of its own
+        do { let started = queue.enqueue("a", 6); #expect(started) }
+        do { let batch = queue.nextBatch(max: 10); #expect(batch.map(\.key) == ["a"] && batch.map(\.waiters) == [[6]]) }
+        #expect(queue.inFlight == 2)
+        do { let batch = queue.nextBatch(max: 10); #expect(batch.isEmpty) }
+        #expect(queue.inFlight == 1)
         // while that batch's statement runs, requests queue
         do { let started = queue.enqueue("b", 2); #expect(started, "a second loop may run") }
         do { let started = queue.enqueue("c", 3); #expect(!started, "both slots are taken: it waits for a loop's next batch") }
@@ -32,6 +38,8 @@ import Testing
 
 @Suite struct CoalescedReadsTests {
     /// A read that records the keys of each call and waits until the test lets it finish.
+    struct Refused: Error {}
+
     final class Gate: Sendable {
         let calls = Mutex<[[Int]]>([])
         let started = AsyncStream<Void>.makeStream()
@@ -43,7 +51,7 @@ import Testing
                 self.release.withLock { $0.append(continuation) }
                 self.started.continuation.yield()
             }
-            if keys.contains(-1) { throw CancellationError() }
+            if keys.contains(-1) { throw Refused() }
             return Dictionary(uniqueKeysWithValues: keys.filter { $0 != 0 }.map { ($0, "v\($0)") })
         }
 
@@ -52,40 +60,79 @@ import Testing
         }
     }
 
-    @Test func requestsMadeWhileAStatementRunsAreAnsweredByTheNextOneTogether() async throws {
+    @Test(.timeLimit(.minutes(1)))
+    func requestsMadeWhileAStatementRunsAreAnsweredByTheNextOneTogether() async throws {
         let gate = Gate()
-        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, missing: "none") { try await gate.read($0) }
+        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, maxWait: .seconds(60), missing: "none") { try await gate.read($0) }
         var started = gate.started.stream.makeAsyncIterator()
         async let first = reads.value(of: 1)
         await started.next()
-        // the first statement is running: these three wait for the next one
+        // the first statement is running: these wait for the next one, key 1 too
+        // (the running statement may have started before it was asked)
+        async let again = reads.value(of: 1)
         async let second = reads.value(of: 2)
         async let third = reads.value(of: 2)
         async let fourth = reads.value(of: 0)
-        // the statement finishes once the three are queued (the queue is observed, not timed)
+        // the statement finishes once the four are queued (the queue is observed, not timed)
+        while reads.waiting < 4 { await Task.yield() }
+        gate.finishAll()
+        await started.next()
+        gate.finishAll()
+        let values = try await [first, again, second, third, fourth]
+        #expect(values == ["v1", "v1", "v2", "v2", "none"], "a key the read leaves out gets the missing value")
+        let calls = gate.calls.withLock { $0 }
+        #expect(calls.count == 2 && calls[0] == [1], "one statement for the four that waited")
+        #expect(calls.count == 2 && calls[1].sorted() == [0, 1, 2], "each key once, 1 again")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aFailedStatementFailsEveryRequestItAnsweredAndTheNextStillRuns() async throws {
+        let gate = Gate()
+        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, maxWait: .seconds(60), missing: "none") { try await gate.read($0) }
+        var started = gate.started.stream.makeAsyncIterator()
+        async let lone = reads.value(of: 5)
+        await started.next()
+        // three requests of two keys wait for the next statement, which fails
+        async let failing = reads.value(of: -1)
+        async let failingToo = reads.value(of: -1)
+        async let sharing = reads.value(of: 7)
         while reads.waiting < 3 { await Task.yield() }
         gate.finishAll()
         await started.next()
         gate.finishAll()
-        let values = try await [first, second, third, fourth]
-        #expect(values == ["v1", "v2", "v2", "none"], "a key the read leaves out gets the missing value")
-        #expect(gate.calls.withLock { $0 } == [[1], [2, 0]], "one statement for the three that waited, key 2 once")
-    }
-
-    @Test func aFailedStatementFailsEveryRequestItAnsweredAndTheNextStillRuns() async throws {
-        let gate = Gate()
-        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, missing: "none") { try await gate.read($0) }
-        var started = gate.started.stream.makeAsyncIterator()
-        async let failing = reads.value(of: -1)
-        await started.next()
-        gate.finishAll()
-        var failed: (any Error)?
-        do { _ = try await failing } catch { failed = error }
-        #expect(failed is CancellationError)
+        #expect(try await lone == "v5")
+        var failures = 0
+        do { _ = try await failing } catch is Refused { failures += 1 }
+        do { _ = try await failingToo } catch is Refused { failures += 1 }
+        do { _ = try await sharing } catch is Refused { failures += 1 }
+        #expect(failures == 3, "every request of the failed statement")
         async let later = reads.value(of: 3)
         await started.next()
         gate.finishAll()
         #expect(try await later == "v3")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aRequestQueuedPastItsWaitFailsInsteadOfJoiningTheNextStatement() async throws {
+        let gate = Gate()
+        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, maxWait: .milliseconds(50), missing: "none") { try await gate.read($0) }
+        var started = gate.started.stream.makeAsyncIterator()
+        async let first = reads.value(of: 1)
+        await started.next()
+        async let late = reads.value(of: 2)
+        while reads.waiting < 1 { await Task.yield() }
+        // the running statement is slow: the queued request outlives its wait
+        try await Task.sleep(for: .milliseconds(200))
+        gate.finishAll()
+        #expect(try await first == "v1")
+        var failed = false
+        do { _ = try await late } catch is DatabaseUnavailable { failed = true }
+        #expect(failed)
+        #expect(gate.calls.withLock { $0 } == [[1]], "no statement for it")
+        async let fresh = reads.value(of: 2)
+        await started.next()
+        gate.finishAll()
+        #expect(try await fresh == "v2")
     }
 
     @Test func usersChatsReadTogetherAreEachUsersOwn() async throws {
@@ -114,6 +161,9 @@ import Testing
             for (index, positions) in results { #expect(positions == expected[index], "user \(index)") }
             // and one read alone
             #expect(try await chats.chatPositions(of: users[0]) == expected[0])
+            // the statement itself, for the four at once (user 3 has no rows)
+            let together = try await ChatStore.chatPositions(of: users, database: database, logger: TestEnvironment.logger)
+            #expect(together == [users[0]: expected[0], users[1]: expected[1], users[2]: expected[2]])
         }
     }
 }

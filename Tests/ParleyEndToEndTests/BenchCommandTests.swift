@@ -84,6 +84,11 @@ import Testing
         let (badCPU, cpuMessage) = try await ChildProcess.run(try TestEnvironment.parleyBinary(), ["bench", "connections", "--pid", "1", "--cpu", "postgres"])
         #expect(badCPU != 0)
         #expect(cpuMessage.contains("--cpu must be NAME=PID"))
+        let (noProcess, noProcessMessage) = try await ChildProcess.run(
+            try TestEnvironment.parleyBinary(), ["bench", "connections", "--pid", "1", "--cpu", "postgres+=999999999"]
+        )
+        #expect(noProcess != 0)
+        #expect(noProcessMessage.contains("no process 999999999"))
         let port = try TestEnvironment.freePort()
         let (refused, message) = try await ChildProcess.run(
             try TestEnvironment.parleyBinary(), ["bench", "history", "--url", "http://127.0.0.1:\(port)"], timeout: .seconds(30)

@@ -23,7 +23,9 @@ public struct ChatStore: Sendable {
         self.database = database
         self.logger = logger
         self.maxGroupSize = maxGroupSize
-        self.positionReads = CoalescedReads(maxInFlight: 2, maxBatch: 500, missing: [:]) { users in
+        // batches of at most 100 users: a statement stays small, so a slow one
+        // fails few connects (and counts once towards the database breaker)
+        self.positionReads = CoalescedReads(maxInFlight: 2, maxBatch: 100, maxWait: database.deadline, missing: [:]) { users in
             try await Self.chatPositions(of: users, database: database, logger: logger)
         }
     }

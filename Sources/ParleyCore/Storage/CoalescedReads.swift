@@ -12,27 +12,41 @@ import Synchronization
 /// request was made, so a caller sees everything committed before it asked,
 /// as with a statement of its own (the realtime engine relies on this: it
 /// reads a user's chats again once its subscriptions are in place).
+///
+/// A request waits in the queue at most `maxWait`: one still queued past that
+/// when a batch is taken fails with `DatabaseUnavailable` instead of joining
+/// it. With `maxWait` the statements' deadline, a caller has its answer (or
+/// an error) within two deadlines, however long the queue behind a slow
+/// PostgreSQL.
 public final class CoalescedReads<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     public typealias Read = @Sendable ([Key]) async throws -> [Key: Value]
 
-    private let queue: Mutex<CoalescingQueue<Key, CheckedContinuation<Value, any Error>>>
+    private struct Waiter {
+        let continuation: CheckedContinuation<Value, any Error>
+        let since: ContinuousClock.Instant
+    }
+
+    private let queue: Mutex<CoalescingQueue<Key, Waiter>>
     private let maxBatch: Int
+    private let maxWait: Duration
     private let missing: Value
     private let read: Read
 
     /// `read` returns the values of the keys it was given; a key it leaves
     /// out gets `missing` (a user in no chat: no rows).
-    public init(maxInFlight: Int, maxBatch: Int, missing: Value, read: @escaping Read) {
+    public init(maxInFlight: Int, maxBatch: Int, maxWait: Duration, missing: Value, read: @escaping Read) {
         precondition(maxInFlight > 0 && maxBatch > 0)
         self.queue = Mutex(CoalescingQueue(maxInFlight: maxInFlight))
         self.maxBatch = maxBatch
+        self.maxWait = maxWait
         self.missing = missing
         self.read = read
     }
 
     public func value(of key: Key) async throws -> Value {
         try await withCheckedThrowingContinuation { continuation in
-            if self.queue.withLock({ $0.enqueue(key, continuation) }) {
+            let waiter = Waiter(continuation: continuation, since: .now)
+            if self.queue.withLock({ $0.enqueue(key, waiter) }) {
                 Task { await self.runBatches() }
             }
         }
@@ -44,16 +58,25 @@ public final class CoalescedReads<Key: Hashable & Sendable, Value: Sendable>: Se
     /// One batch after another until nothing is queued.
     private func runBatches() async {
         while true {
-            let batch = self.queue.withLock { $0.nextBatch(max: self.maxBatch) }
-            if batch.isEmpty { return }
+            let taken = self.queue.withLock { $0.nextBatch(max: self.maxBatch) }
+            if taken.isEmpty { return }
+            // who waited too long already is answered now, not after another statement
+            let now = ContinuousClock.now
+            var batch: [(key: Key, waiters: [Waiter])] = []
+            for (key, waiters) in taken {
+                let (late, current) = (waiters.filter { now - $0.since > self.maxWait }, waiters.filter { now - $0.since <= self.maxWait })
+                for waiter in late { waiter.continuation.resume(throwing: DatabaseUnavailable("no answer within \(self.maxWait)")) }
+                if !current.isEmpty { batch.append((key, current)) }
+            }
+            if batch.isEmpty { continue }
             do {
                 let values = try await self.read(batch.map(\.key))
                 for (key, waiters) in batch {
                     let value = values[key] ?? self.missing
-                    for waiter in waiters { waiter.resume(returning: value) }
+                    for waiter in waiters { waiter.continuation.resume(returning: value) }
                 }
             } catch {
-                for waiter in batch.flatMap(\.waiters) { waiter.resume(throwing: error) }
+                for waiter in batch.flatMap(\.waiters) { waiter.continuation.resume(throwing: error) }
             }
         }
     }

@@ -124,7 +124,13 @@ public final class RealtimeService: Service {
                     for (chat, items) in order.reset() { self.deliver(items, chat: chat) }
                 }
                 // membership changes and logouts announced meanwhile were missed too
-                for user in Set(self.hub.all.map(\.userID)) { await self.reconcile(user: user) }
+                // (concurrently, a window at a time: their reads of the users' chats batch)
+                await withTaskGroup(of: Void.self) { group in
+                    for (index, user) in Set(self.hub.all.map(\.userID)).enumerated() {
+                        if index >= 256 { await group.next() }
+                        group.addTask { _ = await self.reconcile(user: user) }
+                    }
+                }
                 for connection in self.hub.all { connection.enqueue(.catchUp) }
             }
         }

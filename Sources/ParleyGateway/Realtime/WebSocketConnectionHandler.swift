@@ -86,6 +86,8 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
         )
         self.session.realtime.sockets.opened()
         if self.session.realtime.sockets.isDraining { self.closeNow(1012, "server restarting; reconnect with resume") }
+        // closed above already (no encoder): `ended()` ran, nothing may outlive it
+        guard self.active else { return }
         self.helloTimer = loop.scheduleTask(in: .init(self.limits.helloTimeout)) {
             bound.value.run(bound.value.machine.helloTimedOut())
         }
