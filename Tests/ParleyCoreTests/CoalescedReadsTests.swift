@@ -37,50 +37,79 @@ import Testing
 }
 
 @Suite struct CoalescedReadsTests {
-    /// A read that records the keys of each call and waits until the test lets it finish.
     struct Refused: Error {}
 
+    /// A read that records the keys of each statement and holds it until the
+    /// test lets it finish; the test observes what started and what queued
+    /// (never a timed wait).
     final class Gate: Sendable {
-        let calls = Mutex<[[Int]]>([])
-        let started = AsyncStream<Void>.makeStream()
-        let release = Mutex<[CheckedContinuation<Void, Never>]>([])
+        private struct State {
+            var calls: [[Int]] = []
+            var held: [CheckedContinuation<Void, Never>] = []
+        }
+        private let state = Mutex(State())
 
-        func read(_ keys: [Int]) async throws -> [Int: String] {
-            self.calls.withLock { $0.append(keys) }
+        var calls: [[Int]] { self.state.withLock { $0.calls } }
+
+        /// A reader of this gate's statements, one at a time.
+        func reader(maxWait: Duration = .seconds(60)) -> CoalescedReads<Int, String> {
+            CoalescedReads(maxInFlight: 1, maxBatch: 100, maxWait: maxWait, missing: "none") { try await self.read($0) }
+        }
+
+        private func read(_ keys: [Int]) async throws -> [Int: String] {
             await withCheckedContinuation { continuation in
-                self.release.withLock { $0.append(continuation) }
-                self.started.continuation.yield()
+                self.state.withLock {
+                    $0.calls.append(keys)
+                    $0.held.append(continuation)
+                }
             }
             if keys.contains(-1) { throw Refused() }
             return Dictionary(uniqueKeysWithValues: keys.filter { $0 != 0 }.map { ($0, "v\($0)") })
         }
 
-        func finishAll() {
-            for continuation in self.release.withLock({ list in defer { list = [] }; return list }) { continuation.resume() }
+        /// Waits until `count` statements have started (and are held).
+        func started(_ count: Int) async throws {
+            try await Self.until { self.state.withLock { $0.calls.count } >= count }
+        }
+
+        /// Polls `condition` every millisecond (a sleep, not a yield: a task
+        /// that only yields can keep the task it waits for from running).
+        static func until(_ condition: () -> Bool) async throws {
+            while !condition() { try await Task.sleep(for: .milliseconds(1)) }
+        }
+
+        /// Lets the held statements finish.
+        func release() {
+            for continuation in self.state.withLock({ state in defer { state.held = [] }; return state.held }) { continuation.resume() }
+        }
+
+        /// Lets the running statement finish once `waiting` requests queued, then
+        /// holds the next statement until it started, and lets it finish too.
+        func runNext(after waiting: Int, of reads: CoalescedReads<Int, String>) async throws {
+            try await Self.until { reads.waiting >= waiting }
+            let before = self.calls.count
+            self.release()
+            try await self.started(before + 1)
+            self.release()
         }
     }
 
     @Test(.timeLimit(.minutes(1)))
     func requestsMadeWhileAStatementRunsAreAnsweredByTheNextOneTogether() async throws {
         let gate = Gate()
-        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, maxWait: .seconds(60), missing: "none") { try await gate.read($0) }
-        var started = gate.started.stream.makeAsyncIterator()
+        let reads = gate.reader()
         async let first = reads.value(of: 1)
-        await started.next()
+        try await gate.started(1)
         // the first statement is running: these wait for the next one, key 1 too
         // (the running statement may have started before it was asked)
         async let again = reads.value(of: 1)
         async let second = reads.value(of: 2)
         async let third = reads.value(of: 2)
         async let fourth = reads.value(of: 0)
-        // the statement finishes once the four are queued (the queue is observed, not timed)
-        while reads.waiting < 4 { await Task.yield() }
-        gate.finishAll()
-        await started.next()
-        gate.finishAll()
+        try await gate.runNext(after: 4, of: reads)
         let values = try await [first, again, second, third, fourth]
         #expect(values == ["v1", "v1", "v2", "v2", "none"], "a key the read leaves out gets the missing value")
-        let calls = gate.calls.withLock { $0 }
+        let calls = gate.calls
         #expect(calls.count == 2 && calls[0] == [1], "one statement for the four that waited")
         #expect(calls.count == 2 && calls[1].sorted() == [0, 1, 2], "each key once, 1 again")
     }
@@ -88,18 +117,14 @@ import Testing
     @Test(.timeLimit(.minutes(1)))
     func aFailedStatementFailsEveryRequestItAnsweredAndTheNextStillRuns() async throws {
         let gate = Gate()
-        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, maxWait: .seconds(60), missing: "none") { try await gate.read($0) }
-        var started = gate.started.stream.makeAsyncIterator()
+        let reads = gate.reader()
         async let lone = reads.value(of: 5)
-        await started.next()
+        try await gate.started(1)
         // three requests of two keys wait for the next statement, which fails
         async let failing = reads.value(of: -1)
         async let failingToo = reads.value(of: -1)
         async let sharing = reads.value(of: 7)
-        while reads.waiting < 3 { await Task.yield() }
-        gate.finishAll()
-        await started.next()
-        gate.finishAll()
+        try await gate.runNext(after: 3, of: reads)
         #expect(try await lone == "v5")
         var failures = 0
         do { _ = try await failing } catch is Refused { failures += 1 }
@@ -107,31 +132,30 @@ import Testing
         do { _ = try await sharing } catch is Refused { failures += 1 }
         #expect(failures == 3, "every request of the failed statement")
         async let later = reads.value(of: 3)
-        await started.next()
-        gate.finishAll()
+        try await gate.started(3)
+        gate.release()
         #expect(try await later == "v3")
     }
 
     @Test(.timeLimit(.minutes(1)))
     func aRequestQueuedPastItsWaitFailsInsteadOfJoiningTheNextStatement() async throws {
         let gate = Gate()
-        let reads = CoalescedReads<Int, String>(maxInFlight: 1, maxBatch: 100, maxWait: .milliseconds(50), missing: "none") { try await gate.read($0) }
-        var started = gate.started.stream.makeAsyncIterator()
+        let reads = gate.reader(maxWait: .milliseconds(50))
         async let first = reads.value(of: 1)
-        await started.next()
+        try await gate.started(1)
         async let late = reads.value(of: 2)
-        while reads.waiting < 1 { await Task.yield() }
+        try await Gate.until { reads.waiting >= 1 }
         // the running statement is slow: the queued request outlives its wait
         try await Task.sleep(for: .milliseconds(200))
-        gate.finishAll()
+        gate.release()
         #expect(try await first == "v1")
         var failed = false
         do { _ = try await late } catch is DatabaseUnavailable { failed = true }
         #expect(failed)
-        #expect(gate.calls.withLock { $0 } == [[1]], "no statement for it")
+        #expect(gate.calls == [[1]], "no statement for it")
         async let fresh = reads.value(of: 2)
-        await started.next()
-        gate.finishAll()
+        try await gate.started(2)
+        gate.release()
         #expect(try await fresh == "v2")
     }
 

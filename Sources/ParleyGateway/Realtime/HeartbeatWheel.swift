@@ -8,7 +8,8 @@ struct HeartbeatSlots<Member> {
     private(set) var slots: [[ObjectIdentifier: Member]]
     /// The slot the last tick beat (a socket added now waits a whole turn).
     private(set) var cursor = 0
-    private(set) var count = 0
+
+    var count: Int { self.slots.reduce(0) { $0 + $1.count } }
 
     init(slots: Int) {
         precondition(slots > 0)
@@ -17,12 +18,12 @@ struct HeartbeatSlots<Member> {
 
     /// Adds a member; returns its slot (to remove it by).
     mutating func add(_ member: Member, id: ObjectIdentifier) -> Int {
-        if self.slots[self.cursor].updateValue(member, forKey: id) == nil { self.count += 1 }
+        self.slots[self.cursor][id] = member
         return self.cursor
     }
 
     mutating func remove(_ id: ObjectIdentifier, slot: Int) {
-        if self.slots[slot].removeValue(forKey: id) != nil { self.count -= 1 }
+        self.slots[slot][id] = nil
     }
 
     /// The next tick: the members whose turn it is.
