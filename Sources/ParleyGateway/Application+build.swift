@@ -145,17 +145,15 @@ public func buildApplication(
     return Application(
         router: router,
         server: HTTPServerBuilder { responder in
-            OriginGuardChannel(
-                inner: GatewayChannel(
-                    responder: responder,
-                    // a kept-alive connection with no request for this long is closed, as is
-                    // one whose next request head does not arrive within it
-                    http1: .init(idleTimeout: .milliseconds(configuration.idleTimeout.milliseconds)),
-                    maxFrameSize: limits.frameBytes,
-                    webSocket: realtimeRoutes.webSocketSession(for:)
-                ),
-                allowed: Set(configuration.allowedOrigins),
-                headTimeout: configuration.headTimeout
+            GatewayChannel(
+                responder: responder,
+                // a kept-alive connection with no request for this long is closed, as is
+                // one whose next request head does not arrive within it
+                http1: .init(idleTimeout: .milliseconds(configuration.idleTimeout.milliseconds)),
+                maxFrameSize: limits.frameBytes,
+                allowedOrigins: Set(configuration.allowedOrigins),
+                headTimeout: configuration.headTimeout,
+                webSocket: realtimeRoutes.webSocketSession(target:origins:host:)
             )
         },
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "parley"),

@@ -75,6 +75,59 @@ import Testing
         #expect(otherPort.status == 403)
     }
 
+    /// A plain handshake is answered by the gateway's first handler; any other
+    /// first head goes through NIO's HTTP upgrade: both open the same socket,
+    /// and what neither upgrades gets a 4xx.
+    @Test func upgradesTakeTheDirectOrTheGeneralWay() async throws {
+        let (g1, _) = try await twoGateways()
+        let a = try await E2EUser.register(on: g1, name: "Way")
+        let hello = Array(try JSONSerialization.data(withJSONObject: ["type": "hello", "token": a.token]))
+        // the direct way, with the hello sent right behind the head (before the 101 came)
+        let direct = try RawWebSocket(port: g1.port, behindHead: RawWebSocket.frame(hello))
+        #expect(direct.responseHead.lowercased().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="))
+        #expect(try direct.next()?.json?["type"] as? String == "ready")
+        // the general way (a head longer than a plain one may be): the same socket
+        let general = try RawWebSocket(port: g1.port, headers: ["X-Pad": String(repeating: "p", count: 9000)])
+        #expect(general.responseHead.lowercased().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="))
+        try general.send(hello)
+        #expect(try general.next()?.json?["type"] as? String == "ready")
+        // what cannot be upgraded gets a 4xx: another path or method (the general way's bare 400), a
+        // handshake without its key or Connection: Upgrade, another protocol version (426, RFC 6455 §4.4)
+        let handshake = "Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        let pad = "X-Pad: \(String(repeating: "p", count: 9000))\r\n"
+        for (request, status, code) in [
+            ("GET /v1/chats HTTP/1.1\r\n\(handshake)Sec-WebSocket-Version: 13\r\n\r\n", "400", nil),
+            ("POST /v1/ws HTTP/1.1\r\n\(handshake)Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n", "400", nil),
+            ("GET /v1/ws HTTP/1.1\r\n\(handshake)Sec-WebSocket-Version: 8\r\n\r\n", "426", "unsupported_websocket_version"),
+            ("GET /v1/ws HTTP/1.1\r\n\(handshake)\(pad)\r\n", "426", "unsupported_websocket_version"),
+            ("GET /v1/ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", "400", "invalid_websocket_handshake"),
+            ("GET /v1/ws?x=1 HTTP/1.1\r\n\(handshake.replacingOccurrences(of: "Connection: Upgrade", with: "Connection: keep-alive"))Sec-WebSocket-Version: 13\r\n\r\n", "400", "invalid_websocket_handshake"),
+        ] {
+            let connection = try RawConnection(port: g1.port)
+            try connection.write(request)
+            let head = try connection.readHead(timeout: .seconds(10))
+            #expect(head?.hasPrefix("HTTP/1.1 \(status)") == true, "\(request.prefix(30)): \(head?.prefix(40) ?? "closed")")
+            if let code {
+                while try connection.fill(until: Date().addingTimeInterval(5)) {}  // the body, then the close
+                #expect(String(decoding: connection.buffer, as: UTF8.self).contains("\"code\":\"\(code)\""), "\(request.prefix(30))")
+            }
+            if status == "426" { #expect(head?.lowercased().contains("sec-websocket-version: 13") == true) }
+        }
+        // an upgrade on a kept-alive connection: sent to a new connection
+        let kept = try RawConnection(port: g1.port)
+        try kept.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        let served = try #require(try kept.readHead(timeout: .seconds(10)))
+        #expect(served.hasPrefix("HTTP/1.1 200"))
+        let length = served.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }.flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) }
+        let bodyLength = try #require(length)
+        while kept.buffer.count < bodyLength { _ = try kept.fill(until: Date().addingTimeInterval(10)) }
+        kept.buffer.removeFirst(bodyLength)
+        try kept.write("GET /v1/ws HTTP/1.1\r\n\(handshake)Sec-WebSocket-Version: 13\r\n\r\n")
+        let late = try #require(try kept.readHead(timeout: .seconds(10)))
+        #expect(late.hasPrefix("HTTP/1.1 307") && late.lowercased().contains("location: /v1/ws"), "\(late.prefix(60))")
+        #expect(kept.closes(within: .seconds(5)))
+    }
+
     @Test func membershipChangesReachEveryInstance() async throws {
         let (g1, g2) = try await twoGateways()
         let owner = try await E2EUser.register(on: g1, name: "Own")

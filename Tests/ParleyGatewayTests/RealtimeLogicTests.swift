@@ -261,8 +261,109 @@ import Testing
         #expect(json.count == 4)
     }
 
+    /// A head as a client sends it, lines joined with CRLF (without the blank line that ends it).
+    static func head(_ lines: String...) -> [UInt8] { Array(lines.joined(separator: "\r\n").utf8) }
+    static let handshakeLines = [
+        "GET /v1/ws HTTP/1.1", "Host: chat.example:8080", "Upgrade: websocket", "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+    ]
+
+    @Test func aPlainHandshakeIsReadFromItsBytes() throws {
+        let plain = try #require(WebSocketHandshake(head: Array(Self.handshakeLines.joined(separator: "\r\n").utf8)))
+        #expect(plain.target == "/v1/ws" && plain.key == "dGhlIHNhbXBsZSBub25jZQ==" && plain.host == "chat.example:8080")
+        #expect(plain.origins.isEmpty && plain.authorization == nil && plain.bearerToken == nil)
+        // RFC 6455 §1.3's example
+        #expect(WebSocketHandshake.accept(key: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        #expect(
+            plain.response
+                == "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nConnection: upgrade\r\n\r\n"
+        )
+        // names in any case, spaces around values, lists, a query, what browsers and libraries add
+        let browser = try #require(
+            WebSocketHandshake(
+                head: Self.head(
+                    "GET /v1/ws?v=1 HTTP/1.1", "host: a", "upgrade:WebSocket", "connection: keep-alive, Upgrade ",
+                    "sec-websocket-key:\tx3JJHMbDL1EzLkh9GBhXDw==", "SEC-WEBSOCKET-VERSION: 13", "Origin: https://a.example",
+                    "Origin: https://b.example", "Authorization: Bearer tok.en", "Authorization: Bearer second",
+                    "Sec-WebSocket-Extensions: permessage-deflate", "User-Agent: Mozilla/5.0 (X11; Linux x86_64)"
+                )
+            )
+        )
+        #expect(browser.target == "/v1/ws?v=1" && browser.key == "x3JJHMbDL1EzLkh9GBhXDw==")
+        #expect(browser.origins == ["https://a.example", "https://b.example"])
+        #expect(browser.bearerToken == "tok.en", "the first Authorization, as the general way reads it")
+        #expect(WebSocketHandshake.bearerToken("bearer abc") == "abc" && WebSocketHandshake.bearerToken("Basic abc") == nil)
+    }
+
+    @Test func anythingButAPlainHandshakeTakesTheGeneralWay() {
+        func replacing(_ index: Int, with line: String?) -> [UInt8] {
+            var lines = Self.handshakeLines
+            if let line { lines[index] = line } else { lines.remove(at: index) }
+            return Array(lines.joined(separator: "\r\n").utf8)
+        }
+        func adding(_ line: String) -> [UInt8] { Array((Self.handshakeLines + [line]).joined(separator: "\r\n").utf8) }
+        let refused: [(String, [UInt8])] = [
+            ("another method", replacing(0, with: "POST /v1/ws HTTP/1.1")),
+            ("HTTP/1.0", replacing(0, with: "GET /v1/ws HTTP/1.0")),
+            ("another path", replacing(0, with: "GET /v1/wsx HTTP/1.1")),
+            ("a path below", replacing(0, with: "GET /v1/ws/x HTTP/1.1")),
+            ("an absolute target", replacing(0, with: "GET http://a/v1/ws HTTP/1.1")),
+            ("two spaces", replacing(0, with: "GET  /v1/ws HTTP/1.1")),
+            ("no Upgrade", replacing(2, with: nil)),
+            ("another protocol", replacing(2, with: "Upgrade: h2c")),
+            ("two Upgrades", adding("Upgrade: websocket")),
+            ("no Connection: upgrade", replacing(3, with: "Connection: keep-alive")),
+            ("no key", replacing(4, with: nil)),
+            ("an empty key", replacing(4, with: "Sec-WebSocket-Key: ")),
+            ("two keys", adding("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==")),
+            ("version 8", replacing(5, with: "Sec-WebSocket-Version: 8")),
+            ("two versions", adding("Sec-WebSocket-Version: 13")),
+            ("two hosts", adding("Host: b")),
+            ("a body", adding("Content-Length: 1")),
+            ("two lengths", Array((Self.handshakeLines + ["Content-Length: 0", "Content-Length: 0"]).joined(separator: "\r\n").utf8)),
+            ("a chunked body", adding("Transfer-Encoding: chunked")),
+            ("a folded line", adding(" folded")),
+            ("a name with a space", adding("X Y: z")),
+            ("an empty name", adding(": z")),
+            ("a line without a colon", adding("nocolon")),
+            ("a control byte", adding("X-A: a\u{1}b")),
+            ("a bare LF", Array((Self.handshakeLines.joined(separator: "\r\n") + "\nX-A: b").utf8)),
+            ("a bare CR", Array((Self.handshakeLines.joined(separator: "\r\n") + "\rX-A: b").utf8)),
+            ("a long head", adding("X-Pad: " + String(repeating: "a", count: WebSocketHandshake.maxBytes))),
+            ("many lines", Array((Self.handshakeLines + Array(repeating: "X-A: b", count: WebSocketHandshake.maxHeaderLines)).joined(separator: "\r\n").utf8)),
+        ]
+        for (reason, head) in refused {
+            #expect(WebSocketHandshake(head: head) == nil, "\(reason)")
+        }
+        #expect(WebSocketHandshake(head: adding("X-A: b")) != nil, "the same head with one more ordinary line is plain")
+        #expect(WebSocketHandshake(head: adding("Content-Length: 0")) != nil, "an empty body, said so")
+    }
+
+    @Test func theEndOfAHeadIsFoundWhereverItIs() {
+        func naive(_ bytes: [UInt8]) -> Int? {
+            bytes.count < 4 ? nil : (0...(bytes.count - 4)).first { Array(bytes[$0..<($0 + 4)]) == [13, 10, 13, 10] }
+        }
+        var buffer = ByteBuffer(string: "xx")
+        buffer.moveReaderIndex(forwardBy: 1)  // offsets count from the reader index
+        buffer.writeString("GET / HTTP/1.1\r\nHost: a\r\n\r\nrest")
+        #expect(WebSocketHandshake.headEnd(in: buffer) == naive(Array(buffer.readableBytesView)))
+        #expect(WebSocketHandshake.headEnd(in: ByteBuffer(string: "\r\n\r")) == nil)
+        // every mix of CR, LF and another byte, up to 9 bytes, as a plain search finds it
+        let alphabet: [UInt8] = [13, 10, 65]
+        for length in 0...9 {
+            var digits = [Int](repeating: 0, count: length)
+            while true {
+                let bytes = digits.map { alphabet[$0] }
+                #expect(WebSocketHandshake.headEnd(in: ByteBuffer(bytes: bytes)) == naive(bytes), "\(bytes)")
+                guard let next = digits.indices.last(where: { digits[$0] < alphabet.count - 1 }) else { break }
+                digits[next] += 1
+                for index in (next + 1)..<length { digits[index] = 0 }
+            }
+        }
+    }
+
     @Test func onlyAHeadWithAnOriginHeaderIsLookedAtForRefusal() {
-        func has(_ head: String) -> Bool { OriginGuardHandler.hasOriginHeader(Array(head.utf8)) }
+        func has(_ head: String) -> Bool { FirstRequestHandler.hasHeader("origin:", in: Array(head.utf8)) }
         #expect(has("GET /v1/ws HTTP/1.1\r\nHost: a\r\nOrigin: https://evil.example"))
         #expect(has("GET /v1/ws HTTP/1.1\r\nORIGIN: https://evil.example\r\nHost: a"))
         #expect(has("GET /v1/ws HTTP/1.1\r\nHost: a\r\noRiGiN:x"))

@@ -19,21 +19,34 @@ public final class RawWebSocket: @unchecked Sendable {
 
     private let connection: RawConnection
 
+    /// The server's answer to the upgrade: its status line and headers.
+    public let responseHead: String
+
     /// Connects to 127.0.0.1:`port` and upgrades `path` (the 101 answer is checked);
-    /// `receiveBuffer` sets the socket's SO_RCVBUF (a small TCP window).
-    public init(port: Int, path: String = "/v1/ws", headers: [String: String] = [:], receiveBuffer: Int? = nil) throws {
+    /// `receiveBuffer` sets the socket's SO_RCVBUF (a small TCP window);
+    /// `behindHead` goes out in the same write as the request head (frames a
+    /// client sends without waiting for the 101).
+    public init(
+        port: Int, path: String = "/v1/ws", headers: [String: String] = [:], receiveBuffer: Int? = nil, behindHead: [UInt8] = []
+    ) throws {
         self.connection = try RawConnection(port: port, receiveBuffer: receiveBuffer)
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
-        try self.connection.write(Array(request.utf8))
+        try self.connection.write(Array(request.utf8) + behindHead)
         guard let head = try self.connection.readHead(timeout: .seconds(10)) else { throw RawWebSocketError("closed during the handshake") }
         guard head.hasPrefix("HTTP/1.1 101") else { throw RawWebSocketError("not upgraded: \(head.split(separator: "\r\n").first ?? "")") }
+        self.responseHead = head
     }
 
     /// Sends a masked frame (clients must mask).
     public func send(opcode: UInt8 = 0x1, _ payload: [UInt8], fin: Bool = true) throws {
+        try self.connection.write(Self.frame(opcode: opcode, payload, fin: fin))
+    }
+
+    /// A masked client frame.
+    public static func frame(opcode: UInt8 = 0x1, _ payload: [UInt8], fin: Bool = true) -> [UInt8] {
         var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
         let mask: [UInt8] = (0..<4).map { _ in UInt8.random(in: 0...255) }
         switch payload.count {
@@ -43,7 +56,7 @@ public final class RawWebSocket: @unchecked Sendable {
         }
         frame += mask
         frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
-        try self.connection.write(frame)
+        return frame
     }
 
     public func send(_ object: [String: Any]) throws {

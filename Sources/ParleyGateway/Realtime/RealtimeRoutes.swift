@@ -39,12 +39,10 @@ struct RealtimeRoutes: Sendable {
     }
 
     /// The session of an upgrade request to `/v1/ws` (nil: not upgraded;
-    /// foreign browser origins were already refused by `OriginGuardChannel`).
-    func webSocketSession(for head: HTTPRequestHead) -> WebSocketSession? {
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        guard head.method == .GET, path == "/v1/ws",
-            Self.originAllowed(head.headers["origin"], allowed: self.allowedOrigins, host: head.headers.first(name: "host"))
-        else { return nil }
+    /// foreign browser origins are then refused by `FirstRequestHandler`).
+    func webSocketSession(target: String, origins: [String], host: String?) -> WebSocketSession? {
+        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
+        guard path == "/v1/ws", Self.originAllowed(origins, allowed: self.allowedOrigins, host: host) else { return nil }
         return WebSocketSession(realtime: self.realtime, tokens: self.accounts.tokens, revocations: self.accounts.revocations, logger: self.logger)
     }
 
