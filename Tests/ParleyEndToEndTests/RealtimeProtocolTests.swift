@@ -99,6 +99,7 @@ import Testing
             ("GET /v1/chats HTTP/1.1\r\n\(handshake)Sec-WebSocket-Version: 13\r\n\r\n", "400", nil),
             ("POST /v1/ws HTTP/1.1\r\n\(handshake)Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n", "400", nil),
             ("GET /v1/ws HTTP/1.1\r\n\(handshake)Sec-WebSocket-Version: 8\r\n\r\n", "426", "unsupported_websocket_version"),
+            ("GET /v1/ws HTTP/1.1\r\n\(handshake)Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n\r\n", "400", "invalid_websocket_handshake"),
             ("GET /v1/ws HTTP/1.1\r\n\(handshake)\(pad)\r\n", "426", "unsupported_websocket_version"),
             ("GET /v1/ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", "400", "invalid_websocket_handshake"),
             ("GET /v1/ws?x=1 HTTP/1.1\r\n\(handshake.replacingOccurrences(of: "Connection: Upgrade", with: "Connection: keep-alive"))Sec-WebSocket-Version: 13\r\n\r\n", "400", "invalid_websocket_handshake"),
@@ -113,6 +114,19 @@ import Testing
             }
             if status == "426" { #expect(head?.lowercased().contains("sec-websocket-version: 13") == true) }
         }
+        // a handshake whose key comes after 17 KiB of cookies (the general way): upgraded
+        let cookies = try RawConnection(port: g1.port)
+        try cookies.write(
+            "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                + "Cookie: c=\(String(repeating: "c", count: 17 * 1024))\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        let cookiesHead = try cookies.readHead(timeout: .seconds(10))
+        #expect(cookiesHead?.hasPrefix("HTTP/1.1 101") == true, "\(cookiesHead?.prefix(40) ?? "closed")")
+        // a client that stops sending halfway through its head is closed at once, not at the head timeout (10 s)
+        let halfway = try RawConnection(port: g1.port)
+        try halfway.write("GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        halfway.shutdownWrite()
+        #expect(halfway.closes(within: .seconds(3)))
         // an upgrade on a kept-alive connection: sent to a new connection
         let kept = try RawConnection(port: g1.port)
         try kept.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

@@ -316,6 +316,7 @@ import Testing
             ("no key", replacing(4, with: nil)),
             ("an empty key", replacing(4, with: "Sec-WebSocket-Key: ")),
             ("two keys", adding("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==")),
+            ("a key that is a list", replacing(4, with: "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==, AAAA")),
             ("version 8", replacing(5, with: "Sec-WebSocket-Version: 8")),
             ("two versions", adding("Sec-WebSocket-Version: 13")),
             ("two hosts", adding("Host: b")),
@@ -348,6 +349,10 @@ import Testing
         buffer.writeString("GET / HTTP/1.1\r\nHost: a\r\n\r\nrest")
         #expect(WebSocketHandshake.headEnd(in: buffer) == naive(Array(buffer.readableBytesView)))
         #expect(WebSocketHandshake.headEnd(in: ByteBuffer(string: "\r\n\r")) == nil)
+        // a search that goes on from where the last one stopped (three bytes before the end)
+        let trickled = ByteBuffer(string: "GET / HTTP/1.1\r\nA: b\r\n\r\n")
+        #expect(WebSocketHandshake.headEnd(in: trickled, from: trickled.readableBytes - 4 - 3) == trickled.readableBytes - 4)
+        #expect(WebSocketHandshake.headEnd(in: trickled, from: trickled.readableBytes) == nil)
         // every mix of CR, LF and another byte, up to 9 bytes, as a plain search finds it
         let alphabet: [UInt8] = [13, 10, 65]
         for length in 0...9 {

@@ -192,6 +192,11 @@ public final class RawConnection: @unchecked Sendable {
     }
 
     public func write(_ text: String) throws { try self.write(Array(text.utf8)) }
+
+    /// Sends a FIN: the client sends nothing more (it may still read).
+    public func shutdownWrite() {
+        _ = shutdown(self.fd, Int32(SHUT_WR))
+    }
 }
 
 extension [UInt8] {

@@ -40,8 +40,13 @@ final class FirstRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
     /// What the connection turned out to be, for the connection's task.
     private var decided: EventLoopPromise<GatewayChannel.Upgrade>?
     private var buffered: ByteBuffer?
+    /// How much of `buffered` is known not to hold the head's end.
+    private var scanned = 0
     private var timeout: Scheduled<Void>?
-    private static let headLimit = 16 * 1024
+    /// A head is read whole, within the head timeout, up to what the HTTP
+    /// decoder accepts (its header list and a request line); a longer one
+    /// goes to the decoder at once, which refuses it.
+    private var headLimit: Int { self.gateway.http1.httpDecoder.maxHeaderListSize + 8192 }
 
     init(gateway: GatewayChannel, logger: Logger, decided: EventLoopPromise<GatewayChannel.Upgrade>) {
         self.gateway = gateway
@@ -58,15 +63,21 @@ final class FirstRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = self.unwrapInboundIn(data)
+        var buffer: ByteBuffer
         if var buffered = self.buffered {
+            self.buffered = nil  // the only reference now: appending does not copy what came before
             buffered.writeBuffer(&incoming)
-            self.buffered = buffered
+            buffer = buffered
         } else {
-            self.buffered = incoming
+            buffer = incoming
         }
-        guard var buffer = self.buffered else { return }
-        let end = WebSocketHandshake.headEnd(in: buffer)
-        if end == nil && buffer.readableBytes < Self.headLimit { return }  // need more of the head
+        // searched from where the last read's search stopped: a head trickled a byte at a time costs linear work
+        let end = WebSocketHandshake.headEnd(in: buffer, from: self.scanned)
+        if end == nil && buffer.readableBytes < self.headLimit {  // need more of the head
+            self.scanned = max(0, buffer.readableBytes - 3)
+            self.buffered = buffer
+            return
+        }
         let headBytes = buffer.readableBytesView.prefix(end ?? buffer.readableBytes)
         if let end, let handshake = WebSocketHandshake(head: headBytes),
             let session = self.gateway.webSocket(handshake.target, handshake.origins, handshake.host)
@@ -80,8 +91,8 @@ final class FirstRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
         // only a head with an Origin or Upgrade header can be refused here
         if Self.hasHeader("origin:", in: headBytes) || Self.hasHeader("upgrade:", in: headBytes),
-            let refusal = self.refusal(for: String(decoding: headBytes, as: UTF8.self)) {
-            self.buffered = nil
+            let refusal = self.refusal(for: String(decoding: headBytes, as: UTF8.self), whole: end != nil)
+        {
             var response = context.channel.allocator.buffer(capacity: 256)
             response.writeString(refusal)
             context.writeAndFlush(self.wrapOutboundOut(response), promise: nil)
@@ -96,14 +107,23 @@ final class FirstRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
                 upgrade.cascade(to: decided)
             }
         } catch {
-            self.buffered = nil
             self.decide(.failure(error))
             context.close(promise: nil)
             return
         }
-        self.buffered = nil
         context.fireChannelRead(self.wrapInboundOut(buffer))
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    /// A client that stops sending before its head is whole gets nothing more
+    /// (Hummingbird lets connections half-close; NIO's HTTP upgrade, which
+    /// used to see this first, closed them too).
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -166,8 +186,10 @@ final class FirstRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
     /// `Sec-WebSocket-Key` (400 `invalid_websocket_handshake`) or of another
     /// protocol version than 13 (426 with `Sec-WebSocket-Version: 13`, RFC
     /// 6455 §4.4). NIO's upgrade would drop such a connection without a word,
-    /// or send it back to itself. Nil: the general way answers.
-    func refusal(for head: String) -> String? {
+    /// or send it back to itself. Nil: the general way answers. A head that
+    /// is not `whole` (longer than the HTTP decoder takes) is refused for its
+    /// origin only: the lines of its handshake may come after.
+    func refusal(for head: String, whole: Bool) -> String? {
         var lines = head.split(separator: "\r\n")[...]
         let requestLine = lines.popFirst()?.split(separator: " ") ?? []
         var upgrade = false
@@ -195,9 +217,9 @@ final class FirstRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
             return Self.response(APIError.forbiddenOrigin)
         }
         let path = requestLine.count == 3 ? requestLine[1].split(separator: "?", maxSplits: 1).first.map(String.init) : nil
-        guard requestLine.first == "GET", path == "/v1/ws" else { return nil }
-        guard connectionUpgrade, keys.count == 1, keys.first?.isEmpty == false else {
-            return Self.response(.badRequest("invalid_websocket_handshake", "a WebSocket upgrade needs Connection: Upgrade and one Sec-WebSocket-Key"))
+        guard whole, requestLine.first == "GET", path == "/v1/ws" else { return nil }
+        guard connectionUpgrade, keys.count == 1, keys.first?.isEmpty == false, versions.count <= 1 else {
+            return Self.response(.badRequest("invalid_websocket_handshake", "a WebSocket upgrade needs Connection: Upgrade, one Sec-WebSocket-Key and at most one Sec-WebSocket-Version"))
         }
         guard versions == ["13"] else {
             let refused = APIError(

@@ -68,7 +68,12 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             )
             try channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: ConnectionReads.perWakeUp)
             let upgrade = channel.eventLoop.makePromise(of: Upgrade.self)
-            try channel.pipeline.syncOperations.addHandler(FirstRequestHandler(gateway: self, logger: logger, decided: upgrade))
+            do {
+                try channel.pipeline.syncOperations.addHandler(FirstRequestHandler(gateway: self, logger: logger, decided: upgrade))
+            } catch {
+                upgrade.fail(error)
+                throw error
+            }
             return Value(upgrade: upgrade.futureResult, channel: channel)
         }
     }

@@ -57,7 +57,8 @@ struct WebSocketHandshake: Equatable, Sendable {
             default: break
             }
         }
-        guard upgrade, connectionUpgrade, keys.count == 1, let key = keys.first, !key.isEmpty, versions == ["13"], hosts.count <= 1
+        guard upgrade, connectionUpgrade, keys.count == 1, let key = keys.first, !key.isEmpty, key.utf8.allSatisfy(Self.isBase64Byte),
+            versions == ["13"], hosts.count <= 1
         else { return nil }
         self.target = target
         self.key = key
@@ -80,7 +81,7 @@ struct WebSocketHandshake: Equatable, Sendable {
         Data(Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))).base64EncodedString()
     }
 
-    /// The whole 101 answer, as NIO's upgrader writes it.
+    /// The whole 101 answer, with the headers NIO's upgrader sends.
     var response: String {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: \(Self.accept(key: self.key))\r\nConnection: upgrade\r\n\r\n"
     }
@@ -138,11 +139,11 @@ struct WebSocketHandshake: Equatable, Sendable {
     }
 
     /// Where the head in `buffer` ends: the offset, from the reader index, of
-    /// the CRLF CRLF after it.
-    static func headEnd(in buffer: ByteBuffer) -> Int? {
+    /// the CRLF CRLF after it, searched for from offset `start`.
+    static func headEnd(in buffer: ByteBuffer, from start: Int = 0) -> Int? {
         buffer.withUnsafeReadableBytes { bytes -> Int? in
             guard bytes.count >= 4 else { return nil }
-            var index = 0
+            var index = max(0, start)
             while index <= bytes.count - 4 {
                 if bytes[index + 3] != 10 {
                     index += bytes[index + 3] == 13 ? 1 : 4  // no LF at +3: no match ends before +4, unless +3 is a CR
@@ -152,6 +153,16 @@ struct WebSocketHandshake: Equatable, Sendable {
                 index += 1
             }
             return nil
+        }
+    }
+
+    /// What a base64 key is made of (NIO's upgrade refuses a key with a comma, read as a list).
+    private static func isBase64Byte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="):
+            true
+        default: false
         }
     }
 
