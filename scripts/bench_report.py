@@ -36,7 +36,8 @@ fsync = open(os.path.join(out, "fsync")).read().strip()
 print("# Benchmarks\n")
 print("Produced by `scripts/bench`: private PostgreSQL and Redis on this machine, a release build, two gateways and a notifier, "
       "and the load generator `parley bench` on the same machine (it competes for the same cores). "
-      f"Medians of {runs} runs, every run listed in brackets. These machines are noisy: compare ratios measured in the same run, "
+      + (f"Medians of {runs} runs, every run listed in brackets. " if runs != 1 else "One run of each (`RUNS=1`: a rough pass), listed in brackets too. ")
+      + "These machines are noisy: compare ratios measured in the same run, "
       "not absolute numbers across runs.\n")
 commit = open(os.path.join(out, "commit")).read().strip() if os.path.exists(os.path.join(out, "commit")) else "unknown"
 print(f"Measured at commit {commit}. ", end="")
