@@ -263,13 +263,14 @@ import Testing
 
     /// A head as a client sends it, lines joined with CRLF (without the blank line that ends it).
     static func head(_ lines: String...) -> [UInt8] { Array(lines.joined(separator: "\r\n").utf8) }
+    static func handshake(_ head: [UInt8]) -> WebSocketHandshake? { WebSocketHandshake(RequestHead(head)) }
     static let handshakeLines = [
         "GET /v1/ws HTTP/1.1", "Host: chat.example:8080", "Upgrade: websocket", "Connection: Upgrade",
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
     ]
 
     @Test func aPlainHandshakeIsReadFromItsBytes() throws {
-        let plain = try #require(WebSocketHandshake(head: Array(Self.handshakeLines.joined(separator: "\r\n").utf8)))
+        let plain = try #require(Self.handshake(Array(Self.handshakeLines.joined(separator: "\r\n").utf8)))
         #expect(plain.target == "/v1/ws" && plain.key == "dGhlIHNhbXBsZSBub25jZQ==" && plain.host == "chat.example:8080")
         #expect(plain.origins.isEmpty && plain.authorization == nil && plain.bearerToken == nil)
         // RFC 6455 §1.3's example
@@ -280,8 +281,8 @@ import Testing
         )
         // names in any case, spaces around values, lists, a query, what browsers and libraries add
         let browser = try #require(
-            WebSocketHandshake(
-                head: Self.head(
+            Self.handshake(
+                Self.head(
                     "GET /v1/ws?v=1 HTTP/1.1", "host: a", "upgrade:WebSocket", "connection: keep-alive, Upgrade ",
                     "sec-websocket-key:\tx3JJHMbDL1EzLkh9GBhXDw==", "SEC-WEBSOCKET-VERSION: 13", "Origin: https://a.example",
                     "Origin: https://b.example", "Authorization: Bearer tok.en", "Authorization: Bearer second",
@@ -305,8 +306,6 @@ import Testing
         let refused: [(String, [UInt8])] = [
             ("another method", replacing(0, with: "POST /v1/ws HTTP/1.1")),
             ("HTTP/1.0", replacing(0, with: "GET /v1/ws HTTP/1.0")),
-            ("another path", replacing(0, with: "GET /v1/wsx HTTP/1.1")),
-            ("a path below", replacing(0, with: "GET /v1/ws/x HTTP/1.1")),
             ("an absolute target", replacing(0, with: "GET http://a/v1/ws HTTP/1.1")),
             ("two spaces", replacing(0, with: "GET  /v1/ws HTTP/1.1")),
             ("no Upgrade", replacing(2, with: nil)),
@@ -334,10 +333,62 @@ import Testing
             ("many lines", Array((Self.handshakeLines + Array(repeating: "X-A: b", count: WebSocketHandshake.maxHeaderLines)).joined(separator: "\r\n").utf8)),
         ]
         for (reason, head) in refused {
-            #expect(WebSocketHandshake(head: head) == nil, "\(reason)")
+            #expect(Self.handshake(head) == nil, "\(reason)")
         }
-        #expect(WebSocketHandshake(head: adding("X-A: b")) != nil, "the same head with one more ordinary line is plain")
-        #expect(WebSocketHandshake(head: adding("Content-Length: 0")) != nil, "an empty body, said so")
+        #expect(Self.handshake(adding("X-A: b")) != nil, "the same head with one more ordinary line is plain")
+        #expect(Self.handshake(adding("Content-Length: 0")) != nil, "an empty body, said so")
+        // which targets open a socket is the route's to say
+        #expect(Self.handshake(replacing(0, with: "GET /v1/wsx HTTP/1.1"))?.target == "/v1/wsx")
+    }
+
+    @Test func upgradesThatCannotBeTakenAreRefusedWithAPreciseAnswer() {
+        func refusal(_ lines: [String], whole: Bool = true) -> WebSocketHandshake.Refusal? {
+            WebSocketHandshake.Refusal(
+                of: RequestHead(Array(lines.joined(separator: "\r\n").utf8)), whole: whole, path: "/v1/ws",
+                originAllowed: { origins, host in origins.allSatisfy { $0 == "https://ok.example" } && host != nil }
+            )
+        }
+        func replacing(_ index: Int, with line: String?) -> [String] {
+            var lines = Self.handshakeLines
+            if let line { lines[index] = line } else { lines.remove(at: index) }
+            return lines
+        }
+        #expect(refusal(Self.handshakeLines) == nil, "a handshake that can be taken")
+        #expect(refusal(Self.handshakeLines + ["Origin: https://ok.example"]) == nil)
+        #expect(refusal(Self.handshakeLines + ["Origin: https://evil.example"]) == .forbiddenOrigin)
+        #expect(refusal(replacing(0, with: "GET /elsewhere HTTP/1.1") + ["Origin: https://evil.example"]) == .forbiddenOrigin, "any target")
+        #expect(refusal(Self.handshakeLines + ["Origin: https://evil.example"], whole: false) == .forbiddenOrigin, "a head too long: its origin")
+        #expect(refusal(replacing(4, with: nil), whole: false) == nil, "a head too long: its handshake lines may come after")
+        #expect(refusal(replacing(5, with: "Sec-WebSocket-Version: 8")) == .unsupportedVersion)
+        #expect(refusal(replacing(5, with: nil)) == .unsupportedVersion)
+        #expect(refusal(replacing(4, with: nil)) == .invalidHandshake)
+        #expect(refusal(Self.handshakeLines + ["Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="]) == .invalidHandshake)
+        #expect(refusal(Self.handshakeLines + ["Sec-WebSocket-Version: 13"]) == .invalidHandshake)
+        #expect(refusal(replacing(3, with: "Connection: keep-alive")) == .invalidHandshake)
+        #expect(refusal(replacing(5, with: "Sec-WebSocket-Version: 8") + ["X Y: folded\n bad"]) == .unsupportedVersion, "a malformed head too")
+        // the general way answers: another target or method, no WebSocket asked for
+        #expect(refusal(replacing(0, with: "GET /v1/chats HTTP/1.1") + ["Sec-WebSocket-Version: 8"]) == nil)
+        #expect(refusal(replacing(0, with: "POST /v1/ws HTTP/1.1")) == nil)
+        #expect(refusal(replacing(2, with: "Upgrade: h2c") + ["Origin: https://evil.example"]) == nil)
+        // the answers
+        let version = WebSocketHandshake.Refusal.unsupportedVersion.response
+        #expect(version.hasPrefix("HTTP/1.1 426 Upgrade Required\r\n") && version.contains("\r\nSec-WebSocket-Version: 13\r\n"))
+        #expect(version.contains("\"code\":\"unsupported_websocket_version\"") && version.contains("\r\nConnection: close\r\n"))
+        let invalid = WebSocketHandshake.Refusal.invalidHandshake.response
+        #expect(invalid.hasPrefix("HTTP/1.1 400 Bad Request\r\n") && !invalid.contains("\r\nSec-WebSocket-Version: 13\r\n"))
+        #expect(WebSocketHandshake.Refusal.forbiddenOrigin.response.hasPrefix("HTTP/1.1 403 Forbidden\r\nContent-Type: application/problem+json"))
+        let body = WebSocketHandshake.Refusal.forbiddenOrigin.response.split(separator: "\r\n\r\n", maxSplits: 1).last ?? ""
+        #expect(WebSocketHandshake.Refusal.forbiddenOrigin.response.contains("Content-Length: \(body.utf8.count)\r\n"))
+    }
+
+    @Test func aMalformedHeadIsStillReadButNotPlain() {
+        let head = RequestHead(Array("GET /v1/ws HTTP/1.1\nUpgrade: websocket\r\nOrigin:  https://a.example \r\n folded".utf8))
+        #expect(!head.wellFormed)
+        #expect(head.method == "GET" && head.target == "/v1/ws" && head.version == "HTTP/1.1" && head.path == "/v1/ws")
+        #expect(head.values("upgrade") == ["websocket"] && head.values("origin") == ["https://a.example"])
+        #expect(RequestHead(Array("GET /v1/ws?a=b HTTP/1.1\r\nConnection: a, UPGRADE".utf8)).lists("connection", "upgrade"))
+        #expect(RequestHead(Array("GET /v1/ws?a=b HTTP/1.1\r\nConnection: a, UPGRADE".utf8)).path == "/v1/ws")
+        #expect(RequestHead(Array("GET /v1/ws?a=b HTTP/1.1\r\nConnection: a, UPGRADE".utf8)).wellFormed)
     }
 
     @Test func theEndOfAHeadIsFoundWhereverItIs() {
@@ -347,19 +398,19 @@ import Testing
         var buffer = ByteBuffer(string: "xx")
         buffer.moveReaderIndex(forwardBy: 1)  // offsets count from the reader index
         buffer.writeString("GET / HTTP/1.1\r\nHost: a\r\n\r\nrest")
-        #expect(WebSocketHandshake.headEnd(in: buffer) == naive(Array(buffer.readableBytesView)))
-        #expect(WebSocketHandshake.headEnd(in: ByteBuffer(string: "\r\n\r")) == nil)
+        #expect(RequestHead.end(in: buffer) == naive(Array(buffer.readableBytesView)))
+        #expect(RequestHead.end(in: ByteBuffer(string: "\r\n\r")) == nil)
         // a search that goes on from where the last one stopped (three bytes before the end)
         let trickled = ByteBuffer(string: "GET / HTTP/1.1\r\nA: b\r\n\r\n")
-        #expect(WebSocketHandshake.headEnd(in: trickled, from: trickled.readableBytes - 4 - 3) == trickled.readableBytes - 4)
-        #expect(WebSocketHandshake.headEnd(in: trickled, from: trickled.readableBytes) == nil)
+        #expect(RequestHead.end(in: trickled, from: trickled.readableBytes - 4 - 3) == trickled.readableBytes - 4)
+        #expect(RequestHead.end(in: trickled, from: trickled.readableBytes) == nil)
         // every mix of CR, LF and another byte, up to 9 bytes, as a plain search finds it
         let alphabet: [UInt8] = [13, 10, 65]
         for length in 0...9 {
             var digits = [Int](repeating: 0, count: length)
             while true {
                 let bytes = digits.map { alphabet[$0] }
-                #expect(WebSocketHandshake.headEnd(in: ByteBuffer(bytes: bytes)) == naive(bytes), "\(bytes)")
+                #expect(RequestHead.end(in: ByteBuffer(bytes: bytes)) == naive(bytes), "\(bytes)")
                 guard let next = digits.indices.last(where: { digits[$0] < alphabet.count - 1 }) else { break }
                 digits[next] += 1
                 for index in (next + 1)..<length { digits[index] = 0 }
@@ -368,7 +419,7 @@ import Testing
     }
 
     @Test func onlyAHeadWithAnOriginHeaderIsLookedAtForRefusal() {
-        func has(_ head: String) -> Bool { FirstRequestHandler.hasHeader("origin:", in: Array(head.utf8)) }
+        func has(_ head: String) -> Bool { RequestHead.hasField("origin:", in: Array(head.utf8)) }
         #expect(has("GET /v1/ws HTTP/1.1\r\nHost: a\r\nOrigin: https://evil.example"))
         #expect(has("GET /v1/ws HTTP/1.1\r\nORIGIN: https://evil.example\r\nHost: a"))
         #expect(has("GET /v1/ws HTTP/1.1\r\nHost: a\r\noRiGiN:x"))

@@ -8,6 +8,9 @@ import ParleyChat
 
 /// `/v1/ws` and `/v1/chats/{id}/presence`.
 struct RealtimeRoutes: Sendable {
+    /// Where a WebSocket is opened.
+    static let webSocketPath = "/v1/ws"
+
     let realtime: RealtimeService
     let accounts: AccountServices
     let allowedOrigins: Set<String>
@@ -41,14 +44,14 @@ struct RealtimeRoutes: Sendable {
     /// The session of an upgrade request to `/v1/ws` (nil: not upgraded;
     /// foreign browser origins are then refused by `FirstRequestHandler`).
     func webSocketSession(target: String, origins: [String], host: String?) -> WebSocketSession? {
-        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
-        guard path == "/v1/ws", Self.originAllowed(origins, allowed: self.allowedOrigins, host: host) else { return nil }
+        let path = target.prefix { $0 != "?" }
+        guard path == Self.webSocketPath, Self.originAllowed(origins, allowed: self.allowedOrigins, host: host) else { return nil }
         return WebSocketSession(realtime: self.realtime, tokens: self.accounts.tokens, revocations: self.accounts.revocations, logger: self.logger)
     }
 
     /// What a request to /v1/ws gets when it is not upgraded.
     func addHTTPRoutes(to router: Router<ParleyRequestContext>, authenticated: RouterGroup<ParleyRequestContext>) {
-        router.get("/v1/ws") { request, _ -> Response in
+        router.get(RouterPath(Self.webSocketPath)) { request, _ -> Response in
             guard self.originAllowed(request) else {
                 throw APIError.forbiddenOrigin
             }
