@@ -25,6 +25,13 @@ final class BenchSocket: Sendable {
         self.state = state
     }
 
+    /// The address each gateway (`host:port`) was reached at, kept from the
+    /// first socket that connected there. `connect(host:port:)` resolves the
+    /// name on every call (a `getaddrinfo` on a Dispatch queue, then Happy
+    /// Eyeballs' state machine and its timers): CPU the load generator would
+    /// take from the servers it measures, once per socket.
+    private static let addresses = Locked([String: SocketAddress]())
+
     /// Opens `ws://…/v1/ws` of the gateway at `base` (http://host:port) and waits for `ready`.
     static func open(base: URL, token: String, onFrame: @escaping @Sendable (String) -> Void) async throws -> BenchSocket {
         guard let host = base.host else { throw BenchError("no host in \(base)") }
@@ -32,9 +39,11 @@ final class BenchSocket: Sendable {
         let hello = String(decoding: try JSONSerialization.data(withJSONObject: ["type": "hello", "token": token]), as: UTF8.self)
         let ready = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)  // completing twice is a no-op
         let state = Locked(State())
+        let gateway = "\(host):\(port)"
+        let known = Self.addresses.withLock { $0[gateway] }
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -44,11 +53,20 @@ final class BenchSocket: Sendable {
                                 if $0.closeCode == nil { $0.closeCode = code }
                             }
                         }
-                        try channel.pipeline.syncOperations.addHandler(HandshakeHandler(host: "\(host):\(port)", frames: frames))
+                        try channel.pipeline.syncOperations.addHandler(HandshakeHandler(host: gateway, frames: frames))
                     }
                 }
-                .connect(host: host, port: port).get()
+            if let known {
+                channel = try await bootstrap.connect(to: known).get()
+            } else {
+                channel = try await bootstrap.connect(host: host, port: port).get()
+                if let reached = channel.remoteAddress {
+                    Self.addresses.withLock { $0[gateway] = reached }
+                }
+            }
         } catch {
+            // the next socket resolves the name again (the gateway may have moved)
+            if known != nil { Self.addresses.withLock { $0[gateway] = nil } }
             ready.fail(error)
             throw error
         }
