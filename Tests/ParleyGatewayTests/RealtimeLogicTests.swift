@@ -128,19 +128,53 @@ import Testing
         #expect(order.receive(chat: Self.a, seq: 11, item: 11, now: self.at(9)) == [11, 12])
     }
 
-    @Test func aResetReleasesEverythingAndForgetsWhatCameBefore() {
+    @Test func afterARedisGapWhatEachChatMissedIsOneGapToRead() {
         var order = MessageOrder<Int64>(window: .milliseconds(100))
         _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
         _ = order.receive(chat: Self.b, seq: 1, item: 101, now: self.at(0))
+        let (c, d) = (UUID(), UUID())
+        _ = order.receive(chat: c, seq: 1, item: 201, now: self.at(0))
+        _ = order.receive(chat: d, seq: 1, item: 301, now: self.at(0))
         #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(1)) == [])
-        #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(2)) == [])
-        let released = order.reset()
-        #expect(released.count == 1 && released.first?.chat == Self.a && released.first?.items == [3, 4], "held messages leave in seq order")
+        #expect(order.receive(chat: c, seq: 3, item: 203, now: self.at(1)) == [])
+        // a: 2 and 3 lost, 4 held, 6 is PostgreSQL's last; b: nothing missed;
+        // c: 2 lost, 3 held, no socket here follows it any more; d: 2 lost, not held
+        let (released, gaps) = order.resumed(latest: [Self.a: 6, Self.b: 1, d: 2], now: self.at(2))
+        #expect(released.count == 1 && released.first?.chat == c && released.first?.items == [203], "a chat no socket follows hands over and is forgotten")
+        #expect(Set(gaps.map { "\($0.chat) \($0.after) \($0.through)" }) == ["\(Self.a) 1 6", "\(d) 1 2"], "from what went out through PostgreSQL's last")
+        #expect(order.holding == 0 && order.nextDeadline == nil, "a filling chat has no deadline")
+        #expect(order.remembered == 3)
+        // while they are read, what comes waits; other chats flow
+        #expect(order.receive(chat: Self.a, seq: 7, item: 7, now: self.at(3)) == [])
+        #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(3)) == [], "a late publish from before the gap waits too")
+        #expect(order.receive(chat: Self.b, seq: 2, item: 102, now: self.at(3)) == [102])
         #expect(order.holding == 0 && order.nextDeadline == nil)
-        // after a subscription gap, the next seq of any chat passes at once (the sockets catch up from PostgreSQL)
-        #expect(order.receive(chat: Self.b, seq: 9, item: 109, now: self.at(3)) == [109])
-        #expect(order.receive(chat: Self.a, seq: 7, item: 7, now: self.at(3)) == [7])
-        #expect(order.receive(chat: Self.a, seq: 9, item: 9, now: self.at(4)) == [], "and ordering resumes from there")
+        #expect(order.expire(now: self.at(500)).isEmpty, "the gaps are read once, not again when the window ends")
+        #expect(order.filled(.init(chat: Self.a, after: 1, through: 6), read: [(2, 2), (3, 3), (4, 4), (5, 5), (6, 6)], now: self.at(4)) == [2, 3, 4, 5, 6, 7], "each once, in order")
+        #expect(order.filled(.init(chat: d, after: 1, through: 2), read: [], now: self.at(4)) == [], "a failed read: the sockets read it themselves")
+        #expect(order.receive(chat: d, seq: 3, item: 303, now: self.at(5)) == [303])
+        // a chat forgotten starts afresh with its next event
+        #expect(order.receive(chat: c, seq: 9, item: 209, now: self.at(5)) == [209])
+    }
+
+    @Test func aChatAlreadyPastItsLatestAfterARedisGapKeepsWhatItHoldsAndItsDeadline() {
+        var order = MessageOrder<Int64>(window: .milliseconds(100))
+        _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
+        _ = order.receive(chat: Self.a, seq: 2, item: 2, now: self.at(0))
+        // 3 and 4 were routed after the chat's last seq was read (2): 3 is missing, 4 held
+        #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(1)) == [])
+        let (released, gaps) = order.resumed(latest: [Self.a: 2], now: self.at(2))
+        #expect(released.isEmpty && gaps.isEmpty, "nothing before what it handed over is missing")
+        #expect(order.holding == 1 && order.nextDeadline == self.at(101), "4 still waits for 3, for the window")
+        #expect(order.expire(now: self.at(101)) == [.init(chat: Self.a, after: 2, through: 3)], "and 3 is read when it does not come")
+    }
+
+    @Test func withoutAWindowARedisGapForgetsEveryChat() {
+        var order = MessageOrder<Int64>(window: .zero)
+        _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
+        let (released, gaps) = order.resumed(latest: [Self.a: 5], now: self.at(1))
+        #expect(released.isEmpty && gaps.isEmpty, "the sockets catch up themselves")
+        #expect(order.remembered == 0)
     }
 
     @Test func aGapStillOpenAfterTheWindowIsReadOnceAndEverythingWaitsForIt() {
@@ -157,7 +191,7 @@ import Testing
         #expect(order.receive(chat: Self.a, seq: 6, item: 6, now: self.at(121)) == [])
         #expect(order.receive(chat: Self.b, seq: 1, item: 101, now: self.at(121)) == [101], "other chats do not wait")
         // what was read joins what came (2 came live, 3 was held): each once, in order
-        #expect(order.filled(chat: Self.a, read: [(2, 2), (3, 3), (4, 4)], now: self.at(130)) == [2, 3, 4, 5, 6])
+        #expect(order.filled(.init(chat: Self.a, after: 1, through: 4), read: [(2, 2), (3, 3), (4, 4)], now: self.at(130)) == [2, 3, 4, 5, 6])
         #expect(order.receive(chat: Self.a, seq: 7, item: 7, now: self.at(131)) == [7], "then it flows again")
         #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(132)) == [4], "a late duplicate passes (sockets drop it)")
     }
@@ -167,14 +201,14 @@ import Testing
         _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
         #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(10)) == [])
         #expect(order.expire(now: self.at(110)).count == 1)
-        #expect(order.filled(chat: Self.a, read: [], now: self.at(120)) == [3], "released as it is: the sockets read 2 themselves")
+        #expect(order.filled(.init(chat: Self.a, after: 1, through: 2), read: [], now: self.at(120)) == [3], "released as it is: the sockets read 2 themselves")
         #expect(order.receive(chat: Self.a, seq: 4, item: 4, now: self.at(121)) == [4])
         // an edit during a read releases what is held; the read then brings only what is still ahead
         #expect(order.receive(chat: Self.a, seq: 6, item: 6, now: self.at(130)) == [])
         #expect(order.expire(now: self.at(230)) == [.init(chat: Self.a, after: 4, through: 5)])
         #expect(order.flush(chat: Self.a) == [6])
-        #expect(order.filled(chat: Self.a, read: [(5, 5)], now: self.at(240)) == [], "5 is behind what went out")
-        #expect(order.filled(chat: Self.b, read: [(1, 1)], now: self.at(240)) == [], "a chat it does not know")
+        #expect(order.filled(.init(chat: Self.a, after: 4, through: 5), read: [(5, 5)], now: self.at(240)) == [], "5 is behind what went out")
+        #expect(order.filled(.init(chat: Self.b, after: 0, through: 1), read: [(1, 1)], now: self.at(240)) == [], "a chat it does not know")
     }
 
     @Test func anotherEventOfTheChatGoesAfterTheMessagesReceivedBeforeIt() {

@@ -231,15 +231,22 @@ import Testing
         }
         // a connect without resume: the second read found what the first did
         state.catchUpTo = [Self.chat: 5]
-        #expect(isSkip(state.take(.catchUp, follows: follows)), "nothing to read")
+        #expect(isSkip(state.take(.catchUp(upTo: nil), follows: follows)), "nothing to read")
         #expect(state.catchUpTo == nil, "consumed, as the step would")
         // a message came in between the two reads, or a resume from further back
         state.catchUpTo = [Self.chat: 7]
-        #expect(isStep(state.take(.catchUp, follows: follows)), "7 > 5: read 6 and 7")
+        #expect(isStep(state.take(.catchUp(upTo: nil), follows: follows)), "7 > 5: read 6 and 7")
         #expect(state.catchUpTo == [Self.chat: 7], "left for the step")
-        // where it stops is not known (after a Redis gap): the step reads it
+        // where it stops is not known (a user whose chats could not be read after a Redis gap): the step reads it
         state.catchUpTo = nil
-        #expect(isStep(state.take(.catchUp, follows: follows)))
+        #expect(isStep(state.take(.catchUp(upTo: nil), follows: follows)))
+        // after a Redis gap, where the instance read what each chat missed:
+        // up to where the user's chats were, nothing left to read
+        state.catchUpTo = nil
+        #expect(isSkip(state.take(.catchUp(upTo: [Self.chat: 5, UUID(): 9]), follows: follows)), "a chat it does not follow is not missed")
+        #expect(state.catchUpTo == nil)
+        #expect(isStep(state.take(.catchUp(upTo: [Self.chat: 6]), follows: follows)), "6 was not delivered here: the socket reads it")
+        #expect(state.catchUpTo == [Self.chat: 6], "left for the step")
     }
 }
 

@@ -17,8 +17,10 @@ enum Outgoing: Sendable {
     /// Typing of another user; dropped first under pressure, never echoed.
     case typing(chatID: UUID, userID: UUID, payload: ByteBuffer)
     case presence(userID: UUID, online: Bool, payload: ByteBuffer)
-    /// Send everything after the delivered seq of every chat (resume, Redis gap).
-    case catchUp
+    /// Send everything after the delivered seq of every chat (resume, Redis
+    /// gap), up to each chat's seq in `upTo` (nil: where the registration
+    /// found them, or, without that, where a read finds them now).
+    case catchUp(upTo: [UUID: Int64]?)
     /// The user joined a chat whose last seq was `since` at that moment.
     case chatAdded(UUID, since: Int64)
     /// The chat changed: its new state, read once for every socket told (`ChatViews`).

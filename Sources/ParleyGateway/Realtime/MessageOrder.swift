@@ -25,6 +25,8 @@ import Foundation
 ///   and forgets chats idle for `forgetAfter`, so memory follows the chats in use.
 /// - `filled` takes what was read for a gap (nothing when the read failed:
 ///   the sockets then read it themselves, each) and hands over the chat.
+/// - `resumed` answers, after a Redis subscription gap, what each chat may
+///   have missed meanwhile (to be read once, like an open gap).
 /// - A chat holding `maxHeld` events hands them all over at once.
 struct MessageOrder<Item> {
     let window: Duration
@@ -126,32 +128,55 @@ struct MessageOrder<Item> {
         return out
     }
 
-    /// Ends a fill: `read` is what PostgreSQL had for the gap (empty when the
-    /// read failed). Hands over, in seq order, what was read and everything
-    /// held; the chat then waits for the seq after the last. A chat flushed
-    /// or forgotten meanwhile takes only what is still ahead of it.
-    mutating func filled(chat chatID: UUID, read: [(seq: Int64, item: Item)], now: ContinuousClock.Instant) -> [Item] {
+    /// Ends the fill of `gap`: `read` is what PostgreSQL had for it (empty
+    /// when the read failed). Hands over, in seq order, what was read and
+    /// everything held; the chat then waits for the seq after the last, or
+    /// after the gap (a failed read is left to the sockets: the chat does not
+    /// wait for it again). A chat flushed or forgotten meanwhile takes only
+    /// what is still ahead of it.
+    mutating func filled(_ gap: Gap, read: [(seq: Int64, item: Item)], now: ContinuousClock.Instant) -> [Item] {
+        let chatID = gap.chat
         guard var chat = self.chats[chatID] else { return [] }
         defer { self.chats[chatID] = chat }
         chat.filling = false
         chat.touched = now
         for (seq, item) in read where seq >= chat.next && chat.held[seq] == nil { chat.held[seq] = item }
         self.holdingChats.remove(chatID)
-        return Self.release(&chat)
+        let out = Self.release(&chat)
+        chat.next = max(chat.next, gap.through + 1)
+        return out
     }
 
-    /// Releases everything held in every chat, and forgets every chat: after
-    /// a Redis subscription gap the seqs seen before say nothing about what
-    /// comes next (the sockets catch up from PostgreSQL instead).
-    mutating func reset() -> [(chat: UUID, items: [Item])] {
-        var out: [(chat: UUID, items: [Item])] = []
-        for chatID in self.holdingChats {
-            guard var chat = self.chats[chatID] else { continue }
-            out.append((chatID, Self.release(&chat)))
+    /// After a Redis subscription gap: `latest` is each chat's last seq in
+    /// PostgreSQL, read after the subscriptions came back. Every chat it
+    /// remembers that is behind its `latest` is missing what was published
+    /// during the gap: it answers that gap (after what it handed over,
+    /// through `latest`, holding what it held) and the chat fills, holding
+    /// what comes until `filled`, as an open gap does. A chat missing from
+    /// `latest` (none of the sockets here follows it, or their read failed)
+    /// hands over what it holds and is forgotten: the sockets catch up
+    /// themselves. A chat already past its `latest` (routed meanwhile) is
+    /// left as it is, with what it holds and its deadline.
+    mutating func resumed(latest: [UUID: Int64], now: ContinuousClock.Instant) -> (released: [(chat: UUID, items: [Item])], gaps: [Gap]) {
+        var released: [(chat: UUID, items: [Item])] = []
+        var gaps: [Gap] = []
+        for (chatID, var chat) in self.chats {
+            guard let last = latest[chatID], self.window > .zero else {
+                if !chat.held.isEmpty { released.append((chatID, Self.release(&chat))) }
+                self.chats[chatID] = nil
+                self.holdingChats.remove(chatID)
+                continue
+            }
+            guard last >= chat.next else { continue }
+            gaps.append(Gap(chat: chatID, after: chat.next - 1, through: last))
+            self.holdingChats.remove(chatID)
+            chat.filling = true
+            chat.touched = now
+            // set while filling: what arrives is held without a deadline of its own
+            chat.since = chat.since ?? now
+            self.chats[chatID] = chat
         }
-        self.chats = [:]
-        self.holdingChats = []
-        return out
+        return (released, gaps)
     }
 
     /// Everything held, in seq order; the chat then waits for the seq after the last.

@@ -113,27 +113,67 @@ public final class RealtimeService: Service {
     // MARK: dispatch
 
     func dispatch() async {
-        for await event in self.subscriber.events {
-            switch event {
-            case .message(let channel, let payload), .patternMessage(_, let channel, let payload):
-                await self.route(channel: channel, payload: payload)
-            case .gap(let from, let to):
-                self.logger.warning("redis subscription gap: resyncing local connections", metadata: ["gap.from": "\(from)", "gap.to": "\(to)"])
-                // what is held goes out now; what comes next is not held for seqs the gap swallowed
-                self.order.withLock { order in
-                    for (chat, items) in order.reset() { self.deliver(items, chat: chat) }
+        await withDiscardingTaskGroup { group in
+            for await event in self.subscriber.events {
+                switch event {
+                case .message(let channel, let payload), .patternMessage(_, let channel, let payload):
+                    await self.route(channel: channel, payload: payload)
+                case .gap(let from, let to):
+                    self.logger.warning("redis subscription gap: resyncing local connections", metadata: ["gap.from": "\(from)", "gap.to": "\(to)"])
+                    let missed = await self.reconcileAfterGap()
+                    // the reads run beside the dispatch: the chats they fill hold what comes meanwhile
+                    group.addTask { await self.fill(missed) }
                 }
-                // membership changes and logouts announced meanwhile were missed too
-                // (concurrently, a window at a time: their reads of the users' chats batch)
-                await withTaskGroup(of: Void.self) { group in
-                    for (index, user) in Set(self.hub.all.map(\.userID)).enumerated() {
-                        if index >= 256 { await group.next() }
-                        group.addTask { _ = await self.reconcile(user: user) }
-                    }
-                }
-                for connection in self.hub.all { connection.enqueue(.catchUp) }
             }
         }
+    }
+
+    /// What a Redis subscription gap left to read: each chat's gap, and
+    /// where each local user's chats were once the subscriptions came back.
+    struct MissedDuringGap: Sendable {
+        var gaps: [MessageOrder<(seq: Int64, payload: ByteBuffer)>.Gap]
+        var positions: [UUID: [UUID: Int64]]
+        var connections: [Connection]
+    }
+
+    /// After a Redis subscription gap, membership changes and logouts
+    /// announced meanwhile were missed, and so were the messages published.
+    /// Each local user is reconciled (their chats read once), and each chat
+    /// behind where PostgreSQL is gets its gap (`MessageOrder.resumed`).
+    func reconcileAfterGap() async -> MissedDuringGap {
+        let connections = self.hub.all
+        var positions: [UUID: [UUID: Int64]] = [:]
+        await withTaskGroup(of: (UUID, [UUID: Int64]?).self) { group in
+            // concurrently, a window at a time: their reads of the users' chats batch
+            for (index, user) in Set(connections.map(\.userID)).enumerated() {
+                if index >= 256, let (done, read) = await group.next() { positions[done] = read }
+                group.addTask { (user, await self.reconcile(user: user)) }
+            }
+            for await (done, read) in group { positions[done] = read }
+        }
+        let latest = positions.values.reduce(into: [UUID: Int64]()) { latest, chats in
+            latest.merge(chats) { max($0, $1) }
+        }
+        let gaps = self.order.withLock { order in
+            let (released, gaps) = order.resumed(latest: latest, now: .now)
+            for (chat, items) in released { self.deliver(items, chat: chat) }
+            return gaps
+        }
+        return MissedDuringGap(gaps: gaps, positions: positions, connections: connections)
+    }
+
+    /// What each chat missed during a Redis gap, read once for all of its
+    /// sockets here; then every socket of that moment catches up to where its
+    /// user's chats were, which reads nothing unless a read failed, the chat
+    /// was not remembered, or the socket was behind already.
+    func fill(_ missed: MissedDuringGap) async {
+        await withTaskGroup(of: Void.self) { group in
+            for (index, gap) in missed.gaps.enumerated() {
+                if index >= 4 { await group.next() }  // beside the requests using the pool
+                group.addTask { await self.fill(gap) }
+            }
+        }
+        for connection in missed.connections { connection.enqueue(.catchUp(upTo: missed.positions[connection.userID])) }
     }
 
     /// One payload of a subscribed channel: a session revocation, or an
@@ -287,7 +327,7 @@ public final class RealtimeService: Service {
             }
         }
         (read.isEmpty ? self.gapsLeftOpen : self.gapsFilled).increment()
-        self.order.withLock { order in self.deliver(order.filled(chat: gap.chat, read: read, now: .now), chat: gap.chat) }
+        self.order.withLock { order in self.deliver(order.filled(gap, read: read, now: .now), chat: gap.chat) }
     }
 
     /// Brings a user's local connections in line with PostgreSQL: chats joined

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOWebSocket
 import ParleyChat
@@ -333,7 +334,7 @@ final class WebSocketConnectionHandler: ChannelDuplexHandler {
             // Queued before the connection can receive live events: ready, then
             // the catch-up that reads PostgreSQL after the subscriptions are in place.
             connection.enqueue(.frame(ServerFrame.ready(connectionID: connection.id, userID: identity.userID, heartbeat: self.limits.heartbeat)))
-            connection.enqueue(.catchUp)
+            connection.enqueue(.catchUp(upTo: nil))
             return .register(connection, cameOnline: cameOnline)
         }
     }
@@ -524,6 +525,9 @@ private struct OutboundSteps: Sendable {
 
     /// Messages read from PostgreSQL at once during a catch-up.
     static let pageSize = 100
+    /// Gaps and catch-ups a socket read from PostgreSQL on its own (beside
+    /// the reads an instance makes once per chat for all of its sockets).
+    static let ownReads = Counter(label: "parley_socket_catch_up_reads_total")
 
     struct Gone: Error {}
 
@@ -538,12 +542,14 @@ private struct OutboundSteps: Sendable {
         case .fill(let chatID, let after, let seq, let payload):
             // messages a live event skipped over (out-of-order publishes from
             // other instances, or events lost while Redis was away)
+            Self.ownReads.increment()
             try await self.replay([SeqRange(chatID: chatID, after: after, through: seq - 1)])
             let follows = self.connection.follows(chatID)
             try await self.onLoop { state, write in
                 if state.accept(chatID: chatID, seq: seq, follows: follows) { write(payload) }
             }
         case .catchUp:
+            Self.ownReads.increment()
             var latest = try await self.onLoop { state, _ in state.catchUpTo.take() }
             if latest == nil { latest = try await self.store.chatPositions(of: self.connection.userID) }
             let known = latest ?? [:]

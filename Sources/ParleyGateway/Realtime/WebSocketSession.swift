@@ -187,9 +187,11 @@ struct OutboundState {
             guard userID != self.userID, self.presenceSent[userID] != online else { return .skip }
             self.presenceSent[userID] = online
             return .write(payload)
-        case .catchUp:
+        case .catchUp(let upTo):
             // where it stops is known and nothing before it is missing (a connect
-            // without resume, as a rule): done here, without a task
+            // without resume, as a rule; after a Redis gap, once the instance
+            // read what each chat missed): done here, without a task
+            if let upTo { self.catchUpTo = upTo }
             if let latest = self.catchUpTo, self.missed(upTo: latest).allSatisfy({ $0.count == 0 }) {
                 self.catchUpTo = nil
                 return .skip
