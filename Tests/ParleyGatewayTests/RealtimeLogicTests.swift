@@ -169,6 +169,28 @@ import Testing
         #expect(order.expire(now: self.at(101)) == [.init(chat: Self.a, after: 2, through: 3)], "and 3 is read when it does not come")
     }
 
+    @Test func aChatReadTwiceAtOnceWaitsForBothReads() {
+        var order = MessageOrder<Int64>(window: .milliseconds(100))
+        _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))
+        #expect(order.receive(chat: Self.a, seq: 3, item: 3, now: self.at(1)) == [])
+        #expect(order.expire(now: self.at(101)) == [.init(chat: Self.a, after: 1, through: 2)], "an open gap is being read")
+        // a Redis gap meanwhile: PostgreSQL is at 6
+        let (_, gaps) = order.resumed(latest: [Self.a: 6], now: self.at(102))
+        #expect(gaps == [.init(chat: Self.a, after: 1, through: 6)])
+        #expect(order.receive(chat: Self.a, seq: 7, item: 7, now: self.at(103)) == [])
+        #expect(order.filled(.init(chat: Self.a, after: 1, through: 2), read: [(2, 2)], now: self.at(104)) == [], "the other read still runs: nothing goes out early")
+        #expect(order.holding == 0 && order.expire(now: self.at(500)).isEmpty, "and nothing is read a third time")
+        #expect(order.filled(.init(chat: Self.a, after: 1, through: 6), read: [(2, 2), (3, 3), (4, 4), (5, 5), (6, 6)], now: self.at(105)) == [2, 3, 4, 5, 6, 7], "each once, in order")
+        #expect(order.receive(chat: Self.a, seq: 8, item: 8, now: self.at(106)) == [8])
+        // both reads failing: the chat goes on after the furthest of them (the sockets read the rest)
+        #expect(order.receive(chat: Self.a, seq: 10, item: 10, now: self.at(200)) == [])
+        #expect(order.expire(now: self.at(300)) == [.init(chat: Self.a, after: 8, through: 9)])
+        #expect(order.resumed(latest: [Self.a: 12], now: self.at(301)).gaps == [.init(chat: Self.a, after: 8, through: 12)])
+        #expect(order.filled(.init(chat: Self.a, after: 8, through: 12), read: [], now: self.at(302)) == [])
+        #expect(order.filled(.init(chat: Self.a, after: 8, through: 9), read: [], now: self.at(303)) == [10])
+        #expect(order.receive(chat: Self.a, seq: 13, item: 13, now: self.at(304)) == [13], "after 12, not after 10")
+    }
+
     @Test func withoutAWindowARedisGapForgetsEveryChat() {
         var order = MessageOrder<Int64>(window: .zero)
         _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))

@@ -44,8 +44,11 @@ struct MessageOrder<Item> {
         /// When the oldest held event arrived.
         var since: ContinuousClock.Instant?
         var touched: ContinuousClock.Instant
-        /// A gap is being read from PostgreSQL: everything waits for it.
-        var filling = false
+        /// Gaps being read from PostgreSQL (an open gap's, a Redis gap's):
+        /// everything waits for the last of them.
+        var fills = 0
+        /// Where the gaps being read end.
+        var fillsThrough: Int64 = 0
     }
 
     /// A gap to read: the messages after `after`, through `through`.
@@ -79,7 +82,7 @@ struct MessageOrder<Item> {
         chat.touched = now
         defer { self.chats[chatID] = chat }
         if seq < chat.next || self.window <= .zero { return [item] }
-        if seq > chat.next || chat.filling {
+        if seq > chat.next || chat.fills > 0 {
             if chat.held[seq] == nil { chat.held[seq] = item }
             if chat.since == nil {
                 chat.since = now
@@ -118,7 +121,8 @@ struct MessageOrder<Item> {
         for chatID in self.holdingChats {
             guard var chat = self.chats[chatID], let since = chat.since, now - since >= self.window, let last = chat.held.keys.max() else { continue }
             out.append(Gap(chat: chatID, after: chat.next - 1, through: last - 1))
-            chat.filling = true
+            chat.fills += 1
+            chat.fillsThrough = max(chat.fillsThrough, last - 1)
             self.chats[chatID] = chat
             self.holdingChats.remove(chatID)
         }
@@ -129,21 +133,23 @@ struct MessageOrder<Item> {
     }
 
     /// Ends the fill of `gap`: `read` is what PostgreSQL had for it (empty
-    /// when the read failed). Hands over, in seq order, what was read and
-    /// everything held; the chat then waits for the seq after the last, or
-    /// after the gap (a failed read is left to the sockets: the chat does not
-    /// wait for it again). A chat flushed or forgotten meanwhile takes only
-    /// what is still ahead of it.
+    /// when the read failed). Once no other read of the chat is running, it
+    /// hands over, in seq order, what was read and everything held; the chat
+    /// then waits for the seq after the last, or after the gaps (a failed
+    /// read is left to the sockets: the chat does not wait for it again). A
+    /// chat flushed or forgotten meanwhile takes only what is still ahead of it.
     mutating func filled(_ gap: Gap, read: [(seq: Int64, item: Item)], now: ContinuousClock.Instant) -> [Item] {
         let chatID = gap.chat
         guard var chat = self.chats[chatID] else { return [] }
         defer { self.chats[chatID] = chat }
-        chat.filling = false
         chat.touched = now
         for (seq, item) in read where seq >= chat.next && chat.held[seq] == nil { chat.held[seq] = item }
+        chat.fills = max(0, chat.fills - 1)
+        guard chat.fills == 0 else { return [] }
         self.holdingChats.remove(chatID)
+        let through = max(chat.fillsThrough, gap.through)
         let out = Self.release(&chat)
-        chat.next = max(chat.next, gap.through + 1)
+        chat.next = max(chat.next, through + 1)
         return out
     }
 
@@ -170,7 +176,8 @@ struct MessageOrder<Item> {
             guard last >= chat.next else { continue }
             gaps.append(Gap(chat: chatID, after: chat.next - 1, through: last))
             self.holdingChats.remove(chatID)
-            chat.filling = true
+            chat.fills += 1
+            chat.fillsThrough = max(chat.fillsThrough, last)
             chat.touched = now
             // set while filling: what arrives is held without a deadline of its own
             chat.since = chat.since ?? now
@@ -185,7 +192,8 @@ struct MessageOrder<Item> {
         let out = seqs.map { chat.held[$0]! }
         chat.held = [:]
         chat.since = nil
-        chat.filling = false
+        chat.fills = 0
+        chat.fillsThrough = 0
         if let last = seqs.last { chat.next = max(chat.next, last + 1) }
         return out
     }
