@@ -120,11 +120,8 @@ struct MessageOrder<Item> {
         var out: [Gap] = []
         for chatID in self.holdingChats {
             guard var chat = self.chats[chatID], let since = chat.since, now - since >= self.window, let last = chat.held.keys.max() else { continue }
-            out.append(Gap(chat: chatID, after: chat.next - 1, through: last - 1))
-            chat.fills += 1
-            chat.fillsThrough = max(chat.fillsThrough, last - 1)
+            out.append(self.startFill(&chat, chatID, through: last - 1, now: now))
             self.chats[chatID] = chat
-            self.holdingChats.remove(chatID)
         }
         if let last = self.lastSweep, now - last < self.forgetAfter / 2 { return out }
         self.lastSweep = now
@@ -174,16 +171,21 @@ struct MessageOrder<Item> {
                 continue
             }
             guard last >= chat.next else { continue }
-            gaps.append(Gap(chat: chatID, after: chat.next - 1, through: last))
-            self.holdingChats.remove(chatID)
-            chat.fills += 1
-            chat.fillsThrough = max(chat.fillsThrough, last)
-            chat.touched = now
-            // set while filling: what arrives is held without a deadline of its own
-            chat.since = chat.since ?? now
+            gaps.append(self.startFill(&chat, chatID, through: last, now: now))
             self.chats[chatID] = chat
         }
         return (released, gaps)
+    }
+
+    /// The chat's gap from the seq it waits for through `through`, now being
+    /// read: the chat holds what comes (with no deadline of its own: `since`
+    /// set, out of `holdingChats`) until the last of its reads ends.
+    private mutating func startFill(_ chat: inout Chat, _ chatID: UUID, through: Int64, now: ContinuousClock.Instant) -> Gap {
+        chat.fills += 1
+        chat.fillsThrough = max(chat.fillsThrough, through)
+        chat.since = chat.since ?? now
+        self.holdingChats.remove(chatID)
+        return Gap(chat: chatID, after: chat.next - 1, through: through)
     }
 
     /// Everything held, in seq order; the chat then waits for the seq after the last.

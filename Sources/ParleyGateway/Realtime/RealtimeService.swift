@@ -122,7 +122,7 @@ public final class RealtimeService: Service {
                     self.logger.warning("redis subscription gap: resyncing local connections", metadata: ["gap.from": "\(from)", "gap.to": "\(to)"])
                     let missed = await self.reconcileAfterGap()
                     // the reads run beside the dispatch: the chats they fill hold what comes meanwhile
-                    group.addTask { await self.fill(missed) }
+                    group.addTask { await self.readMissed(missed) }
                 }
             }
         }
@@ -166,7 +166,7 @@ public final class RealtimeService: Service {
     /// sockets here; then every socket of that moment catches up to where its
     /// user's chats were, which reads nothing unless a read failed, the chat
     /// was not remembered, or the socket was behind already.
-    func fill(_ missed: MissedDuringGap) async {
+    func readMissed(_ missed: MissedDuringGap) async {
         await withTaskGroup(of: Void.self) { group in
             for (index, gap) in missed.gaps.enumerated() {
                 if index >= 4 { await group.next() }  // beside the requests using the pool
