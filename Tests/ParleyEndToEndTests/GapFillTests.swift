@@ -32,15 +32,24 @@ import Testing
     }
 
     /// Alice on `a`, in a group with three members each with a socket on
-    /// `b`, and a first message that every socket has.
+    /// `b`, and a first message that every socket has; or, `quiet`, no
+    /// message at all: `b` has never seen one of the chat (firstSeq 0), and
+    /// each socket is known to be registered by a pong.
     static func groupWatchedFrom(
-        _ b: GatewayProcess, sentFrom a: GatewayProcess
+        _ b: GatewayProcess, sentFrom a: GatewayProcess, quiet: Bool = false
     ) async throws -> (alice: E2EUser, chat: String, sockets: [TestWebSocket], firstSeq: Int) {
         let alice = try await E2EUser.register(on: a, name: "Alice")
         let members = [try await E2EUser.register(on: b, name: "Bob"), try await E2EUser.register(on: b, name: "Cat"), try await E2EUser.register(on: b, name: "Dan")]
         let chat = try await alice.group(on: a, members: members)
         var sockets: [TestWebSocket] = []
         for member in members { sockets.append(try await member.connect(b)) }
+        if quiet {
+            for socket in sockets {
+                try await socket.send(["type": "ping", "ref": "registered"])
+                _ = try await socket.next("pong")
+            }
+            return (alice, chat, sockets, 0)
+        }
         let first = try await alice.post(a, "/v1/chats/\(chat)/messages", ["client_id": UUID().uuidString, "body": "before"])
         let firstSeq = try #require(first.json["seq"] as? Int)
         for socket in sockets { _ = try await socket.next("message") { $0.messageSeq == firstSeq } }
@@ -73,12 +82,15 @@ import Testing
 
     /// Messages sent while Redis is down never reach the other gateway's
     /// subscriptions: once they are back, that gateway reads what each chat
-    /// missed once for all of its sockets, and the sockets read nothing themselves.
-    @Test func whatAChatMissedDuringARedisOutageIsReadOnceForEveryLocalSocket() async throws {
+    /// missed once for all of its sockets, and the sockets read nothing
+    /// themselves; `quiet`, for a chat with no message since the gateway
+    /// started (remembered from its sockets' registration).
+    @Test(arguments: [false, true])
+    func whatAChatMissedDuringARedisOutageIsReadOnceForEveryLocalSocket(quiet: Bool) async throws {
         let redis = try RedisServerProcess()
         try await redis.start()
         let (a, b) = try await twoGateways(redisURL: redis.url)
-        let (alice, chat, sockets, firstSeq) = try await Self.groupWatchedFrom(b, sentFrom: a)
+        let (alice, chat, sockets, firstSeq) = try await Self.groupWatchedFrom(b, sentFrom: a, quiet: quiet)
         let filledBefore = try await Self.counter("parley_message_gaps_filled_total", on: b)
         let ownBefore = try await Self.counter("parley_socket_catch_up_reads_total", on: b)
 

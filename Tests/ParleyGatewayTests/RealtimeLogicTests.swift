@@ -157,6 +157,34 @@ import Testing
         #expect(order.receive(chat: c, seq: 9, item: 209, now: self.at(5)) == [209])
     }
 
+    @Test func aChatFollowedHereIsRememberedBeforeItsFirstEventAndARedisGapFindsIt() {
+        var order = MessageOrder<Int64>(window: .milliseconds(100), forgetAfter: .seconds(60))
+        let c = UUID()
+        // two sockets registered: their chats' last seqs, read once subscribed
+        order.follow([Self.a: 4, Self.b: 2], now: self.at(0))
+        #expect(order.remembered == 2 && order.holding == 0)
+        #expect(order.receive(chat: Self.a, seq: 5, item: 5, now: self.at(1)) == [5])
+        #expect(order.receive(chat: Self.b, seq: 4, item: 4, now: self.at(1)) == [], "3 is missing: 4 waits, as in a chat seen before")
+        #expect(order.receive(chat: Self.b, seq: 3, item: 3, now: self.at(2)) == [3, 4])
+        order.follow([Self.a: 3], now: self.at(3))
+        #expect(order.receive(chat: Self.a, seq: 6, item: 6, now: self.at(4)) == [6], "a chat it knows is left as it is")
+        // quiet for longer than it remembers idle chats: kept while followed here
+        _ = order.expire(now: self.at(31_000), followed: { $0 == Self.a })
+        _ = order.expire(now: self.at(100_000), followed: { $0 == Self.a })
+        #expect(order.remembered == 1, "b, followed by no socket here any more, is forgotten; a is kept")
+        // a Redis gap: a missed 7 and 8; c was joined meanwhile
+        let (released, gaps) = order.resumed(latest: [Self.a: 8, c: 3], now: self.at(100_001))
+        #expect(released.isEmpty && gaps == [.init(chat: Self.a, after: 6, through: 8)], "read once, for all of a's sockets")
+        #expect(order.filled(gaps[0], read: [(7, 7), (8, 8)], now: self.at(100_002)) == [7, 8])
+        // c is left to its sockets this time, and remembered from its latest on
+        #expect(order.remembered == 2)
+        #expect(order.receive(chat: c, seq: 5, item: 5, now: self.at(100_003)) == [], "4 is missing")
+        #expect(order.receive(chat: c, seq: 4, item: 4, now: self.at(100_004)) == [4, 5])
+        var none = MessageOrder<Int64>(window: .zero)
+        none.follow([Self.a: 4], now: self.at(0))
+        #expect(none.remembered == 0, "without a window nothing is held, nor remembered")
+    }
+
     @Test func aChatAlreadyPastItsLatestAfterARedisGapKeepsWhatItHoldsAndItsDeadline() {
         var order = MessageOrder<Int64>(window: .milliseconds(100))
         _ = order.receive(chat: Self.a, seq: 1, item: 1, now: self.at(0))

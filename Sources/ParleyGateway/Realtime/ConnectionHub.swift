@@ -155,6 +155,11 @@ final class ConnectionHub: Sendable {
         self.state.withLock { state in (state.byChat[chatID] ?? []).compactMap { state.connections[$0] } }
     }
 
+    /// Whether a connection here follows the chat.
+    func follows(_ chatID: UUID) -> Bool {
+        self.state.withLock { $0.byChat[chatID] != nil }
+    }
+
     func connections(ofUser userID: UUID) -> [Connection] {
         self.state.withLock { state in (state.byUser[userID] ?? []).compactMap { state.connections[$0] } }
     }

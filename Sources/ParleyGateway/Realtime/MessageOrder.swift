@@ -21,8 +21,12 @@ import Foundation
 /// - `flush` hands over everything a chat holds: any other event of the chat
 ///   (an edit, a read position, a membership change) goes out after the
 ///   messages received before it, as it would have without holding.
+/// - `follow` remembers the chats the sockets here follow that it has not
+///   seen yet (a quiet chat, a gateway just started), as handed over through
+///   their last seq: a Redis gap then finds them behind, like any other.
 /// - `expire` answers the gaps that stayed open for `window` (to be read),
-///   and forgets chats idle for `forgetAfter`, so memory follows the chats in use.
+///   and forgets chats idle for `forgetAfter` that no socket here follows any
+///   more, so memory follows the chats in use.
 /// - `filled` takes what was read for a gap (nothing when the read failed:
 ///   the sockets then read it themselves, each) and hands over the chat.
 /// - `resumed` answers, after a Redis subscription gap, what each chat may
@@ -112,11 +116,24 @@ struct MessageOrder<Item> {
         return Self.release(&chat)
     }
 
+    /// Chats the sockets here follow, each with its last seq in PostgreSQL,
+    /// read once its subscription took effect (so that everything after it
+    /// comes through Redis): a chat not seen yet is remembered as handed over
+    /// through it. A chat already remembered is left as it is (what it
+    /// handed over is known; a late publish at or below it passes anyway).
+    mutating func follow(_ latest: [UUID: Int64], now: ContinuousClock.Instant) {
+        guard self.window > .zero else { return }
+        for (chatID, last) in latest where self.chats[chatID] == nil {
+            self.chats[chatID] = Chat(next: last + 1, touched: now)
+        }
+    }
+
     /// The gaps open for `window`, each chat now filling (it holds what comes
     /// until `filled`). A gap is from the seq the chat waits for through the
     /// seq before the last it holds (seqs it holds are read again: the gap
-    /// may be several).
-    mutating func expire(now: ContinuousClock.Instant) -> [Gap] {
+    /// may be several). Idle chats are forgotten unless `followed` (a socket
+    /// here follows them: a Redis gap must find where they were).
+    mutating func expire(now: ContinuousClock.Instant, followed: (UUID) -> Bool = { _ in false }) -> [Gap] {
         var out: [Gap] = []
         for chatID in self.holdingChats {
             guard var chat = self.chats[chatID], let since = chat.since, now - since >= self.window, let last = chat.held.keys.max() else { continue }
@@ -125,7 +142,7 @@ struct MessageOrder<Item> {
         }
         if let last = self.lastSweep, now - last < self.forgetAfter / 2 { return out }
         self.lastSweep = now
-        self.chats = self.chats.filter { $0.value.since != nil || now - $0.value.touched < self.forgetAfter }
+        self.chats = self.chats.filter { $0.value.since != nil || now - $0.value.touched < self.forgetAfter || followed($0.key) }
         return out
     }
 
@@ -159,7 +176,9 @@ struct MessageOrder<Item> {
     /// `latest` (none of the sockets here follows it, or their read failed)
     /// hands over what it holds and is forgotten: the sockets catch up
     /// themselves. A chat already past its `latest` (routed meanwhile) is
-    /// left as it is, with what it holds and its deadline.
+    /// left as it is, with what it holds and its deadline. A chat of
+    /// `latest` it did not remember (joined meanwhile) is left to its
+    /// sockets this time, and remembered from `latest` on (`follow`).
     mutating func resumed(latest: [UUID: Int64], now: ContinuousClock.Instant) -> (released: [(chat: UUID, items: [Item])], gaps: [Gap]) {
         var released: [(chat: UUID, items: [Item])] = []
         var gaps: [Gap] = []
@@ -174,6 +193,7 @@ struct MessageOrder<Item> {
             gaps.append(self.startFill(&chat, chatID, through: last, now: now))
             self.chats[chatID] = chat
         }
+        self.follow(latest, now: now)
         return (released, gaps)
     }
 

@@ -296,9 +296,16 @@ public final class RealtimeService: Service {
         }
     }
 
+    /// A socket's chats, each with its last seq read once its subscriptions
+    /// took effect: the order remembers those it has not seen yet, so that a
+    /// Redis gap finds even a chat quiet since this instance started.
+    func remember(_ latest: [UUID: Int64]) {
+        self.order.withLock { $0.follow(latest, now: .now) }
+    }
+
     /// Reads the gaps that did not close within the window from PostgreSQL,
     /// once per chat for all of its sockets here, and hands the chat over in
-    /// order; forgets idle chats.
+    /// order; forgets idle chats no socket here follows.
     func releaseHeldMessages() async {
         guard self.limits.reorderWindow > .zero else { return }
         let idle = min(self.limits.reorderWindow / 4, .seconds(1))
@@ -307,7 +314,8 @@ public final class RealtimeService: Service {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 let deadline = self.order.withLock { $0.nextDeadline }
                 try? await Task.sleep(until: deadline ?? .now + idle)
-                for gap in self.order.withLock({ $0.expire(now: .now) }) { group.addTask { await self.fill(gap) } }
+                let gaps = self.order.withLock { $0.expire(now: .now, followed: self.hub.follows) }
+                for gap in gaps { group.addTask { await self.fill(gap) } }
             }
         }
     }

@@ -53,10 +53,12 @@ struct WebSocketSession: Sendable {
     /// Makes the connection receive live events. Membership or a logout may
     /// have changed between the first read and the subscriptions taking
     /// effect: this looks again now that nothing can be missed, and returns
-    /// what it found (where the first catch-up stops).
+    /// what it found (where the first catch-up stops, and where the
+    /// instance's order takes up chats it has not seen yet).
     func register(_ connection: Connection, cameOnline: Bool) async -> [UUID: Int64]? {
         await self.realtime.hub.register(connection)
         let latest = await self.realtime.reconcile(user: connection.userID)
+        if let latest { self.realtime.remember(latest) }
         if cameOnline { await self.realtime.presence.announce(connection.userID, online: true, logger: self.logger(for: connection)) }
         return latest
     }
