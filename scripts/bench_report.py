@@ -85,6 +85,19 @@ if have("fanout-r3000"):
 if have("connections"):
     per = m(runs_of("connections"), "rss_per_connection_kib")[0]
     rows.append((f"{int(conns):,} idle WebSockets on one gateway, ≤ 20 KiB resident memory each", f"{per:.1f} KiB each", per <= 20))
+    # the realtime engine's targets (issue 16)
+    rows.append((f"realtime engine: an idle authenticated WebSocket ≤ 12 KiB resident memory at {int(conns):,} on one gateway (goal 8 KiB)",
+                 f"{per:.1f} KiB each", per <= 12))
+    rate = m(runs_of("connections"), "connects_per_s")[0]
+    rows.append((f"realtime engine: ≥ 1,500 authenticated sockets/s connected to {int(conns):,} on one gateway", f"{fmt(rate)}/s", rate >= 1500))
+if have("large"):
+    # both gateways' CPU while sending, per 10,000 deliveries/s (each gateway delivers to half the group)
+    per = [(x["results"]["cpu_gateway-1_percent"] + x["results"]["cpu_gateway-2_percent"]) / x["results"]["delivered_per_s"] * 10000
+           for x in runs_of("large") if x["results"].get("cpu_gateway-1_percent") is not None and x["results"].get("cpu_gateway-2_percent") is not None]
+    if per:
+        v = statistics.median(per)
+        rows.append(("realtime engine: ≤ 25% of a core of gateway CPU per 10,000 deliveries/s (large shape: one group of 500 at 20 msg/s, both gateways' CPU over their deliveries)",
+                     f"{v:.1f}%", v <= 25))
 if have("history"):
     p99 = m(runs_of("history"), "latest_page", "p99")[0]
     rows.append(("history: p99 ≤ 15 ms with 8 concurrent readers", f"{p99:.1f} ms", p99 <= 15))
