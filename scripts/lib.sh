@@ -279,3 +279,15 @@ stop_redis_cluster() { # DIR
 redis_cluster_url() { # DIR
   echo "redis+cluster://:$(cat "$1/password")@$(paste -sd, "$1/seeds")"
 }
+
+# start_gateway BIN NAME PORT LOG_DIR [METRICS_PORT]: `BIN serve` in the
+# background (instance id NAME, its log LOG_DIR/NAME.log, metrics on
+# METRICS_PORT or a free port); sets GATEWAY_PID, adds it to the caller's
+# `pids` array, and returns once /readyz answers.
+start_gateway() {
+  PARLEY_INSTANCE_ID="$2" PARLEY_METRICS_PORT="${5:-$(free_port)}" "$1" serve --no-migrate --port "$3" > "$4/$2.log" 2>&1 &
+  GATEWAY_PID=$!
+  pids+=("$GATEWAY_PID")
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$3/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "gateway $2 on port $3 is not ready (log: $4/$2.log)"
+}
