@@ -48,12 +48,21 @@ import Testing
             var held: [CheckedContinuation<Void, Never>] = []
         }
         private let state = Mutex(State())
+        /// The readers' clock: it moves only when the test moves it.
+        private let clock = Mutex(ContinuousClock.now)
 
         var calls: [[Int]] { self.state.withLock { $0.calls } }
 
         /// A reader of this gate's statements, one at a time.
         func reader(maxWait: Duration = .seconds(60)) -> CoalescedReads<Int, String> {
-            CoalescedReads(maxInFlight: 1, maxBatch: 100, maxWait: maxWait, missing: "none") { try await self.read($0) }
+            CoalescedReads(maxInFlight: 1, maxBatch: 100, maxWait: maxWait, missing: "none", now: { self.clock.withLock { $0 } }) {
+                try await self.read($0)
+            }
+        }
+
+        /// Moves the readers' clock on.
+        func advance(by duration: Duration) {
+            self.clock.withLock { $0 += duration }
         }
 
         private func read(_ keys: [Int]) async throws -> [Int: String] {
@@ -146,7 +155,7 @@ import Testing
         async let late = reads.value(of: 2)
         try await Gate.until { reads.waiting >= 1 }
         // the running statement is slow: the queued request outlives its wait
-        try await Task.sleep(for: .milliseconds(200))
+        gate.advance(by: .milliseconds(200))
         gate.release()
         #expect(try await first == "v1")
         var failed = false
