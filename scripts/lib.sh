@@ -9,7 +9,8 @@ PARLEY_PACKAGES=(libhiredis-dev libsodium-dev libcurl4-openssl-dev libssl-dev li
 # deployment files, and a browser for the web client
 PARLEY_TEST_PACKAGES=(nginx python3-yaml python3-venv docker-compose systemd chromium chromium-driver)
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# credentials in a URL (postgres://user:PASSWORD@…) are masked: logs keep no secrets
+log() { printf '\033[1m==> %s\033[0m\n' "$(printf '%s' "$*" | sed -E 's#(://[^:/@[:space:]]*:)[^@[:space:]]+@#\1***@#g')" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 as_root() {
