@@ -285,6 +285,20 @@ redis_cluster_url() { # DIR
 # background (instance id NAME, its log LOG_DIR/NAME.log, metrics on
 # METRICS_PORT or a free port); sets GATEWAY_PID, adds it to the caller's
 # `pids` array, and returns once /readyz answers.
+# The gateway settings of the benchmark scripts (exported): development mode,
+# a fresh JWT secret, warnings only. The load comes from one process on
+# loopback: per-IP limits apply to the X-Forwarded-For address it sends, and
+# per-user limits leave room for the history seeding (two users) and for
+# many sockets per user.
+export_bench_settings() {
+  export PARLEY_ENV=development
+  export PARLEY_JWT_SECRET="$(random_secret 48)"
+  export PARLEY_LOG_LEVEL=warning
+  export PARLEY_TRUSTED_PROXIES=127.0.0.1
+  export PARLEY_SENDS_PER_SECOND=2000
+  export PARLEY_WS_CONNECTIONS_PER_USER=100
+}
+
 start_gateway() {
   PARLEY_INSTANCE_ID="$2" PARLEY_METRICS_PORT="${5:-$(free_port)}" "$1" serve --no-migrate --port "$3" > "$4/$2.log" 2>&1 &
   GATEWAY_PID=$!
