@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "ParleySchema",
             path: "sql",
-            resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql"), .embedInCode("003_send_batch.sql"), .embedInCode("004_message_edits.sql"), .embedInCode("005_reactions.sql"), .embedInCode("006_blocks.sql"), .embedInCode("007_mentions_search.sql"), .embedInCode("008_chat_settings.sql"), .embedInCode("009_push_subscriptions.sql")],
+            resources: [.embedInCode("001_init.sql"), .embedInCode("002_accounts.sql"), .embedInCode("003_send_batch.sql"), .embedInCode("004_message_edits.sql"), .embedInCode("005_reactions.sql"), .embedInCode("006_blocks.sql"), .embedInCode("007_mentions_search.sql"), .embedInCode("008_chat_settings.sql"), .embedInCode("009_push_subscriptions.sql"), .embedInCode("010_send_batch_generic_plans.sql")],
             swiftSettings: upcoming
         ),
         // The API reference of docs/ (openapi.yaml), embedded in the binary,

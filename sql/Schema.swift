@@ -27,5 +27,6 @@ public enum Schema {
         SchemaMigration(version: 7, name: "007_mentions_search", sql: String(decoding: PackageResources._07_mentions_search_sql, as: UTF8.self)),
         SchemaMigration(version: 8, name: "008_chat_settings", sql: String(decoding: PackageResources._08_chat_settings_sql, as: UTF8.self)),
         SchemaMigration(version: 9, name: "009_push_subscriptions", sql: String(decoding: PackageResources._09_push_subscriptions_sql, as: UTF8.self)),
+        SchemaMigration(version: 10, name: "010_send_batch_generic_plans", sql: String(decoding: PackageResources._10_send_batch_generic_plans_sql, as: UTF8.self)),
     ]
 }

@@ -40,6 +40,25 @@ import Testing
         }
     }
 
+    @Test func theSendBatchRunsOnGenericPlansAndTheOlderOneAsBefore() async throws {
+        let database = try await TestDatabase.create()
+        defer { Task { await database.drop() } }
+        let settings = try await database.withClient { client in
+            _ = try await Migrator().migrate(client: client, logger: TestEnvironment.logger)
+            var settings: [Int: [String]] = [:]
+            for try await (arguments, config) in try await client.query(
+                "SELECT pronargs::int, coalesce(proconfig, '{}') FROM pg_proc WHERE proname = 'parley_send_batch'",
+                logger: TestEnvironment.logger
+            ).decode((Int, [String]).self) {
+                settings[arguments] = config
+            }
+            return settings
+        }
+        // 010: no connection plans the decision query again on every batch
+        #expect(settings[10] == ["plan_cache_mode=force_generic_plan"])
+        #expect(settings[8] == [], "the function kept for a rolling upgrade is untouched")
+    }
+
     @Test func concurrentMigratorsApplyEachFileOnce() async throws {
         let database = try await TestDatabase.create()
         defer { Task { await database.drop() } }
