@@ -281,10 +281,6 @@ redis_cluster_url() { # DIR
   echo "redis+cluster://:$(cat "$1/password")@$(paste -sd, "$1/seeds")"
 }
 
-# start_gateway BIN NAME PORT LOG_DIR [METRICS_PORT]: `BIN serve` in the
-# background (instance id NAME, its log LOG_DIR/NAME.log, metrics on
-# METRICS_PORT or a free port); sets GATEWAY_PID, adds it to the caller's
-# `pids` array, and returns once /readyz answers.
 # The gateway settings of the benchmark scripts (exported): development mode,
 # a fresh JWT secret, warnings only. The load comes from one process on
 # loopback: per-IP limits apply to the X-Forwarded-For address it sends, and
@@ -299,6 +295,10 @@ export_bench_settings() {
   export PARLEY_WS_CONNECTIONS_PER_USER=100
 }
 
+# start_gateway BIN NAME PORT LOG_DIR [METRICS_PORT]: `BIN serve` in the
+# background (instance id NAME, its log LOG_DIR/NAME.log, metrics on
+# METRICS_PORT or a free port); sets GATEWAY_PID, adds it to the caller's
+# `pids` array, and returns once /readyz answers.
 start_gateway() {
   PARLEY_INSTANCE_ID="$2" PARLEY_METRICS_PORT="${5:-$(free_port)}" "$1" serve --no-migrate --port "$3" > "$4/$2.log" 2>&1 &
   GATEWAY_PID=$!
